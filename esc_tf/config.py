@@ -1,0 +1,230 @@
+"""One configuration object for every stage of the pipeline.
+
+A :class:`Config` is made of small dataclasses, one per stage. It round-trips through
+YAML or JSON, and any field can be overridden with a dotted ``section.field=value``
+string, so the CLI, notebooks and tests all build the same object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DATA_DIR = "data/ESC-50"
+DATA_DIR_ENV = "ESC_TF_DATA_DIR"
+
+
+@dataclass
+class DataConfig:
+    """Where the dataset is and how it is split."""
+
+    data_dir: str = ""  # empty: $ESC_TF_DATA_DIR, else ./data/ESC-50
+    subset: str = "all"  # "all" or "esc10"
+    split: str = "folds"  # "folds" (official cross-validation) or "stratified" (one 80/20 split)
+    folds: list[int] = field(default_factory=list)  # test folds to run; empty = every fold present
+    test_size: float = 0.2  # for split="stratified"
+    val_fraction: float = 0.125  # early-stopping validation carved from the training clips
+    random_state: int = 42
+    cache_dir: str = ".cache/esc_tf"  # decoded, resampled waveforms are kept here
+
+
+@dataclass
+class AudioConfig:
+    """How clips are turned into fixed-length mono waveforms."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 5.0
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+
+@dataclass
+class FeatureConfig:
+    """The front end: magnitude STFT -> mel -> log -> (DCT) -> per-coefficient normalisation."""
+
+    kind: str = "mfcc"  # "mfcc" or "logmel"
+    frame_length: int = 512  # equal to fft_length so the device FFT sees the same window
+    hop_length: int = 256
+    fft_length: int = 512
+    num_mel_bins: int = 40
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    num_mfcc: int = 13
+    log_offset: float = 1e-6
+    normalize: bool = True  # per-coefficient mean/std measured on the training clips only
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentations; each is off when its strength is 0."""
+
+    enabled: bool = True
+    gain_db: float = 6.0  # uniform random gain in [-gain_db, +gain_db]
+    noise_prob: float = 0.3  # probability of adding white noise
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    shift_seconds: float = 0.5  # circular time shift of up to this much
+    speed_prob: float = 0.3  # probability of resampling (changes tempo and pitch together)
+    speed_range: tuple[float, float] = (0.9, 1.1)
+    time_masks: int = 2  # SpecAugment masks per clip
+    time_mask_fraction: float = 0.1  # largest mask, as a fraction of the frames
+    freq_masks: int = 1
+    freq_mask_fraction: float = 0.15  # largest mask, as a fraction of the coefficients
+    mixup_alpha: float = 0.2  # Beta(alpha, alpha) mixing of batch pairs
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build."""
+
+    preset: str = "default"  # see esc_tf.model.PRESETS
+    dropout: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    """The optimiser and schedule."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_schedule: str = "plateau"  # "plateau", "cosine" or "constant"
+    early_stopping_patience: int = 12
+    class_weights: bool = False
+    seed: int = 42
+    verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved next to its results."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (tuples become lists), ready for YAML or JSON."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def resolved_data_dir(self) -> Path:
+        """The dataset folder: the configured one, else $ESC_TF_DATA_DIR, else ./data/ESC-50."""
+        return Path(self.data.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+    """Convert a parsed value (from YAML/JSON or a CLI string) to a field's declared type."""
+    if isinstance(value, str) and not annotation.startswith("str"):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: cannot parse {value!r}: {exc}") from exc
+    try:
+        if annotation == "bool":
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if annotation == "int":
+            if isinstance(value, bool) or float(value) != int(value):
+                raise TypeError("expected an integer")
+            return int(value)
+        if annotation == "float":
+            return float(value)
+        if annotation == "str":
+            return str(value)
+        if annotation.startswith("list[int]"):
+            if isinstance(value, int):
+                return [value]
+            return [int(v) for v in value]
+        if annotation.startswith("tuple[float, float]"):
+            lo, hi = (float(v) for v in value)
+            return (lo, hi)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not a valid {annotation} ({exc})") from exc
+    raise ConfigError(f"{where}: unsupported field type {annotation}")
+
+
+def _section_from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) in [{section}]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(known)}")
+    kwargs = {k: _coerce(v, str(known[k].type), f"{section}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build a Config from nested dicts; missing fields keep their defaults."""
+    unknown = set(values) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(SECTIONS)}")
+    return Config(**{name: _section_from_dict(cls, values.get(name) or {}, name)
+                     for name, cls in SECTIONS.items()})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML (.yaml/.yml) or JSON (.json) config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return config_from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the config as YAML or JSON, chosen by the file extension."""
+    path = Path(path)
+    d = config.to_dict()
+    text = json.dumps(d, indent=2) if path.suffix == ".json" else yaml.safe_dump(d, sort_keys=False)
+    path.write_text(text)
+
+
+def apply_override(config: Config, assignment: str) -> Config:
+    """Return a copy of ``config`` with ``section.field=value`` applied."""
+    key, sep, raw = assignment.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot:
+        raise ConfigError(f"override {assignment!r} must look like section.field=value")
+    values = config.to_dict()
+    if section not in values or name not in values[section]:
+        raise ConfigError(f"override {assignment!r}: no option {key!r}")
+    values[section][name] = raw
+    return config_from_dict(values)
+
+
+def describe_options() -> str:
+    """Every config option with its default, for --help."""
+    lines = []
+    defaults = Config().to_dict()
+    for section, fields in defaults.items():
+        for name, value in fields.items():
+            lines.append(f"  {section}.{name} = {json.dumps(value)}")
+    return "\n".join(lines)

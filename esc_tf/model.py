@@ -1,0 +1,65 @@
+"""AudioCNN builders (tf_keras, so tfmot can prune them) and their presets.
+
+Input is ``(coefficients, frames, 1)``: 13 MFCCs x frames for the default front end.
+
+- ``seed``: the original design. Conv2D 16 3x3 -> ReLU -> MaxPool 2x2 -> Conv2D 32 3x3 ->
+  ReLU -> MaxPool -> Dropout 0.3 -> Flatten -> Dense 64 -> Dense classes. The Flatten head
+  grows with the clip length (hundreds of KB as int8).
+- ``default``: three Conv-BN-ReLU-MaxPool blocks (32, 64, 128 channels), global average
+  pooling, dropout and a Dense classifier: under 128 KB as an int8 model whatever the
+  clip length (measured: see README).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import tf_keras as keras
+from tf_keras import layers
+
+from esc_tf.config import ModelConfig
+
+Builder = Callable[[tuple[int, int, int], int, ModelConfig], keras.Model]
+
+
+def build_seed(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
+    """The seed AudioCNN of the original design (Flatten -> Dense 64 head)."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Conv2D(16, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(config.dropout),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(num_classes),
+    ], name="audiocnn_seed")
+
+
+def _conv_block(x, filters: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    return layers.MaxPooling2D(2, padding="same")(x)
+
+
+def build_default(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
+    """Conv-BN-ReLU blocks with a global-pooling head: small and independent of clip length."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128):
+        x = _conv_block(x, filters)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(config.dropout)(x)
+    outputs = layers.Dense(num_classes)(x)
+    return keras.Model(inputs, outputs, name="audiocnn_default")
+
+
+PRESETS: dict[str, Builder] = {"seed": build_seed, "default": build_default}
+
+
+def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
+    """Build the preset named in ``config``; outputs are logits (softmax is applied by the loss)."""
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[config.preset](input_shape, num_classes, config)

@@ -1,0 +1,268 @@
+"""``python -m esc_tf.train``: cross-validated training of the AudioCNN, then a report.
+
+Every fold trains on the training folds only: its early-stopping validation clips are
+carved from them (grouped by source recording), its normalisation statistics are
+measured on them, and its test fold is touched only for the final evaluation. Each
+finished fold leaves ``fold*/result.json``; re-running the same command skips those.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tf_keras as keras
+from sklearn.metrics import accuracy_score
+from sklearn.utils.class_weight import compute_class_weight
+
+from esc_tf import data as data_mod
+from esc_tf import pipeline, report
+from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
+                           save_config)
+from esc_tf.data import DatasetError, Split
+from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
+from esc_tf.model import PRESETS, build_model
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class FoldResult:
+    """What one fold's model scored on its own, never-seen test clips."""
+
+    name: str
+    accuracy: float
+    y_true: list[int]
+    y_pred: list[int]
+    test_files: list[str]
+    epochs_trained: int
+    wall_seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
+    """A stable run folder for a config, so the same command finds and resumes it.
+
+    Folds to run and verbosity do not change the folder; everything that changes results does.
+    """
+    d = config.to_dict()
+    d["data"].pop("folds")
+    d["data"].pop("cache_dir")
+    d["train"].pop("verbose")
+    d["data"]["data_dir"] = str(config.resolved_data_dir().resolve())
+    fingerprint = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"{config.resolved_data_dir().resolve().name}-{config.data.subset}-{config.model.preset}-" \
+           f"{config.data.split}-{fingerprint}"
+    return Path(runs_root) / name
+
+
+def _lr_callback(config: Config) -> keras.callbacks.Callback | None:
+    t = config.train
+    if t.lr_schedule == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                 patience=max(1, t.early_stopping_patience // 3),
+                                                 min_lr=t.learning_rate / 64, verbose=0)
+    if t.lr_schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(
+            lambda epoch: t.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / t.epochs)))
+    if t.lr_schedule == "constant":
+        return None
+    raise ConfigError(f"train.lr_schedule must be plateau, cosine or constant, not {t.lr_schedule!r}")
+
+
+class _EpochLogger(keras.callbacks.Callback):
+    """Records the learning rate with the other metrics of each epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+
+
+def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,
+               fold_dir: Path) -> FoldResult:
+    """Train one model on ``split.train``, stop on ``split.val``, score it on ``split.test``."""
+    start = time.time()
+    split.check_disjoint()
+    seed = config.train.seed + (split.test_fold or 0)
+    keras.utils.set_random_seed(seed)
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    normalization = normalization_stats(waves[split.train], config)
+    train_ds = pipeline.train_dataset(waves[split.train], y[split.train], num_classes, config,
+                                      normalization, seed=seed)
+    val_ds = pipeline.eval_dataset(waves[split.val], y[split.val], num_classes, config, normalization)
+    test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
+
+    model = build_model((*feature_shape(config), 1), num_classes, config.model)
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    callbacks: list[keras.callbacks.Callback] = [
+        _EpochLogger(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(fold_dir / "checkpoint.weights.h5"), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(fold_dir / "tensorboard"), write_graph=False),
+    ]
+    lr = _lr_callback(config)
+    if lr is not None:
+        callbacks.append(lr)
+    class_weight = None
+    if config.train.class_weights:
+        classes = np.arange(num_classes)
+        weights = compute_class_weight("balanced", classes=classes, y=y[split.train])
+        class_weight = dict(zip(classes.tolist(), weights.tolist()))
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                        callbacks=callbacks, class_weight=class_weight, verbose=config.train.verbose)
+
+    logits = model.predict(test_ds, verbose=0)
+    y_pred = logits.argmax(axis=1)
+    model.save(fold_dir / "model.keras")
+    _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
+    return FoldResult(
+        name=split.name,
+        accuracy=float(accuracy_score(y[split.test], y_pred)),
+        y_true=y[split.test].tolist(),
+        y_pred=y_pred.tolist(),
+        test_files=meta["filename"].iloc[split.test].tolist(),
+        epochs_trained=len(history.history["loss"]),
+        wall_seconds=time.time() - start,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+    )
+
+
+def write_split(split: Split, meta: pd.DataFrame, fold_dir: Path) -> None:
+    """Record which clips each part of the split used, for audit."""
+    names = meta["filename"].to_numpy()
+    _write_json_atomic(fold_dir / "split.json", {
+        "train": names[split.train].tolist(), "val": names[split.val].tolist(),
+        "test": names[split.test].tolist(), "test_fold": split.test_fold})
+
+
+def load_fold_result(fold_dir: Path) -> FoldResult | None:
+    path = fold_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    return FoldResult(**json.loads(path.read_text()))
+
+
+def run_cross_validation(config: Config, runs_root: str | Path = "runs",
+                         run_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Validate the data, train every requested fold (skipping finished ones), write the report.
+
+    Nothing is written before the dataset has been validated and decoded, so bad input leaves
+    no run folder behind. Returns the run folder.
+    """
+    check_feature_config(config.features, config.audio)
+    if config.model.preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
+    started = time.time()
+    meta = data_mod.load_dataset(config)
+    splits = data_mod.make_splits(meta, config.data)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+
+    run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
+    fresh = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        save_config(config, run_dir / "config.yaml")
+        for i, split in enumerate(splits, 1):
+            fold_dir = run_dir / split.name
+            if load_fold_result(fold_dir) is not None:
+                print(f"[{i}/{len(splits)}] {split.name}: already finished, skipping", flush=True)
+                continue
+            print(f"[{i}/{len(splits)}] {split.name}: train {len(split.train)}, val {len(split.val)}, "
+                  f"test {len(split.test)} clips", flush=True)
+            fold_dir.mkdir(exist_ok=True)
+            write_split(split, meta, fold_dir)
+            result = train_fold(split, meta, waves, config, fold_dir)
+            _write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
+            print(f"[{i}/{len(splits)}] {split.name}: test accuracy {result.accuracy:.4f} "
+                  f"({result.epochs_trained} epochs, {result.wall_seconds:.0f} s)", flush=True)
+    except BaseException:
+        if fresh and not any(run_dir.glob(f"*/{RESULT_FILE}")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing finished: leave no half run
+        raise
+    results = [r for r in (load_fold_result(d) for d in sorted(run_dir.glob("*/"))) if r is not None]
+    report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
+    return run_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m esc_tf.train",
+        description="Cross-validated training of an AudioCNN on ESC-50 (or any folder in its layout).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every config option (set with --set section.option=value or a --config file):\n"
+               + describe_options())
+    parser.add_argument("--data-dir", help="dataset folder with meta/esc50.csv and audio/ "
+                        "(default: $ESC_TF_DATA_DIR, else ./data/ESC-50)")
+    parser.add_argument("--config", help="YAML or JSON config file (sections as in the list below)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: default)")
+    parser.add_argument("--split", choices=["folds", "stratified"],
+                        help="folds: cross-validation on the official folds (default); "
+                             "stratified: one 80/20 stratified split")
+    parser.add_argument("--folds", help="test folds to run, e.g. 1,3 (default: all present)")
+    parser.add_argument("--subset", choices=["all", "esc10"], help="all classes, or the ESC-10 ones")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                        help="override any config option; repeatable")
+    parser.add_argument("--runs-root", default="runs", help="where run folders are made (default: runs)")
+    parser.add_argument("--run-dir", help="use this run folder instead of the derived one")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults, then the config file, then the flags, then --set overrides."""
+    config = load_config(args.config) if args.config else Config()
+    flags = {"data.data_dir": args.data_dir, "model.preset": args.preset, "data.split": args.split,
+             "data.folds": f"[{args.folds}]" if args.folds else None, "data.subset": args.subset,
+             "train.epochs": args.epochs, "train.batch_size": args.batch_size,
+             "train.learning_rate": args.lr, "train.seed": args.seed,
+             "augment.enabled": "false" if args.no_augment else None}
+    for key, value in flags.items():
+        if value is not None:
+            config = apply_override(config, f"{key}={value}")
+    for assignment in args.set:
+        config = apply_override(config, assignment)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        run_dir = run_cross_validation(config, args.runs_root, args.run_dir)
+    except (ConfigError, DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

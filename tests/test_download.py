@@ -1,0 +1,271 @@
+"""Tests for esc_tf.download against a real local HTTP server (no internet)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from esc_tf import download
+from esc_tf.download import DownloadError, download_esc50
+
+CSV_TEXT = (
+    "filename,fold,target,category,esc10,src_file,take\n"
+    "1-100032-A-0.wav,1,0,dog,True,100032,A\n"
+    "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n"
+)
+AUDIO = {
+    "1-100032-A-0.wav": b"RIFF-fake-dog",
+    "1-100038-A-14.wav": b"RIFF-fake-bird",
+}
+DEAD_URL = "http://127.0.0.1:9/x.zip"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class Server:
+    """A directory served over HTTP on 127.0.0.1."""
+
+    def __init__(self, root: Path, base_url: str) -> None:
+        self.root = root
+        self.base_url = base_url
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure urllib talks to 127.0.0.1 directly even if a proxy is configured."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    host, port = httpd.server_address[:2]
+    try:
+        yield Server(root, f"http://{host}:{port}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def make_zip(path: Path, members: dict[str, bytes | str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def esc50_members(top: str = "ESC-50-master/") -> dict[str, bytes | str]:
+    members: dict[str, bytes | str] = {top + "meta/esc50.csv": CSV_TEXT}
+    for name, data in AUDIO.items():
+        members[top + "audio/" + name] = data
+    return members
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "ESC-50"
+
+
+def assert_clean_failure(dest: Path) -> None:
+    """No destination and no temporary leftovers next to it."""
+    assert not dest.exists()
+    if dest.parent.exists():
+        assert list(dest.parent.iterdir()) == []
+
+
+def assert_dataset(dest: Path) -> None:
+    assert (dest / "meta" / "esc50.csv").read_text() == CSV_TEXT
+    for name, data in AUDIO.items():
+        assert (dest / "audio" / name).read_bytes() == data
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_download_success_with_checksum(server: Server, dest: Path) -> None:
+    archive = make_zip(server.root / "master.zip", esc50_members())
+    result = download_esc50(dest, url=server.url("master.zip"), sha256=sha256_of(archive), progress=False)
+    assert result == dest
+    assert isinstance(result, Path)
+    assert_dataset(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["ESC-50"]  # no temp files left
+
+
+def test_download_success_without_checksum_and_progress(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    download_esc50(str(dest), url=server.url("master.zip"), progress=True)
+    assert_dataset(dest)
+
+
+def test_dataset_at_zip_root(server: Server, dest: Path) -> None:
+    make_zip(server.root / "flat.zip", esc50_members(top=""))
+    download_esc50(dest, url=server.url("flat.zip"), progress=False)
+    assert_dataset(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["ESC-50"]
+
+
+def test_empty_dest_dir_is_replaced(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    dest.mkdir(parents=True)
+    download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_dataset(dest)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_wrong_sha256(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    with pytest.raises(DownloadError, match="checksum") as info:
+        download_esc50(dest, url=server.url("master.zip"), sha256="0" * 64, progress=False)
+    assert "0" * 64 in str(info.value)
+    assert_clean_failure(dest)
+
+
+def test_http_404(server: Server, dest: Path) -> None:
+    url = server.url("missing.zip")
+    with pytest.raises(DownloadError, match="404") as info:
+        download_esc50(dest, url=url, progress=False)
+    assert url in str(info.value)
+    assert_clean_failure(dest)
+
+
+def test_network_error(dest: Path) -> None:
+    with pytest.raises(DownloadError, match="127.0.0.1:9"):
+        download_esc50(dest, url=DEAD_URL, progress=False, timeout=2)
+    assert_clean_failure(dest)
+
+
+def test_not_a_zip(server: Server, dest: Path) -> None:
+    (server.root / "master.zip").write_text("<html>not a zip</html>")
+    with pytest.raises(DownloadError, match="not a zip"):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+
+
+def test_zip_without_metadata(server: Server, dest: Path) -> None:
+    members = esc50_members()
+    del members["ESC-50-master/meta/esc50.csv"]
+    make_zip(server.root / "master.zip", members)
+    with pytest.raises(DownloadError, match="meta/esc50.csv"):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+
+
+def test_zip_without_audio(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", {"ESC-50-master/meta/esc50.csv": CSV_TEXT})
+    with pytest.raises(DownloadError, match="audio"):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+
+
+def test_zip_with_two_dataset_roots(server: Server, dest: Path) -> None:
+    members = {**esc50_members("a/"), **esc50_members("b/")}
+    make_zip(server.root / "master.zip", members)
+    with pytest.raises(DownloadError, match="several dataset roots"):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "ESC-50-master/../../evil.txt", "/tmp/evil.txt"])
+def test_zip_slip_rejected(server: Server, dest: Path, tmp_path: Path, evil: str) -> None:
+    members = esc50_members()
+    members[evil] = b"pwned"
+    make_zip(server.root / "master.zip", members)
+    with pytest.raises(DownloadError, match="unsafe path"):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_dest_not_empty_and_not_dataset(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    dest.mkdir(parents=True)
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(DownloadError, match="not empty") as info:
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert str(dest) in str(info.value)
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
+
+
+def test_keyboard_interrupt_cleans_up(
+    server: Server, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download, "_open_zip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download_esc50(dest, url=server.url("master.zip"), progress=False)
+    assert_clean_failure(dest)
+
+
+# --------------------------------------------------------------------------- already present
+
+
+def test_already_present_skips_download(
+    dest: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (dest / "meta").mkdir(parents=True)
+    (dest / "meta" / "esc50.csv").write_text(CSV_TEXT)
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no HTTP request expected")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", no_network)
+    assert download_esc50(dest, url=DEAD_URL, progress=False) == dest
+    assert "already present" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_main_success(server: Server, dest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = make_zip(server.root / "master.zip", esc50_members())
+    argv = ["--dest", str(dest), "--url", server.url("master.zip"), "--sha256", sha256_of(archive), "--no-progress"]
+    assert download.main(argv) == 0
+    assert_dataset(dest)
+    assert str(dest.resolve()) in capsys.readouterr().out
+
+
+def test_main_failure(server: Server, dest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert download.main(["--dest", str(dest), "--url", server.url("nope.zip"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "404" in err
+    assert_clean_failure(dest)
+
+
+def test_main_dest_from_env(
+    server: Server, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    monkeypatch.setenv("ESC_TF_DATA_DIR", str(dest))
+    assert download.main(["--url", server.url("master.zip"), "--no-progress"]) == 0
+    assert_dataset(dest)
