@@ -38,7 +38,7 @@ def build_seed(input_shape: tuple[int, int, int], num_classes: int, config: Mode
 
 def _conv_block(x, filters: int):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)  # few steps per epoch: 0.99 lags the weights
     x = layers.ReLU()(x)
     return layers.MaxPooling2D(2, padding="same")(x)
 
