@@ -311,8 +311,9 @@ def carve_validation(meta: pd.DataFrame, train: np.ndarray, fraction: float,
     """Split training rows into (fit, validation), stratified by class, grouped by source."""
     if fraction <= 0:
         return train, np.array([], dtype=int)
-    n_splits = max(2, int(round(1 / fraction)))
     y = labels(meta)[train]
+    # Tiny datasets: fewer, larger folds, since every class needs a member in most folds.
+    n_splits = max(2, min(int(round(1 / fraction)), int(np.bincount(y).max())))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit, val = next(splitter.split(train, y, _groups(meta)[train]))
     return train[fit], train[val]

@@ -1,0 +1,177 @@
+"""End to end: cross-validation on a synthetic dataset, resume, reports, bad input, no leakage."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esc_tf import data, train
+from esc_tf.config import Config
+from esc_tf.features import Normalization, normalization_stats
+from tests.conftest import make_dataset, small_config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, dataset_dir) -> tuple[Path, Config]:
+    tmp = tmp_path_factory.mktemp("run")
+    config = small_config(dataset_dir, tmp)
+    config.data.folds = [1, 2]
+    return train.run_cross_validation(config, tmp / "runs", progress=False), config
+
+
+def test_two_epochs_beat_chance(finished_run):
+    run_dir, _ = finished_run
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [f["name"] for f in report["folds"]] == ["fold1", "fold2"]
+    assert report["mean_accuracy"] > 0.6  # chance is 1/3
+    assert report["test_clips"] == 12
+
+
+def test_report_contents(finished_run):
+    run_dir, config = finished_run
+    report = json.loads((run_dir / "report.json").read_text())
+    results = [train.load_fold_result(run_dir / n) for n in ("fold1", "fold2")]
+    accs = [r.accuracy for r in results]
+    assert report["mean_accuracy"] == pytest.approx(np.mean(accs))
+    assert report["std_accuracy"] == pytest.approx(np.std(accs, ddof=1))
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == 12
+    assert np.trace(cm) / cm.sum() == pytest.approx(report["pooled_accuracy"])
+    assert set(report["per_class"]) == {"dog", "rain", "chainsaw"}
+    assert report["versions"]["tensorflow"].startswith("2.17")
+    assert report["config"] == config.to_dict()
+    md = (run_dir / "report.md").read_text()
+    assert "± " in md and "| fold1 |" in md and "chainsaw" in md
+    for png in ("curves.png", "confusion.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run_dir / "config.yaml").is_file()
+    for fold in ("fold1", "fold2"):
+        assert (run_dir / fold / "model.keras").is_file()
+        assert (run_dir / fold / "checkpoint.weights.h5").is_file()
+        assert any((run_dir / fold / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_no_test_fold_clip_reaches_training_or_normalisation(finished_run, dataset_dir):
+    run_dir, config = finished_run
+    meta = data.read_metadata(dataset_dir)
+    fold_of = dict(zip(meta["filename"], meta["fold"]))
+    waves = data.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
+    for fold in (1, 2):
+        split = json.loads((run_dir / f"fold{fold}" / "split.json").read_text())
+        assert {fold_of[f] for f in split["test"]} == {fold}
+        assert fold not in {fold_of[f] for f in split["train"] + split["val"]}
+        assert set(split["test"]) == set(meta["filename"][meta["fold"] == fold])
+        # the stored normalisation is exactly the statistics of the training clips
+        train_rows = meta.index[meta["filename"].isin(split["train"])]
+        expected = normalization_stats(waves[train_rows], config)
+        stored = Normalization.from_dict(json.loads((run_dir / f"fold{fold}" / "normalization.json").read_text()))
+        np.testing.assert_allclose(stored.mean, expected.mean, rtol=1e-5)
+
+
+def test_rerun_resumes_and_skips_finished_folds(finished_run, capsys, monkeypatch):
+    run_dir, config = finished_run
+    before = (run_dir / "fold1" / "result.json").stat().st_mtime_ns
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished fold was trained again")
+    monkeypatch.setattr(train, "train_fold", fail)
+    assert train.run_cross_validation(config, run_dir.parent, progress=False) == run_dir
+    assert capsys.readouterr().out.count("already finished, skipping") == 2
+    assert (run_dir / "fold1" / "result.json").stat().st_mtime_ns == before
+
+
+def test_interrupted_fold_is_trained_again(dataset_dir, tmp_path, monkeypatch):
+    config = small_config(dataset_dir, tmp_path)
+    config.data.folds = [1, 2]
+    config.train.epochs = 1
+    real = train.train_fold
+    calls = []
+
+    def crash_on_second(split, *args):
+        calls.append(split.name)
+        if split.name == "fold2" and calls.count("fold2") == 1:
+            raise KeyboardInterrupt
+        return real(split, *args)
+    monkeypatch.setattr(train, "train_fold", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    run_dir = train.run_dir_for(config, tmp_path / "runs")
+    assert (run_dir / "fold1" / "result.json").is_file() and not (run_dir / "fold2" / "result.json").exists()
+    train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    assert calls == ["fold1", "fold2", "fold2"]
+    assert (run_dir / "report.md").is_file()
+
+
+def test_stratified_split_cli(dataset_dir, tmp_path, capsys):
+    code = train.main(["--data-dir", str(dataset_dir), "--split", "stratified", "--epochs", "1",
+                       "--preset", "seed", "--set", "audio.clip_seconds=1.0", "--set", "train.verbose=0",
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(tmp_path / "runs")])
+    assert code == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert "seed-stratified" in run_dir.name
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["folds"][0]["name"] == "stratified" and report["test_clips"] == 6
+    assert report["config"]["model"]["preset"] == "seed"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("csv_column", "missing column"),
+    ("audio", "does not exist"),
+    ("fold", "fold 4 has no clips"),
+    ("truncated", "cannot decode"),
+])
+def test_bad_input_leaves_no_run_folder(dataset_dir, tmp_path, capsys, breakage, message):
+    root = tmp_path / "ds"
+    shutil.copytree(dataset_dir, root)
+    csv = root / "meta" / "esc50.csv"
+    extra = []
+    if breakage == "csv_column":
+        csv.write_text(csv.read_text().replace("category", "label"))
+    elif breakage == "audio":
+        sorted((root / "audio").iterdir())[0].unlink()
+    elif breakage == "fold":
+        lines = csv.read_text().splitlines()
+        csv.write_text("\n".join(line for line in lines if ",4," not in line) + "\n")
+        extra = ["--folds", "4"]
+    else:
+        victim = sorted((root / "audio").iterdir())[3]
+        victim.write_bytes(victim.read_bytes()[:60])
+    code = train.main(["--data-dir", str(root), "--set", "audio.clip_seconds=1.0", "--runs-root",
+                       str(tmp_path / "runs"), "--set", f"data.cache_dir={tmp_path / 'cache'}", *extra])
+    assert code == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and message in last_line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--data-dir", "--split", "--folds", "--subset", "--config", "augment.mixup_alpha",
+                 "train.class_weights", "ESC_TF_DATA_DIR"):
+        assert text in out
+
+
+def test_missing_default_dataset_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ESC_TF_DATA_DIR", raising=False)
+    assert train.main([]) == 1
+    err = capsys.readouterr().err
+    assert "data/ESC-50" in err and "python -m esc_tf.data download" in err
+
+
+def test_config_file_and_class_weights(tmp_path):
+    root = make_dataset(tmp_path / "ds", clips_per_class_per_fold=2, folds=(1, 2))
+    (tmp_path / "c.json").write_text(json.dumps({
+        "data": {"data_dir": str(root), "cache_dir": str(tmp_path / "cache")},
+        "audio": {"clip_seconds": 1.0}, "model": {"preset": "seed"},
+        "train": {"epochs": 1, "class_weights": True, "lr_schedule": "cosine", "verbose": 0}}))
+    assert train.main(["--config", str(tmp_path / "c.json"), "--folds", "2",
+                       "--runs-root", str(tmp_path / "runs")]) == 0
+    saved = (next((tmp_path / "runs").iterdir()) / "config.yaml").read_text()
+    assert "class_weights: true" in saved and "lr_schedule: cosine" in saved
