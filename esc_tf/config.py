@@ -102,6 +102,29 @@ class TrainConfig:
 
 
 @dataclass
+class PruneConfig:
+    """tfmot magnitude pruning of each trained model, with fine-tuning."""
+
+    enabled: bool = True
+    target_sparsity: float = 0.5  # fraction of each prunable kernel set to zero
+    fine_tune_epochs: int = 10
+    learning_rate: float = 2e-4
+
+
+@dataclass
+class ExportConfig:
+    """int8 conversion, device budgets and where the deployable files go."""
+
+    edge_eval: bool = True  # prune, quantise and score every CV fold's model on its test fold
+    deploy: bool = True  # after CV, train the deployment model on all clips and export it
+    representative_clips: int = 200  # calibration clips, drawn from training clips only
+    arena_margin: float = 0.10  # arena written to model_settings.h = measured minimum * (1 + margin)
+    flash_budget_bytes: int = 0  # refuse a larger int8 .tflite (0: no limit)
+    arena_budget_bytes: int = 0  # refuse a larger measured TFLM arena (0: no limit)
+    publish_dir: str = "tflite"  # the exported files are mirrored here ("" to keep them in the run only)
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved next to its results."""
 
@@ -111,6 +134,8 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists (tuples become lists), ready for YAML or JSON."""

@@ -63,3 +63,19 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     if config.preset not in PRESETS:
         raise ValueError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[config.preset](input_shape, num_classes, config)
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one inference, from the Conv, depthwise Conv and Dense layers."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            macs += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c = layer.output.shape
+            in_c = layer.input.shape[-1] // layer.groups
+            macs += h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * in_c
+        elif isinstance(layer, layers.Dense):
+            macs += layer.input.shape[-1] * layer.units
+    return int(macs)

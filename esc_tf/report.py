@@ -62,6 +62,92 @@ def summarize(results: list["FoldResult"], class_names: list[str]) -> dict[str, 
     }
 
 
+EDGE_VARIANTS = {
+    "keras_float": "Keras float",
+    "tflite_float": "float .tflite (LiteRT)",
+    "pruned_float": "pruned Keras float",
+    "int8_unpruned_litert": "int8, not pruned (LiteRT)",
+    "int8_litert": "int8 (LiteRT)",
+    "int8_tflm": "int8 (TFLM)",
+}
+EDGE_SIZES = ("params", "macs", "float_tflite_bytes", "float_tflite_gzip_bytes", "int8_unpruned_bytes",
+              "int8_unpruned_gzip_bytes", "int8_bytes", "int8_gzip_bytes", "tflm_arena_bytes")
+
+
+def summarize_edge(edge: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold and pooled accuracy of every runtime variant, agreement, and sizes."""
+    y_true = np.concatenate([e["y_true"] for e in edge])
+    variants = {}
+    for key in EDGE_VARIANTS:
+        if not all(key in e["variants"] for e in edge):
+            continue
+        folds = [e["variants"][key]["accuracy"] for e in edge]
+        pooled = np.concatenate([e["variants"][key]["y_pred"] for e in edge])
+        variants[key] = {"per_fold": folds, "mean": float(np.mean(folds)),
+                         "std": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
+                         "pooled": float(np.mean(pooled == y_true))}
+    agreement = {k: float(np.average([e["agreement"][k] for e in edge], weights=[e["test_clips"] for e in edge]))
+                 for k in edge[0]["agreement"]}
+    sizes = {k: float(np.mean([e["sizes"][k] for e in edge])) for k in EDGE_SIZES}
+    return {"folds": [e["name"] for e in edge], "variants": variants, "agreement_pooled": agreement,
+            "sizes_mean_over_folds": sizes,
+            "kernel_sparsity": float(np.mean([e["kernel_sparsity"] for e in edge])),
+            "calibration_clips": [e["calibration_clips"] for e in edge]}
+
+
+def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[str]:
+    v = edge["variants"]
+    lines = ["## Float vs int8 vs TFLM (each fold's model pruned, quantised and scored on its own test fold)", "",
+             "| variant | " + " | ".join(edge["folds"]) + " | mean ± std | pooled |",
+             "|---|" + "---|" * (len(edge["folds"]) + 2)]
+    for key, label in EDGE_VARIANTS.items():
+        if key in v:
+            lines.append(f"| {label} | " + " | ".join(f"{a:.4f}" for a in v[key]["per_fold"])
+                         + f" | {v[key]['mean']:.4f} ± {v[key]['std']:.4f} | {v[key]['pooled']:.4f} |")
+    a = edge["agreement_pooled"]
+    sz = edge["sizes_mean_over_folds"]
+    drop = v["keras_float"]["pooled"] - v["int8_tflm"]["pooled"]
+    lines += ["", f"int8 (TFLM) costs **{100 * drop:+.2f} pp** of pooled accuracy against the Keras float model "
+              f"(negative: int8 scored higher). Top-1 agreement: Keras float vs int8 TFLM "
+              f"{a['keras_float_vs_int8_tflm']:.4f}; pruned float vs int8 TFLM {a['pruned_float_vs_int8_tflm']:.4f}; "
+              f"int8 LiteRT vs int8 TFLM {a['int8_litert_vs_int8_tflm']:.4f}.", "",
+              f"Footprint (mean over folds): {int(sz['params'])} parameters, {int(sz['macs'])} MACs per inference; "
+              f"float .tflite {int(sz['float_tflite_bytes'])} B; int8 .tflite {int(sz['int8_bytes'])} B; "
+              f"TFLM arena {int(sz['tflm_arena_bytes'])} B (measured minimum).", "",
+              "What pruning bought (kernel sparsity "
+              f"{edge['kernel_sparsity']:.2f}): the dense int8 .tflite does not shrink "
+              f"({int(sz['int8_unpruned_bytes'])} B unpruned vs {int(sz['int8_bytes'])} B pruned), its gzip "
+              f"size for an over-the-air update does ({int(sz['int8_unpruned_gzip_bytes'])} B vs "
+              f"{int(sz['int8_gzip_bytes'])} B, {100 * (1 - sz['int8_gzip_bytes'] / sz['int8_unpruned_gzip_bytes']):.1f} % "
+              f"smaller), at an accuracy cost of {100 * (v['int8_unpruned_litert']['pooled'] - v['int8_litert']['pooled']):+.2f} pp "
+              "(int8 unpruned vs int8 pruned, LiteRT, pooled)." if "int8_unpruned_litert" in v else "",
+              "", "![float vs int8](edge.png)", ""]
+    if deploy:
+        lines += ["## Deployment model (trained on all clips: no held-out accuracy)", "",
+                  f"int8 .tflite {deploy['int8_tflite_bytes']} B (gzip {deploy['int8_tflite_gzip_bytes']} B), "
+                  f"TFLM arena measured {deploy['arena_measured_bytes']} B, written as {deploy['arena_size_bytes']} B; "
+                  f"ops: {', '.join(deploy['ops'])}; input scale {deploy['input_scale']:.6g}, zero point "
+                  f"{deploy['input_zero_point']}. Files in `deploy/`.", ""]
+    return lines
+
+
+def plot_edge(edge: dict[str, Any], path: Path) -> None:
+    """Pooled accuracy of every variant, with each fold's accuracy as dots."""
+    keys = [k for k in EDGE_VARIANTS if k in edge["variants"]]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    pooled = [edge["variants"][k]["pooled"] for k in keys]
+    ax.bar(range(len(keys)), pooled, color="#8fb3d9")
+    for i, k in enumerate(keys):
+        ax.plot([i] * len(edge["folds"]), edge["variants"][k]["per_fold"], "k.", alpha=0.6)
+        ax.text(i, pooled[i] + 0.01, f"{pooled[i]:.3f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(keys)), [EDGE_VARIANTS[k] for k in keys], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (bars: pooled, dots: folds)")
+    ax.set_ylim(0, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Run report: {meta['run_dir']}", "",
              f"Command: `{meta['command']}`", "",
@@ -79,6 +165,8 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     for name, s in summary["per_class"].items():
         lines.append(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1-score']:.3f} | "
                      f"{int(s['support'])} |")
+    if summary.get("edge"):
+        lines += [""] + _edge_markdown(summary["edge"], summary.get("deploy"))
     lines += ["", "![training curves](curves.png)", "", "![confusion matrix](confusion.png)", "",
               "## Package versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in meta["versions"].items()]
@@ -121,6 +209,12 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     """Write report.json, report.md and the two PNGs into ``run_dir``; return the summary."""
     run_dir = Path(run_dir)
     summary = summarize(results, class_names)
+    edge = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/edge.json"))]
+    if edge:
+        summary["edge"] = summarize_edge(edge)
+        plot_edge(summary["edge"], run_dir / "edge.png")
+    if (run_dir / "deploy" / "export.json").is_file():
+        summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     meta = {"run_dir": str(run_dir), "command": shlex.join(["python", "-m", "esc_tf.train", *sys.argv[1:]])
             if Path(sys.argv[0]).name == "train.py" else shlex.join(sys.argv),
             "wall_seconds": wall_seconds, "versions": package_versions()}

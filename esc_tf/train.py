@@ -30,10 +30,12 @@ from esc_tf import pipeline, report
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
                            save_config)
 from esc_tf.data import DatasetError, Split
+from esc_tf.evaluate import ModelError, ModelMeta
 from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
 from esc_tf.model import PRESETS, build_model
 
 RESULT_FILE = "result.json"
+tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
 @dataclass
@@ -97,21 +99,14 @@ class _EpochLogger(keras.callbacks.Callback):
             logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
-def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,
-               fold_dir: Path) -> FoldResult:
-    """Train one model on ``split.train``, stop on ``split.val``, score it on ``split.test``."""
-    start = time.time()
-    split.check_disjoint()
-    seed = config.train.seed + (split.test_fold or 0)
+def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
+              num_classes: int, config: Config, workdir: Path, seed: int
+              ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
+    """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only."""
     keras.utils.set_random_seed(seed)
-    y = data_mod.labels(meta)
-    num_classes = int(y.max()) + 1
-    normalization = normalization_stats(waves[split.train], config)
-    train_ds = pipeline.train_dataset(waves[split.train], y[split.train], num_classes, config,
-                                      normalization, seed=seed)
-    val_ds = pipeline.eval_dataset(waves[split.val], y[split.val], num_classes, config, normalization)
-    test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
-
+    normalization = normalization_stats(waves[fit_rows], config)
+    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed)
+    val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     model = build_model((*feature_shape(config), 1), num_classes, config.model)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -120,9 +115,9 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
         _EpochLogger(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
                                       restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(fold_dir / "checkpoint.weights.h5"), monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(str(workdir / "checkpoint.weights.h5"), monitor="val_loss",
                                         save_best_only=True, save_weights_only=True),
-        keras.callbacks.TensorBoard(log_dir=str(fold_dir / "tensorboard"), write_graph=False),
+        keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), write_graph=False),
     ]
     lr = _lr_callback(config)
     if lr is not None:
@@ -130,24 +125,37 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     class_weight = None
     if config.train.class_weights:
         classes = np.arange(num_classes)
-        weights = compute_class_weight("balanced", classes=classes, y=y[split.train])
+        weights = compute_class_weight("balanced", classes=classes, y=y[fit_rows])
         class_weight = dict(zip(classes.tolist(), weights.tolist()))
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
                         callbacks=callbacks, class_weight=class_weight, verbose=config.train.verbose)
+    return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
-    logits = model.predict(test_ds, verbose=0)
-    y_pred = logits.argmax(axis=1)
+
+def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,
+               fold_dir: Path) -> FoldResult:
+    """Train one model on ``split.train``, stop on ``split.val``, score it on ``split.test``."""
+    start = time.time()
+    split.check_disjoint()
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    model, normalization, history = fit_model(waves, y, split.train, split.val, num_classes, config,
+                                              fold_dir, seed=config.train.seed + (split.test_fold or 0))
+    test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
+    y_pred = model.predict(test_ds, verbose=0).argmax(axis=1)
     model.save(fold_dir / "model.keras")
     _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
+    trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist()
+    ModelMeta(config, normalization, data_mod.class_names(meta), trained_on).save(fold_dir)
     return FoldResult(
         name=split.name,
         accuracy=float(accuracy_score(y[split.test], y_pred)),
         y_true=y[split.test].tolist(),
         y_pred=y_pred.tolist(),
         test_files=meta["filename"].iloc[split.test].tolist(),
-        epochs_trained=len(history.history["loss"]),
+        epochs_trained=len(history["loss"]),
         wall_seconds=time.time() - start,
-        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        history=history,
     )
 
 
@@ -211,7 +219,9 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m esc_tf.train",
-        description="Cross-validated training of an AudioCNN on ESC-50 (or any folder in its layout).",
+        description="Cross-validated training of an AudioCNN on ESC-50 (or any folder in its layout), "
+                    "then the edge stages: per fold, prune + int8 + TFLM scored on the fold's test clips; "
+                    "finally the deployment model exported for TFLM (see export.* options).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Every config option (set with --set section.option=value or a --config file):\n"
                + describe_options())
@@ -257,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         run_dir = run_cross_validation(config, args.runs_root, args.run_dir)
-    except (ConfigError, DatasetError, ValueError) as exc:
+        if config.export.edge_eval or config.export.deploy:
+            from esc_tf.edge import run_edge_stages  # late: edge builds on this module's fit_model
+            run_edge_stages(run_dir)
+    except (ConfigError, DatasetError, ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"report: {run_dir / 'report.md'}")

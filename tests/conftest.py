@@ -62,7 +62,16 @@ def small_config(data_dir: Path, tmp_path: Path) -> Config:
     config.train.epochs = 2
     config.train.batch_size = 8
     config.train.verbose = 0
+    config.prune.fine_tune_epochs = 2
+    config.export.representative_clips = 12
+    config.export.publish_dir = ""
     return config
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative defaults (runs/, tflite/, .cache/) land in a temporary folder, not the repo."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

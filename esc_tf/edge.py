@@ -1,0 +1,151 @@
+"""Edge stages: what int8 on a microcontroller costs, measured fold by fold, and the export.
+
+For every cross-validation fold (``edge_fold``): the fold's trained model is pruned and
+fine-tuned on the fold's training clips, converted to float and int8 ``.tflite`` (int8
+calibrated on the fold's training clips), and every variant is scored on the fold's own
+test clips: Keras float, LiteRT float, pruned Keras float, int8 without pruning (LiteRT),
+int8 (LiteRT) and int8 in the TFLM interpreter. Results go to ``foldN/edge.json``.
+
+``deploy`` trains the deployment model on all clips (early stopping on a grouped
+validation carve), prunes, quantises and writes the deployable files (``esc_tf.export``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tf_keras as keras
+
+from esc_tf import data as data_mod
+from esc_tf import pipeline, report
+from esc_tf.config import Config, apply_override, load_config
+from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, keras_predictor
+from esc_tf.export import gzip_size, measure_arena, write_deployment
+from esc_tf.features import Normalization
+from esc_tf.model import count_macs
+from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
+from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
+from esc_tf.train import RESULT_FILE, _write_json_atomic, fit_model, load_fold_result
+
+EDGE_FILE = "edge.json"
+DEPLOY_DIR = "deploy"
+
+
+def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
+           num_classes: int, config: Config, normalization: Normalization) -> keras.Model:
+    if not config.prune.enabled:
+        return model
+    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization,
+                                      seed=config.train.seed)
+    val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
+    return prune_and_fine_tune(model, train_ds, val_ds, config.prune)
+
+
+def _calibration(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, config: Config,
+                 normalization: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the calibration clips (training clips only) and their row numbers."""
+    rows = fit_rows[representative_indices(y[fit_rows], config.export.representative_clips, config.train.seed)]
+    return pipeline.feature_array(waves[rows], config, normalization), rows
+
+
+def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
+    """Prune, quantise and score one fold's model on its own test clips; writes ``edge.json``."""
+    start = time.time()
+    split = json.loads((fold_dir / "split.json").read_text())
+    row_of = {name: i for i, name in enumerate(meta["filename"])}
+    fit_rows, val_rows, test_rows = (np.array([row_of[n] for n in split[k]], int) for k in ("train", "val", "test"))
+    assert not set(test_rows) & (set(fit_rows) | set(val_rows)), "a test clip is in the training part"
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    normalization = Normalization.from_dict(json.loads((fold_dir / "normalization.json").read_text()))
+    model = keras.models.load_model(fold_dir / "model.keras", compile=False)
+    pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
+    calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
+    float_bytes = to_float_tflite(model)
+    int8_plain = to_int8_tflite(model, calibration)
+    int8 = to_int8_tflite(pruned, calibration) if config.prune.enabled else int8_plain
+    (fold_dir / "model_int8.tflite").write_bytes(int8)
+
+    test = pipeline.feature_array(waves[test_rows], config, normalization)
+    predictors = {"keras_float": keras_predictor(model), "tflite_float": LiteRTPredictor(float_bytes),
+                  "pruned_float": keras_predictor(pruned), "int8_unpruned_litert": LiteRTPredictor(int8_plain),
+                  "int8_litert": LiteRTPredictor(int8), "int8_tflm": TFLMPredictor(int8)}
+    y_test = y[test_rows]
+    preds = {name: predict(test).argmax(axis=1) for name, predict in predictors.items()}
+    result = {
+        "name": fold_dir.name, "test_clips": len(test_rows), "y_true": y_test.tolist(),
+        "variants": {name: {"accuracy": float(np.mean(p == y_test)), "y_pred": p.tolist()}
+                     for name, p in preds.items()},
+        "agreement": {
+            "keras_float_vs_int8_tflm": float(np.mean(preds["keras_float"] == preds["int8_tflm"])),
+            "pruned_float_vs_int8_tflm": float(np.mean(preds["pruned_float"] == preds["int8_tflm"])),
+            "int8_litert_vs_int8_tflm": float(np.mean(preds["int8_litert"] == preds["int8_tflm"]))},
+        "sizes": {"params": int(model.count_params()), "macs": count_macs(model),
+                  "float_tflite_bytes": len(float_bytes), "float_tflite_gzip_bytes": gzip_size(float_bytes),
+                  "int8_unpruned_bytes": len(int8_plain), "int8_unpruned_gzip_bytes": gzip_size(int8_plain),
+                  "int8_bytes": len(int8), "int8_gzip_bytes": gzip_size(int8),
+                  "tflm_arena_bytes": measure_arena(int8)},
+        "kernel_sparsity": kernel_sparsity(pruned),
+        "calibration_clips": len(calibration_rows),
+        "wall_seconds": time.time() - start,
+    }
+    _write_json_atomic(fold_dir / EDGE_FILE, result)
+    return result
+
+
+def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
+    """Train on all clips, prune, quantise and export; returns the export summary."""
+    out_dir = run_dir / DEPLOY_DIR
+    out_dir.mkdir(exist_ok=True)
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    fit_rows, val_rows = data_mod.carve_validation(meta, np.arange(len(meta)), config.data.val_fraction,
+                                                   config.data.random_state)
+    model, normalization, history = fit_model(waves, y, fit_rows, val_rows, num_classes, config, out_dir,
+                                              seed=config.train.seed)
+    pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
+    calibration, _ = _calibration(waves, y, fit_rows, config, normalization)
+    model_meta = ModelMeta(config, normalization, data_mod.class_names(meta),
+                           meta["filename"].tolist())
+    extra = {"params": int(model.count_params()), "macs": count_macs(model),
+             "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
+             "trained_on_clips": len(meta), "calibration_clips": len(calibration)}
+    return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
+                            extra=extra, publish_dir=config.export.publish_dir or None)
+
+
+def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_model: bool | None = None,
+                    progress: bool = True) -> None:
+    """Per-fold comparison for every finished fold without one, then the deployment export."""
+    started = time.time()
+    config = load_config(run_dir / "config.yaml")
+    for assignment in overrides or []:
+        config = apply_override(config, assignment)
+    meta = data_mod.load_dataset(config)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+    fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
+    if config.export.edge_eval:
+        for i, fold_dir in enumerate(fold_dirs, 1):
+            if (fold_dir / EDGE_FILE).is_file():
+                print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: already done, skipping", flush=True)
+                continue
+            print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: prune, quantise, compare", flush=True)
+            r = edge_fold(fold_dir, meta, waves, config)
+            v = r["variants"]
+            print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: float {v['keras_float']['accuracy']:.4f}, "
+                  f"int8 TFLM {v['int8_tflm']['accuracy']:.4f}, agreement "
+                  f"{r['agreement']['keras_float_vs_int8_tflm']:.4f}", flush=True)
+    if config.export.deploy if deploy_model is None else deploy_model:
+        if (run_dir / DEPLOY_DIR / "export.json").is_file():
+            print("[deploy] already exported, skipping", flush=True)
+        else:
+            print(f"[deploy] training the deployment model on all {len(meta)} clips", flush=True)
+            summary = deploy(run_dir, meta, waves, config)
+            print(f"[deploy] int8 model {summary['int8_tflite_bytes']} bytes, TFLM arena "
+                  f"{summary['arena_size_bytes']} bytes -> {run_dir / DEPLOY_DIR}"
+                  + (f" and {config.export.publish_dir}/" if config.export.publish_dir else ""), flush=True)
+    results = [load_fold_result(d) for d in fold_dirs]
+    report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)

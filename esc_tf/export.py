@@ -1,0 +1,229 @@
+"""Deployable files for TensorFlow Lite Micro, written only after the model passed its checks.
+
+``write_deployment(...)`` writes into one folder:
+
+- ``model_float.tflite``, ``model_int8.tflite``
+- ``model_data.h`` / ``model_data.cc``: the int8 model as ``alignas(16) const unsigned char``
+- ``model_settings.h``: input shape, input/output scale and zero point, labels, sample rate,
+  feature parameters and the measured tensor arena size
+- ``model_op_resolver.h``: a ``MicroMutableOpResolver`` registering exactly the model's ops
+- ``frontend_tables.h``: the device front end's tables (window, mel, DCT, normalisation)
+- ``model_meta.json`` (front end, normalisation, labels, for evaluate/predict) and
+  ``export.json`` (sizes, arena, ops)
+
+Before anything is written the int8 model must load in the TFLM interpreter (so no op is
+missing) and fit the configured flash and arena budgets.
+
+``python -m esc_tf.export --run RUN_DIR`` runs the edge stages of an existing run.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from esc_tf import c_codegen as cg
+from esc_tf.config import Config, ExportConfig
+from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
+from esc_tf.features import feature_shape
+
+MODEL_ARRAY = "g_model_data"
+
+
+@dataclass
+class DeviceCheck:
+    """What the TFLM checks measured on the int8 model."""
+
+    ops: list[str]
+    arena_measured: int
+    arena_size: int  # measured minimum plus the configured margin, 16-byte aligned
+    int8_bytes: int
+
+
+def model_ops(model_bytes: bytes) -> list[str]:
+    """Builtin operator names used by a ``.tflite`` model, in first-use order."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(model_bytes, 0)
+    ops = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            ops.append("CUSTOM:" + code.CustomCode().decode())
+        else:
+            ops.append(names[builtin])
+    return ops
+
+
+def check_for_device(int8_model: bytes, export: ExportConfig) -> DeviceCheck:
+    """Refuse a model TFLM cannot run or that exceeds the flash or arena budget."""
+    if export.flash_budget_bytes and len(int8_model) > export.flash_budget_bytes:
+        raise ModelError(f"int8 model is {len(int8_model)} bytes, over the flash budget of "
+                         f"{export.flash_budget_bytes} bytes (export.flash_budget_bytes)")
+    ops = model_ops(int8_model)
+    custom = [op for op in ops if op.startswith("CUSTOM:")]
+    if custom:
+        raise ModelError(f"model uses custom op(s) {', '.join(custom)}, which TFLM does not provide")
+    measured = measure_arena(int8_model)  # raises with TFLM's message when an op is missing
+    arena = int(math.ceil(measured * (1 + export.arena_margin) / 16) * 16)
+    if export.arena_budget_bytes and arena > export.arena_budget_bytes:
+        raise ModelError(f"TFLM arena needs {measured} bytes ({arena} with the "
+                         f"{export.arena_margin:.0%} margin), over the budget of "
+                         f"{export.arena_budget_bytes} bytes (export.arena_budget_bytes)")
+    return DeviceCheck(ops, measured, arena, len(int8_model))
+
+
+def io_quantization(int8_model: bytes) -> dict[str, float]:
+    """Scale and zero point of the int8 model's input and output tensors."""
+    interpreter = tf.lite.Interpreter(model_content=int8_model)
+    out = {}
+    for kind, details in (("input", interpreter.get_input_details()[0]),
+                          ("output", interpreter.get_output_details()[0])):
+        scale, zero_point = details["quantization"]
+        if details["dtype"] != np.int8:
+            raise ModelError(f"model {kind} is {details['dtype'].__name__}, expected int8")
+        out[f"{kind}_scale"], out[f"{kind}_zero_point"] = float(scale), int(zero_point)
+    return out
+
+
+def gzip_size(blob: bytes) -> int:
+    """Bytes after gzip -9: what an over-the-air update would transfer."""
+    return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
+def model_data_files(int8_model: bytes) -> dict[str, str]:
+    """``model_data.h`` and ``model_data.cc`` holding the model bytes."""
+    header = cg.banner("The int8 model as a C array.") + "\n" + cg.with_guard("model_data.h", (
+        f"extern const unsigned char {MODEL_ARRAY}[];\nextern const unsigned int {MODEL_ARRAY}_len;"))
+    source = (cg.banner("The int8 model as a C array.") + '\n#include "model_data.h"\n\n'
+              + cg.byte_array(MODEL_ARRAY, int8_model)
+              + f"const unsigned int {MODEL_ARRAY}_len = {len(int8_model)};\n")
+    return {"model_data.h": header, "model_data.cc": source}
+
+
+def _c_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def model_settings_header(config: Config, class_names: list[str], quant: dict[str, float],
+                          check: DeviceCheck) -> str:
+    """C/C++ constants the device application needs, all from the config and the model."""
+    f, a = config.features, config.audio
+    coeffs, frames = feature_shape(config)
+    defines = {
+        "kSampleRate": a.sample_rate, "kClipSamples": a.clip_samples,
+        "kFrameLength": f.frame_length, "kHopLength": f.hop_length, "kFftLength": f.fft_length,
+        "kNumMelBins": f.num_mel_bins, "kFeatureIsMfcc": int(f.kind == "mfcc"),
+        "kNumCoefficients": coeffs, "kNumFrames": frames, "kFeatureElementCount": coeffs * frames,
+        "kInputScale": cg.float_literal(quant["input_scale"]), "kInputZeroPoint": quant["input_zero_point"],
+        "kOutputScale": cg.float_literal(quant["output_scale"]), "kOutputZeroPoint": quant["output_zero_point"],
+        "kCategoryCount": len(class_names),
+        "kTensorArenaSize": check.arena_size, "kTensorArenaMeasured": check.arena_measured,
+        "kModelBytes": check.int8_bytes,
+    }
+    body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
+            "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
+            f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter, plus "
+            f"{config.export.arena_margin:.0%}."]
+    body += [f"#define {k} {v}" for k, v in defines.items()]
+    body += ["", "static const char* const kCategoryLabels[kCategoryCount] = {",
+             ",\n".join(f"    {_c_string(n)}" for n in class_names), "};"]
+    return cg.banner("Model and front-end settings.") + "\n" + cg.with_guard("model_settings.h", "\n".join(body))
+
+
+def resolver_method(op: str) -> str:
+    """``MicroMutableOpResolver`` method of a builtin op: CONV_2D -> AddConv2D, RELU6 -> AddRelu6."""
+    return "Add" + "".join(p.capitalize() if p[0].isalpha() else p.upper() for p in op.split("_"))
+
+
+def op_resolver_header(ops: list[str]) -> str:
+    """A resolver that registers exactly the model's builtin ops (C++, TFLM)."""
+    methods = [resolver_method(op) for op in ops]
+    body = ['#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"', "",
+            f"using ModelOpResolver = tflite::MicroMutableOpResolver<{len(ops)}>;", "",
+            "// Registers the ops of the exported model: " + ", ".join(ops) + ".",
+            "inline TfLiteStatus RegisterModelOps(ModelOpResolver& resolver) {"]
+    body += [f"  TF_LITE_ENSURE_STATUS(resolver.{m}());" for m in methods]
+    body += ["  return kTfLiteOk;", "}"]
+    return cg.banner("The TFLM op resolver of the exported model.") + "\n" + \
+        cg.with_guard("model_op_resolver.h", "\n".join(body))
+
+
+def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes, meta: ModelMeta,
+                     extra: dict | None = None, publish_dir: str | Path | None = None) -> dict:
+    """Check the int8 model for the device, then write every deployable file into ``out_dir``.
+
+    Files are written to a temporary folder first and moved in only when all are complete;
+    a failed check writes nothing. With ``publish_dir`` the files are mirrored there too.
+    """
+    config = meta.config
+    check = check_for_device(int8_model, config.export)
+    quant = io_quantization(int8_model)
+    summary = {"ops": check.ops, "arena_measured_bytes": check.arena_measured,
+               "arena_size_bytes": check.arena_size, "float_tflite_bytes": len(float_model),
+               "int8_tflite_bytes": len(int8_model), "int8_tflite_gzip_bytes": gzip_size(int8_model),
+               **quant, **(extra or {})}
+    files: dict[str, str | bytes] = {
+        "model_float.tflite": float_model, "model_int8.tflite": int8_model,
+        **model_data_files(int8_model),
+        "model_settings.h": model_settings_header(config, meta.class_names, quant, check),
+        "model_op_resolver.h": op_resolver_header(check.ops),
+        "export.json": json.dumps(summary, indent=1),
+    }
+    try:
+        from esc_tf.frontend_c import frontend_header
+        files["frontend_tables.h"] = frontend_header(config, meta.normalization)
+    except ImportError:  # the device front end generator is optional for the model files
+        pass
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))
+    try:
+        for name, content in files.items():
+            target = staging / name
+            target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        meta.save(staging)
+        for target_dir in [out_dir] + ([Path(publish_dir)] if publish_dir else []):
+            target_dir.mkdir(parents=True, exist_ok=True)
+            for item in staging.iterdir():
+                shutil.copy2(item, target_dir / (item.name + ".part"))
+            for item in staging.iterdir():
+                (target_dir / (item.name + ".part")).replace(target_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m esc_tf.export",
+        description="Edge stages of a finished training run: for every fold, prune, quantise and compare "
+                    "float/int8/TFLM on its test fold; then train, prune, quantise and export the "
+                    "deployment model. Finished stages are skipped.")
+    parser.add_argument("--run", required=True, help="run folder written by python -m esc_tf.train")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                        help="override prune.* / export.* options of the run's config")
+    parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
+    args = parser.parse_args(argv)
+    from esc_tf import edge  # late import: edge imports train, which imports this module's callers
+    try:
+        edge.run_edge_stages(Path(args.run), args.set, deploy_model=False if args.no_deploy else None)
+    except (ModelError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Edge stages: pruning, int8 conversion, TFLM checks, the exported files, evaluate CLI."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tflite_micro import runtime as tflm_runtime
+
+from esc_tf import c_codegen, edge, evaluate, export, train
+from esc_tf.config import ExportConfig
+from esc_tf.evaluate import ModelError, TFLMPredictor, measure_arena
+from esc_tf.quantize import representative_indices
+from tests.conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def edge_run(tmp_path_factory, dataset_dir) -> Path:
+    """A 2-fold run with the edge stages and the deployment export, published to tflite/."""
+    tmp = tmp_path_factory.mktemp("edge")
+    config = small_config(dataset_dir, tmp)
+    config.data.folds = [1, 2]
+    config.train.epochs = 4
+    config.export.publish_dir = str(tmp / "tflite")
+    run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
+    edge.run_edge_stages(run_dir, progress=False)
+    return run_dir
+
+
+def test_every_fold_is_compared_on_its_own_test_clips(edge_run):
+    for fold in ("fold1", "fold2"):
+        result = json.loads((edge_run / fold / "edge.json").read_text())
+        split = json.loads((edge_run / fold / "split.json").read_text())
+        assert result["test_clips"] == len(split["test"]) == 6
+        assert set(result["variants"]) == {"keras_float", "tflite_float", "pruned_float",
+                                           "int8_unpruned_litert", "int8_litert", "int8_tflm"}
+        assert result["calibration_clips"] == 12
+        assert result["kernel_sparsity"] == pytest.approx(0.5, abs=0.02)
+        assert result["variants"]["tflite_float"]["y_pred"] == result["variants"]["keras_float"]["y_pred"]
+        assert result["agreement"]["pruned_float_vs_int8_tflm"] >= 5 / 6
+        assert result["agreement"]["int8_litert_vs_int8_tflm"] >= 5 / 6
+    report = (edge_run / "report.md").read_text()
+    assert "int8 (TFLM)" in report and "gzip" in report
+    assert (edge_run / "edge.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exported_files_exist_and_are_published(edge_run):
+    names = {"model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h",
+             "model_op_resolver.h", "model_meta.json", "export.json"}
+    published = edge_run.parent.parent / "tflite"
+    for folder in (edge_run / "deploy", published):
+        assert names <= {p.name for p in folder.iterdir()}
+        assert not list(folder.glob("*.part"))
+    assert (published / "model_int8.tflite").read_bytes() == (edge_run / "deploy" / "model_int8.tflite").read_bytes()
+    for header in ("model_data.cc", "model_data.h", "model_settings.h", "model_op_resolver.h"):
+        assert "do not edit" in (published / header).read_text().splitlines()[1]
+
+
+def test_c_array_is_the_model_and_runs_identically(edge_run):
+    deploy = edge_run / "deploy"
+    model = (deploy / "model_int8.tflite").read_bytes()
+    source = (deploy / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_model_data[]" in source
+    assert f"g_model_data_len = {len(model)};" in source
+    parsed = c_codegen.parse_byte_array(source)
+    assert parsed == model
+    x = np.random.default_rng(0).standard_normal((5, 13, 61, 1)).astype(np.float32)
+    np.testing.assert_array_equal(TFLMPredictor(parsed)(x), TFLMPredictor(model)(x))
+
+
+def test_settings_header_matches_the_model(edge_run):
+    deploy = edge_run / "deploy"
+    text = (deploy / "model_settings.h").read_text()
+    defines = dict(re.findall(r"#define (k\w+) (\S+)", text))
+    interpreter = tf.lite.Interpreter(model_content=(deploy / "model_int8.tflite").read_bytes())
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert list(inp["shape"]) == [1, int(defines["kNumCoefficients"]), int(defines["kNumFrames"]), 1]
+    assert float(defines["kInputScale"].rstrip("f")) == pytest.approx(inp["quantization"][0], rel=1e-6)
+    assert int(defines["kInputZeroPoint"]) == inp["quantization"][1]
+    assert float(defines["kOutputScale"].rstrip("f")) == pytest.approx(out["quantization"][0], rel=1e-6)
+    assert int(defines["kSampleRate"]) == 16000 and int(defines["kCategoryCount"]) == 3
+    assert '"dog",' in text and '"chainsaw"' in text
+
+
+def test_arena_in_the_header_is_measured(edge_run):
+    deploy = edge_run / "deploy"
+    model = (deploy / "model_int8.tflite").read_bytes()
+    defines = dict(re.findall(r"#define (k\w+) (\S+)", (deploy / "model_settings.h").read_text()))
+    measured = int(defines["kTensorArenaMeasured"])
+    assert measured == measure_arena(model)
+    tflm_runtime.Interpreter.from_bytes(model, arena_size=measured)
+    with pytest.raises(RuntimeError), evaluate.captured_c_stderr():
+        tflm_runtime.Interpreter.from_bytes(model, arena_size=measured - 16)
+    assert int(defines["kTensorArenaSize"]) >= measured * 1.10
+    assert int(defines["kTensorArenaSize"]) % 16 == 0
+
+
+def test_op_resolver_lists_exactly_the_model_ops(edge_run):
+    deploy = edge_run / "deploy"
+    ops = export.model_ops((deploy / "model_int8.tflite").read_bytes())
+    assert ops == ["CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"]
+    text = (deploy / "model_op_resolver.h").read_text()
+    assert "MicroMutableOpResolver<4>" in text
+    assert re.findall(r"resolver\.(\w+)\(\)", text) == ["AddConv2D", "AddMaxPool2D", "AddMean", "AddFullyConnected"]
+
+
+def _rfft_model() -> bytes:
+    @tf.function(input_signature=[tf.TensorSpec([1, 512], tf.float32)])
+    @tf.autograph.experimental.do_not_convert
+    def spectrum(x):
+        return tf.abs(tf.signal.rfft(x))
+    return tf.lite.TFLiteConverter.from_concrete_functions([spectrum.get_concrete_function()], spectrum).convert()
+
+
+def test_op_missing_in_tflm_is_refused_before_writing(edge_run, tmp_path):
+    meta = evaluate.ModelMeta.for_model(edge_run / "deploy" / "model_int8.tflite")
+    bad = _rfft_model()
+    with pytest.raises(ModelError, match="RFFT2D"):
+        export.write_deployment(tmp_path / "out", bad, bad, meta)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("budget, message", [("flash_budget_bytes", "flash budget"),
+                                             ("arena_budget_bytes", "arena")])
+def test_budgets_are_enforced_before_writing(edge_run, tmp_path, budget, message):
+    deploy = edge_run / "deploy"
+    meta = evaluate.ModelMeta.for_model(deploy / "model_int8.tflite")
+    setattr(meta.config.export, budget, 1000)
+    with pytest.raises(ModelError, match=message):
+        export.write_deployment(tmp_path / "out", (deploy / "model_float.tflite").read_bytes(),
+                                (deploy / "model_int8.tflite").read_bytes(), meta, publish_dir=tmp_path / "pub")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pub").exists()
+
+
+@pytest.mark.parametrize("model, runtime", [("deploy/model_int8.tflite", "tflm"),
+                                            ("deploy/model_int8.tflite", "litert"),
+                                            ("deploy/model_float.tflite", "litert"),
+                                            ("fold1/model.keras", "tflm")])
+def test_evaluate_cli(edge_run, dataset_dir, tmp_path, capsys, model, runtime):
+    out_json = tmp_path / "m.json"
+    assert evaluate.main(["--model", str(edge_run / model), "--data-dir", str(dataset_dir), "--folds", "1",
+                          "--runtime", runtime, "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"^accuracy: (0\.\d{4}|1\.0000)", out, re.M).group(1))
+    metrics = json.loads(out_json.read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4) and metrics["clips"] == 6
+    assert "per-class F1" in out and "chainsaw" in out
+    if model.startswith("deploy"):  # trained on every clip: evaluate says so
+        assert "WARNING" in out and metrics["clips_seen_in_training"] == 6
+    else:  # fold1's model never saw fold 1
+        assert "WARNING" not in out and metrics["clips_seen_in_training"] == 0
+
+
+def test_evaluate_errors(edge_run, dataset_dir, tmp_path, capsys):
+    assert evaluate.main(["--model", str(tmp_path / "none.tflite"), "--data-dir", str(dataset_dir)]) == 1
+    assert "not found" in capsys.readouterr().err
+    lone = tmp_path / "lone.tflite"
+    lone.write_bytes((edge_run / "deploy" / "model_int8.tflite").read_bytes())
+    assert evaluate.main(["--model", str(lone), "--data-dir", str(dataset_dir)]) == 1
+    assert "model_meta.json" in capsys.readouterr().err
+
+
+def test_export_command_resumes(edge_run, capsys):
+    assert export.main(["--run", str(edge_run)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("already done, skipping") == 2 and "already exported" in out
+
+
+def test_representative_clips_are_stratified():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    picked = representative_indices(labels, 15, seed=0)
+    assert len(picked) == len(set(picked)) == 15
+    assert np.bincount(labels[picked]).tolist() == [5, 5, 5]
+    assert len(representative_indices(labels, 500)) == len(labels)
+
+
+def test_quantize_rounds_like_tflite():
+    x = np.array([0.5, -0.5, 1.5, -1.5, 1000.0, -1000.0])
+    assert evaluate.quantize(x, 1.0, 0).tolist() == [1, -1, 2, -2, 127, -128]
+    assert evaluate.quantize(np.array([0.26]), 0.1, -3).tolist() == [0]
