@@ -216,6 +216,20 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     return run_dir
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that reads a dataset under a config."""
+    parser.add_argument("--data-dir", help="dataset folder with meta/esc50.csv and audio/ "
+                        "(default: $ESC_TF_DATA_DIR, else ./data/ESC-50)")
+    parser.add_argument("--config", help="YAML or JSON config file (sections as in the list below)")
+    parser.add_argument("--split", choices=["folds", "stratified"],
+                        help="folds: cross-validation on the official folds (default); "
+                             "stratified: one 80/20 stratified split")
+    parser.add_argument("--folds", help="test folds to run, e.g. 1,3 (default: all present)")
+    parser.add_argument("--subset", choices=["all", "esc10"], help="all classes, or the ESC-10 ones")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                        help="override any config option; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m esc_tf.train",
@@ -225,22 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Every config option (set with --set section.option=value or a --config file):\n"
                + describe_options())
-    parser.add_argument("--data-dir", help="dataset folder with meta/esc50.csv and audio/ "
-                        "(default: $ESC_TF_DATA_DIR, else ./data/ESC-50)")
-    parser.add_argument("--config", help="YAML or JSON config file (sections as in the list below)")
+    add_data_arguments(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: default)")
-    parser.add_argument("--split", choices=["folds", "stratified"],
-                        help="folds: cross-validation on the official folds (default); "
-                             "stratified: one 80/20 stratified split")
-    parser.add_argument("--folds", help="test folds to run, e.g. 1,3 (default: all present)")
-    parser.add_argument("--subset", choices=["all", "esc10"], help="all classes, or the ESC-10 ones")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
-                        help="override any config option; repeatable")
     parser.add_argument("--runs-root", default="runs", help="where run folders are made (default: runs)")
     parser.add_argument("--run-dir", help="use this run folder instead of the derived one")
     return parser
@@ -249,11 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults, then the config file, then the flags, then --set overrides."""
     config = load_config(args.config) if args.config else Config()
-    flags = {"data.data_dir": args.data_dir, "model.preset": args.preset, "data.split": args.split,
-             "data.folds": f"[{args.folds}]" if args.folds else None, "data.subset": args.subset,
-             "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-             "train.learning_rate": args.lr, "train.seed": args.seed,
-             "augment.enabled": "false" if args.no_augment else None}
+    folds = getattr(args, "folds", None)
+    flags = {"data.data_dir": args.data_dir, "data.split": args.split,
+             "data.folds": f"[{folds}]" if folds else None, "data.subset": args.subset,
+             "model.preset": getattr(args, "preset", None), "train.epochs": getattr(args, "epochs", None),
+             "train.batch_size": getattr(args, "batch_size", None),
+             "train.learning_rate": getattr(args, "lr", None), "train.seed": getattr(args, "seed", None),
+             "augment.enabled": "false" if getattr(args, "no_augment", False) else None}
     for key, value in flags.items():
         if value is not None:
             config = apply_override(config, f"{key}={value}")

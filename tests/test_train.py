@@ -108,7 +108,8 @@ def test_interrupted_fold_is_trained_again(dataset_dir, tmp_path, monkeypatch):
 def test_stratified_split_cli(dataset_dir, tmp_path, capsys):
     code = train.main(["--data-dir", str(dataset_dir), "--split", "stratified", "--epochs", "1",
                        "--preset", "seed", "--set", "audio.clip_seconds=1.0", "--set", "train.verbose=0",
-                       "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(tmp_path / "runs")])
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(tmp_path / "runs"),
+                       "--set", "export.edge_eval=false", "--set", "export.deploy=false"])
     assert code == 0
     run_dir = next((tmp_path / "runs").iterdir())
     assert "seed-stratified" in run_dir.name
@@ -170,7 +171,8 @@ def test_config_file_and_class_weights(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({
         "data": {"data_dir": str(root), "cache_dir": str(tmp_path / "cache")},
         "audio": {"clip_seconds": 1.0}, "model": {"preset": "seed"},
-        "train": {"epochs": 1, "class_weights": True, "lr_schedule": "cosine", "verbose": 0}}))
+        "train": {"epochs": 1, "class_weights": True, "lr_schedule": "cosine", "verbose": 0},
+        "export": {"edge_eval": False, "deploy": False}}))
     assert train.main(["--config", str(tmp_path / "c.json"), "--folds", "2",
                        "--runs-root", str(tmp_path / "runs")]) == 0
     saved = (next((tmp_path / "runs").iterdir()) / "config.yaml").read_text()

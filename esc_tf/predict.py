@@ -1,0 +1,245 @@
+"""Classify audio files with an exported model, through the training front end.
+
+``python -m esc_tf.predict FILE_OR_DIR [FILE_OR_DIR ...] [--model tflite/model_int8.tflite | --model RUN_DIR]
+[--runtime tflm|litert] [--float] [--top-k 3] [--hop SECONDS] [--json OUT]``
+
+- ``--model`` is a ``.tflite`` (or ``.keras``) file with its ``model_meta.json`` beside it, or a run
+  folder (``RUN_DIR/deploy/model_int8.tflite`` is used). ``--float`` takes ``model_float.tflite``
+  from the same folder instead. The int8 model runs in TFLM by default, as on the device.
+- Any format libsndfile reads (WAV, FLAC, Ogg Vorbis, MP3, AIFF, ...) at any sample rate and
+  channel count: each file is decoded exactly as training decodes the dataset
+  (:func:`esc_tf.data.decode_clip`: mono mix, resampling to the model's rate), then the
+  model's own front end and normalisation (from ``model_meta.json``) are applied.
+- Clip length: the model sees fixed windows of ``audio.clip_seconds`` (5 s by default), as the
+  device does. A shorter file is zero-padded at the end (as in training); a longer one is cut
+  into windows every ``--hop`` seconds (default: half a window), the last window ending at
+  the end of the file, and the softmax probabilities of all windows are averaged.
+- Scores are softmax probabilities of the model's logits.
+
+For a directory every audio file in it (recursively) is classified; unreadable files are
+reported on stderr without stopping the rest, and the exit code is 1 if any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from esc_tf import data as data_mod
+from esc_tf import pipeline
+from esc_tf.config import AudioConfig
+from esc_tf.data import DatasetError
+from esc_tf.evaluate import ModelError, ModelMeta, Predictor, load_predictor
+
+INT8_MODEL = "model_int8.tflite"
+FLOAT_MODEL = "model_float.tflite"
+DEFAULT_MODEL = "tflite/" + INT8_MODEL
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+
+
+# --------------------------------------------------------------------------- decoding
+
+def probe_file(path: str | Path) -> pd.DataFrame:
+    """A one-row metadata frame (path, sample_rate, channels, frames, decoder) for one file.
+
+    The header goes through the dataset's own checks, so a missing, empty or non-audio file
+    raises :class:`DatasetError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    return data_mod._probe_audio(pd.DataFrame({"path": [str(path)]}))
+
+
+def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:
+    """The whole file as a mono float32 waveform at ``audio.sample_rate``, decoded as in training.
+
+    Runs :func:`esc_tf.data.decoded_dataset` (the training decoder) with the clip length set to
+    the file's own duration, so nothing is cut or padded here.
+    """
+    row = probe_file(path)
+    full = AudioConfig(sample_rate=audio.sample_rate,
+                       clip_seconds=float(row["frames"].iloc[0] / row["sample_rate"].iloc[0]))
+    try:
+        return next(data_mod.decoded_dataset(row, full).as_numpy_iterator())
+    except tf.errors.OpError as exc:
+        raise DatasetError(f"{path}: cannot decode audio ({exc.message.splitlines()[0]})") from exc
+
+
+def split_windows(wave: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """``[n, window]`` windows: one zero-padded window for a short clip, else every ``hop``
+    samples with the last window ending at the end of the clip."""
+    if len(wave) <= window:
+        return np.pad(wave, (0, window - len(wave)))[None]
+    starts = list(range(0, len(wave) - window + 1, max(1, hop)))
+    if starts[-1] + window < len(wave):
+        starts.append(len(wave) - window)
+    return np.stack([wave[s:s + window] for s in starts])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- model
+
+def resolve_model(model: str | Path, use_float: bool = False) -> Path:
+    """The model file for ``--model``: a file as given, or ``deploy/`` of a run folder.
+
+    With ``use_float`` the float model of the same folder is used.
+    """
+    name = FLOAT_MODEL if use_float else INT8_MODEL
+    path = Path(model)
+    if path.is_dir():
+        for candidate in (path / "deploy" / name, path / name):
+            if candidate.is_file():
+                return candidate
+        raise ModelError(f"{path}: no {name} in {path / 'deploy'} or {path} (a run gets one from "
+                         f"`python -m esc_tf.export --run {path}`)")
+    if use_float and path.name != FLOAT_MODEL:
+        path = path.with_name(FLOAT_MODEL)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (--model takes a .tflite/.keras file with "
+                         "model_meta.json beside it, or a run folder)")
+    return path
+
+
+@dataclass
+class Classifier:
+    """A loaded model with its front end: waveform windows in, class probabilities out."""
+
+    model_path: Path
+    meta: ModelMeta
+    predictor: Predictor
+    runtime: str
+
+    @classmethod
+    def load(cls, model: str | Path, runtime: str = "tflm", use_float: bool = False) -> "Classifier":
+        path = resolve_model(model, use_float)
+        meta = ModelMeta.for_model(path)
+        return cls(path, meta, load_predictor(path, runtime), runtime if path.suffix == ".tflite" else "keras")
+
+    @property
+    def audio(self) -> AudioConfig:
+        return self.meta.config.audio
+
+    def probabilities(self, wave: np.ndarray, hop_seconds: float | None = None) -> tuple[np.ndarray, int]:
+        """Mean softmax probabilities over the windows of ``wave``, and the number of windows."""
+        hop = self.audio.clip_samples // 2 if hop_seconds is None else int(round(hop_seconds * self.audio.sample_rate))
+        windows = split_windows(wave, self.audio.clip_samples, hop)
+        feats = pipeline.feature_array(windows, self.meta.config, self.meta.normalization)
+        return softmax(self.predictor(feats)).mean(axis=0), len(windows)
+
+
+@dataclass
+class FileResult:
+    """What was predicted for one file, or why it could not be."""
+
+    file: str
+    duration_seconds: float | None = None
+    windows: int = 0
+    top_k: list[dict[str, float | str]] = field(default_factory=list)
+    error: str | None = None
+
+
+def classify_file(path: str | Path, classifier: Classifier, top_k: int = 3,
+                  hop_seconds: float | None = None) -> FileResult:
+    """Top-k labels of one file; an unreadable file gives a result with ``error`` set."""
+    try:
+        wave = decode_file(path, classifier.audio)
+    except DatasetError as exc:
+        return FileResult(str(path), error=str(exc))
+    probs, windows = classifier.probabilities(wave, hop_seconds)
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    return FileResult(str(path), len(wave) / classifier.audio.sample_rate, windows,
+                      [{"label": classifier.meta.class_names[i], "score": float(probs[i])} for i in order])
+
+
+def audio_files(target: str | Path) -> list[Path]:
+    """``target`` itself if it is a file, else the audio files under it (hidden files skipped)."""
+    target = Path(target)
+    if not target.is_dir():
+        return [target]
+    return sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(target).parts))
+
+
+def format_result(result: FileResult) -> str:
+    """``FILE  (D s, N windows)`` then one ``  rank. label  score`` line per label."""
+    if result.error:
+        return f"error: {result.error}"
+    plural = "s" if result.windows != 1 else ""
+    lines = [f"{result.file}  ({result.duration_seconds:.2f} s, {result.windows} window{plural})"]
+    width = max(len(str(t["label"])) for t in result.top_k)
+    lines += [f"  {rank}. {str(t['label']):<{width}s}  {float(t['score']):.4f}"
+              for rank, t in enumerate(result.top_k, 1)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m esc_tf.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio file(s) or folder(s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"a .tflite/.keras model with model_meta.json beside it, or a run folder "
+                             f"(default: {DEFAULT_MODEL})")
+    parser.add_argument("--runtime", choices=["tflm", "litert"], default="tflm",
+                        help="interpreter for .tflite models: tflm (as on the device, default) or litert")
+    parser.add_argument("--float", dest="use_float", action="store_true",
+                        help=f"use {FLOAT_MODEL} from the model's folder instead of the int8 model")
+    parser.add_argument("--top-k", type=int, default=3, help="labels to print per file (default 3)")
+    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
+                        help="window step for files longer than the model's clip (default: half a clip)")
+    parser.add_argument("--json", help="also write every result here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # tf.data notices about the resampling op drown the results
+    if args.top_k < 1:
+        print("error: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    if args.hop is not None and args.hop <= 0:
+        print("error: --hop must be positive", file=sys.stderr)
+        return 2
+    try:
+        classifier = Classifier.load(args.model, args.runtime, args.use_float)
+    except (ModelError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results: list[FileResult] = []
+    for target in args.inputs:
+        files = audio_files(target)
+        if not files:
+            results.append(FileResult(str(target), error=f"{target}: no audio files "
+                                      f"({', '.join(AUDIO_EXTENSIONS)}) in this folder"))
+            print(format_result(results[-1]), file=sys.stderr, flush=True)
+        for path in files:
+            result = classify_file(path, classifier, args.top_k, args.hop)
+            results.append(result)
+            print(format_result(result), file=sys.stderr if result.error else sys.stdout, flush=True)
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        print(f"{failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+    if args.json:
+        payload = {"model": str(classifier.model_path), "runtime": classifier.runtime,
+                   "window_seconds": classifier.audio.clip_seconds,
+                   "hop_seconds": args.hop if args.hop is not None else classifier.audio.clip_seconds / 2,
+                   "results": [asdict(r) for r in results]}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+/* Sliding window of quantised feature frames; see feature_buffer.h.  C99, no heap. */
+#include "feature_buffer.h"
+
+#include <string.h>
+
+#include "frontend.h"
+
+/* Both headers come from one export; a mismatch means they were copied from different ones. */
+#if kNumCoefficients != FRONTEND_NUM_COEFFS || kSampleRate != FRONTEND_SAMPLE_RATE || \
+    kFrameLength != FRONTEND_FRAME_LENGTH || kHopLength != FRONTEND_HOP_LENGTH ||     \
+    kFeatureIsMfcc != FRONTEND_FEATURES_KIND_MFCC
+#error "model_settings.h and frontend_tables.h describe different front ends"
+#endif
+#if kFeatureElementCount != kNumCoefficients * kNumFrames
+#error "kFeatureElementCount must be kNumCoefficients * kNumFrames"
+#endif
+
+void feature_buffer_init(feature_buffer_t *buffer) {
+  memset(buffer->ring, kInputZeroPoint, sizeof(buffer->ring));
+  buffer->oldest = 0;
+  buffer->frames = 0;
+}
+
+void feature_buffer_push(feature_buffer_t *buffer, const float *features) {
+  int8_t column[kNumCoefficients];
+  uint32_t c;
+  /* The slot of the oldest frame is the one the newest frame overwrites. */
+  const uint32_t slot = buffer->oldest;
+  frontend_quantize(features, kNumCoefficients, kInputScale, kInputZeroPoint, column);
+  for (c = 0; c < kNumCoefficients; c++) buffer->ring[c * kNumFrames + slot] = column[c];
+  buffer->oldest = slot + 1 == kNumFrames ? 0 : slot + 1;
+  if (buffer->frames < kNumFrames) buffer->frames++;
+}
+
+int feature_buffer_full(const feature_buffer_t *buffer) { return buffer->frames >= kNumFrames; }
+
+void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input) {
+  const uint32_t head = buffer->oldest, tail = kNumFrames - head;
+  uint32_t c;
+  for (c = 0; c < kNumCoefficients; c++) {
+    const int8_t *row = buffer->ring + c * kNumFrames;
+    int8_t *out = input + c * kNumFrames;
+    memcpy(out, row + head, tail);
+    memcpy(out + tail, row, head);
+  }
+}
