@@ -232,17 +232,22 @@ def save_config(config: Config, path: str | Path) -> None:
     path.write_text(text)
 
 
-def apply_override(config: Config, assignment: str) -> Config:
-    """Return a copy of ``config`` with ``section.field=value`` applied."""
-    key, sep, raw = assignment.partition("=")
+def with_value(config: Config, key: str, value: Any) -> Config:
+    """Return a copy of ``config`` with ``section.field`` set to ``value`` (coerced to its type)."""
     section, dot, name = key.strip().partition(".")
-    if not sep or not dot:
-        raise ConfigError(f"override {assignment!r} must look like section.field=value")
     values = config.to_dict()
-    if section not in values or name not in values[section]:
-        raise ConfigError(f"override {assignment!r}: no option {key!r}")
-    values[section][name] = raw
+    if not dot or section not in values or name not in values[section]:
+        raise ConfigError(f"no option {key!r}; options look like section.field, see --help")
+    values[section][name] = value
     return config_from_dict(values)
+
+
+def apply_override(config: Config, assignment: str) -> Config:
+    """Return a copy of ``config`` with a ``section.field=value`` string applied."""
+    key, sep, raw = assignment.partition("=")
+    if not sep:
+        raise ConfigError(f"override {assignment!r} must look like section.field=value")
+    return with_value(config, key, raw)
 
 
 def describe_options() -> str:

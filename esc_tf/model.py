@@ -55,7 +55,38 @@ def build_default(input_shape: tuple[int, int, int], num_classes: int, config: M
     return keras.Model(inputs, outputs, name="audiocnn_default")
 
 
-PRESETS: dict[str, Builder] = {"seed": build_seed, "default": build_default}
+def _separable_block(x, filters: int):
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 1, use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.ReLU()(x)
+
+
+def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig,
+                stem: int = 24, widths: tuple[int, ...] = (48, 96, 160, 160)) -> keras.Model:
+    """Strided stem + depthwise-separable blocks with pooling: built for a <= 64 KB TFLM arena.
+
+    The stride-2 stem and the pool right after it keep the largest activation pair small;
+    the wide blocks come after the feature map has shrunk.
+    """
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    for i, filters in enumerate(widths):
+        x = _separable_block(x, filters)
+        if i < len(widths) - 1:
+            x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(config.dropout)(x)
+    outputs = layers.Dense(num_classes)(x)
+    return keras.Model(inputs, outputs, name="audiocnn_dscnn")
+
+
+PRESETS: dict[str, Builder] = {"seed": build_seed, "default": build_default, "dscnn": build_dscnn}
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
