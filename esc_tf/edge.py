@@ -90,6 +90,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
                   "tflm_arena_bytes": measure_arena(int8)},
         "kernel_sparsity": kernel_sparsity(pruned),
         "calibration_clips": len(calibration_rows),
+        "calibration_files": meta["filename"].iloc[calibration_rows].tolist(),
         "wall_seconds": time.time() - start,
     }
     _write_json_atomic(fold_dir / EDGE_FILE, result)

@@ -37,7 +37,10 @@ def test_every_fold_is_compared_on_its_own_test_clips(edge_run):
         assert result["test_clips"] == len(split["test"]) == 6
         assert set(result["variants"]) == {"keras_float", "tflite_float", "pruned_float",
                                            "int8_unpruned_litert", "int8_litert", "int8_tflm"}
-        assert result["calibration_clips"] == 12
+        assert result["calibration_clips"] == len(result["calibration_files"]) == 12
+        # calibration draws on the fold's training clips only
+        assert set(result["calibration_files"]) <= set(split["train"])
+        assert not set(result["calibration_files"]) & set(split["test"])
         assert result["kernel_sparsity"] == pytest.approx(0.5, abs=0.02)
         assert result["variants"]["tflite_float"]["y_pred"] == result["variants"]["keras_float"]["y_pred"]
         assert result["agreement"]["pruned_float_vs_int8_tflm"] >= 5 / 6
