@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -271,13 +272,46 @@ def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path
             done += 1
     except tf.errors.OpError as exc:
         bad = meta["path"].iloc[done]
-        raise DatasetError(f"{bad}: cannot decode audio ({exc.message.splitlines()[0]})") from exc
+        raise DatasetError(f"{bad}: cannot decode audio ({op_error_text(exc)})") from exc
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".npy.part", delete=False) as tmp:
             np.save(tmp, waves)
         os.replace(tmp.name, cache_file)
     return waves
+
+
+def probe_file(path: str | Path) -> pd.DataFrame:
+    """A one-row metadata frame (path, sample_rate, channels, frames, decoder) for one file.
+
+    The header goes through the dataset's own checks, so a missing, empty or non-audio file
+    raises :class:`DatasetError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    return _probe_audio(pd.DataFrame({"path": [str(path)]}))
+
+
+def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:
+    """The whole file as a mono float32 waveform at ``audio.sample_rate``, decoded as in training.
+
+    Runs :func:`esc_tf.data.decoded_dataset` (the training decoder) with the clip length set to
+    the file's own duration, so nothing is cut or padded here.
+    """
+    row = probe_file(path)
+    full = AudioConfig(sample_rate=audio.sample_rate,
+                       clip_seconds=float(row["frames"].iloc[0] / row["sample_rate"].iloc[0]))
+    try:
+        return next(decoded_dataset(row, full).as_numpy_iterator())
+    except tf.errors.OpError as exc:
+        raise DatasetError(f"{path}: cannot decode audio, truncated or corrupt? ({op_error_text(exc)})") from exc
+
+
+def op_error_text(exc: tf.errors.OpError) -> str:
+    """The decoder's own words, without tf.data's function-node and iterator prefixes."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", exc.message.splitlines()[0])
+    return re.sub(r"^Error in user-defined function .*?Iterator::\S+: ", "", text)
 
 
 # --------------------------------------------------------------------------- splits

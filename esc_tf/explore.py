@@ -30,7 +30,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
+import tensorflow as tf
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
@@ -48,7 +50,7 @@ th, td { border: 1px solid #ddd; padding: .2em .5em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 .plots img { max-width: 100%; margin: .3em 0; }
 .clips { display: flex; flex-wrap: wrap; gap: 1em; }
-.clip { border: 1px solid #ddd; border-radius: 4px; padding: .5em; width: 340px; }
+.clip { border: 1px solid #ddd; border-radius: 4px; padding: .5em; width: 500px; }
 .clip img { width: 100%; } .clip audio { width: 100%; }
 .toc a { margin-right: .8em; white-space: nowrap; } .note { color: #555; font-size: .85em; }
 """
@@ -107,9 +109,9 @@ def _dataset_section(meta: pd.DataFrame, quality: pd.DataFrame, staging: Path) -
     return parts
 
 
-def _clip_card(row: pd.Series, config: Config, out_dir: Path, staging: Path, copy_audio: bool) -> str:
+def _clip_card(row: pd.Series, wave: np.ndarray, config: Config, out_dir: Path, staging: Path,
+               copy_audio: bool) -> str:
     name = Path(row["filename"]).stem
-    wave = viz.model_input_waveform(row["path"], config)
     fig = viz.plot_clip(wave, config, title=f"{row['category']}: {row['filename']}")
     _save(fig, staging / "clips" / f"{name}.png", dpi=60)
     seconds = row["frames"] / row["sample_rate"]
@@ -129,6 +131,7 @@ def _clips_section(meta: pd.DataFrame, per_class: int, config: Config, out_dir: 
                    copy_audio: bool, progress: bool) -> list[str]:
     (staging / "clips").mkdir(exist_ok=True)
     chosen = select_clips(meta, per_class)
+    waves = dict(zip(chosen.index, viz.model_input_waveforms(chosen, config)))
     f = config.features
     parts = ["<h2 id='classes'>Clips per class</h2>",
              f"<p class='note'>Decoded as in training ({config.audio.sample_rate} Hz mono, cut or padded to "
@@ -140,8 +143,8 @@ def _clips_section(meta: pd.DataFrame, per_class: int, config: Config, out_dir: 
     bar = tqdm(total=len(chosen), desc="clip plots", unit="clip", disable=not progress)
     for category, rows in chosen.groupby("category", sort=False):
         parts += [f"<h3 id='{_class_id(category)}'>{html.escape(category)}</h3>", "<div class='clips'>"]
-        for _, row in rows.iterrows():
-            parts.append(_clip_card(row, config, out_dir, staging, copy_audio))
+        for index, row in rows.iterrows():
+            parts.append(_clip_card(row, waves[index], config, out_dir, staging, copy_audio))
             bar.update()
         parts.append("</div>")
     bar.close()
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                              "do not commit them)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # tf.data notices about the resampling op
     if args.clips_per_class < 1:
         parser.error("--clips-per-class must be at least 1")
     try:

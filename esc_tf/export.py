@@ -35,6 +35,7 @@ from esc_tf import c_codegen as cg
 from esc_tf.config import Config, ExportConfig
 from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
 from esc_tf.features import feature_shape
+from esc_tf.frontend_c import frontend_fingerprint, frontend_header
 
 MODEL_ARRAY = "g_model_data"
 
@@ -116,9 +117,13 @@ def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def model_settings_header(config: Config, class_names: list[str], quant: dict[str, float],
-                          check: DeviceCheck) -> str:
-    """C/C++ constants the device application needs, all from the config and the model."""
+def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: DeviceCheck) -> str:
+    """C/C++ constants the device application needs, all from the config and the model.
+
+    ``kFrontendFingerprint`` equals ``FRONTEND_FINGERPRINT`` of the ``frontend_tables.h`` written
+    with it, so firmware can refuse tables that do not belong to the model.
+    """
+    config, class_names = meta.config, meta.class_names
     f, a = config.features, config.audio
     coeffs, frames = feature_shape(config)
     defines = {
@@ -131,6 +136,7 @@ def model_settings_header(config: Config, class_names: list[str], quant: dict[st
         "kCategoryCount": len(class_names),
         "kTensorArenaSize": check.arena_size, "kTensorArenaMeasured": check.arena_measured,
         "kModelBytes": check.int8_bytes,
+        "kFrontendFingerprint": _c_string(frontend_fingerprint(config, meta.normalization)),
     }
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
@@ -177,15 +183,11 @@ def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes,
     files: dict[str, str | bytes] = {
         "model_float.tflite": float_model, "model_int8.tflite": int8_model,
         **model_data_files(int8_model),
-        "model_settings.h": model_settings_header(config, meta.class_names, quant, check),
+        "model_settings.h": model_settings_header(meta, quant, check),
         "model_op_resolver.h": op_resolver_header(check.ops),
         "export.json": json.dumps(summary, indent=1),
     }
-    try:
-        from esc_tf.frontend_c import frontend_header
-        files["frontend_tables.h"] = frontend_header(config, meta.normalization)
-    except ImportError:  # the device front end generator is optional for the model files
-        pass
+    files["frontend_tables.h"] = frontend_header(config, meta.normalization)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))

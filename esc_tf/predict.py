@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from esc_tf import data as data_mod
@@ -41,35 +40,6 @@ INT8_MODEL = "model_int8.tflite"
 FLOAT_MODEL = "model_float.tflite"
 DEFAULT_MODEL = "tflite/" + INT8_MODEL
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
-
-
-# --------------------------------------------------------------------------- decoding
-
-def probe_file(path: str | Path) -> pd.DataFrame:
-    """A one-row metadata frame (path, sample_rate, channels, frames, decoder) for one file.
-
-    The header goes through the dataset's own checks, so a missing, empty or non-audio file
-    raises :class:`DatasetError` naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    return data_mod._probe_audio(pd.DataFrame({"path": [str(path)]}))
-
-
-def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:
-    """The whole file as a mono float32 waveform at ``audio.sample_rate``, decoded as in training.
-
-    Runs :func:`esc_tf.data.decoded_dataset` (the training decoder) with the clip length set to
-    the file's own duration, so nothing is cut or padded here.
-    """
-    row = probe_file(path)
-    full = AudioConfig(sample_rate=audio.sample_rate,
-                       clip_seconds=float(row["frames"].iloc[0] / row["sample_rate"].iloc[0]))
-    try:
-        return next(data_mod.decoded_dataset(row, full).as_numpy_iterator())
-    except tf.errors.OpError as exc:
-        raise DatasetError(f"{path}: cannot decode audio ({exc.message.splitlines()[0]})") from exc
 
 
 def split_windows(wave: np.ndarray, window: int, hop: int) -> np.ndarray:
@@ -154,7 +124,7 @@ def classify_file(path: str | Path, classifier: Classifier, top_k: int = 3,
                   hop_seconds: float | None = None) -> FileResult:
     """Top-k labels of one file; an unreadable file gives a result with ``error`` set."""
     try:
-        wave = decode_file(path, classifier.audio)
+        wave = data_mod.decode_file(path, classifier.audio)
     except DatasetError as exc:
         return FileResult(str(path), error=str(exc))
     probs, windows = classifier.probabilities(wave, hop_seconds)

@@ -27,9 +27,10 @@ from matplotlib.figure import Figure
 from esc_tf import data as data_mod
 from esc_tf import features as feat
 from esc_tf.config import Config
-from esc_tf.predict import decode_file
 # esc_tf.report selects the Agg backend when imported; notebooks run %matplotlib inline afterwards.
 from esc_tf.report import EDGE_VARIANTS
+
+tf.get_logger().setLevel("ERROR")  # as esc_tf.train: tf.data notices about the resampling op drown the output
 
 SILENT_PEAK = 1 / 32768  # below one 16-bit step: digital silence
 NEAR_SILENT_DBFS = -60.0  # RMS level below which a clip is reported as near-silent
@@ -89,7 +90,7 @@ def plot_class_balance(meta: pd.DataFrame) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("clips")
     ax.set_title("clips per class")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -194,10 +195,15 @@ def find_clip(meta: pd.DataFrame, clip: str | int | None) -> pd.Series:
     return hits.iloc[0]
 
 
+def model_input_waveforms(meta: pd.DataFrame, config: Config) -> np.ndarray:
+    """``[clips, samples]``: the clips of ``meta`` as the model sees them, through the training
+    decoder (:func:`esc_tf.data.load_waveforms`: mono, resampled, cut or zero-padded)."""
+    return data_mod.load_waveforms(meta, config.audio, cache_dir=None, progress=False)
+
+
 def model_input_waveform(path: str | Path, config: Config) -> np.ndarray:
-    """The clip as the model sees it: decoded as in training, cut or zero-padded to the clip length."""
-    wave = decode_file(path, config.audio)
-    return data_mod.fix_length(tf.constant(wave), config.audio.clip_samples).numpy()
+    """One audio file (any format or rate) as the model sees it."""
+    return model_input_waveforms(data_mod.probe_file(path), config)[0]
 
 
 def plot_waveform(wave: np.ndarray, sample_rate: int, ax: Axes | None = None) -> Figure:
@@ -212,64 +218,77 @@ def plot_waveform(wave: np.ndarray, sample_rate: int, ax: Axes | None = None) ->
 
 
 def _image(ax: Axes, values: np.ndarray, seconds: float, y_extent: tuple[float, float], label: str,
-           title: str, cmap: str = "magma") -> None:
-    """``values`` is ``[rows, frames]``, row 0 at the bottom."""
+           title: str, cmap: str = "magma", vmin: float | None = None, vmax: float | None = None,
+           cax: Axes | None = None) -> None:
+    """``values`` is ``[rows, frames]``, row 0 at the bottom; the colour bar goes into ``cax`` if given."""
     im = ax.imshow(values, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest",
-                   extent=(0, seconds, *y_extent))
-    ax.figure.colorbar(im, ax=ax, pad=0.01, label=label)
+                   extent=(0, seconds, *y_extent), vmin=vmin, vmax=vmax)
+    if cax is None:
+        ax.figure.colorbar(im, ax=ax, pad=0.01, label=label)
+    else:
+        ax.figure.colorbar(im, cax=cax, label=label)
     ax.set_xlabel("time (s)")
     ax.set_title(title, fontsize=9)
 
 
-def plot_spectrogram(wave: np.ndarray, config: Config, ax: Axes | None = None) -> Figure:
+def plot_spectrogram(wave: np.ndarray, config: Config, ax: Axes | None = None, cax: Axes | None = None) -> Figure:
     """Log-magnitude STFT (dB) of the training front end's frames."""
     fig, ax = _figure((9, 2.5), ax)
     mag = feat.magnitude_spectrogram(tf.constant(wave, tf.float32), config.features).numpy()
     db = 20 * np.log10(mag.T + 1e-6)
     _image(ax, db, len(wave) / config.audio.sample_rate, (0, config.audio.sample_rate / 2), "dB",
-           f"magnitude spectrogram ({config.features.fft_length}-point FFT, hop {config.features.hop_length})")
+           f"magnitude spectrogram ({config.features.fft_length}-point FFT, hop {config.features.hop_length})",
+           vmin=float(db.max()) - 100, cax=cax)  # 100 dB of range: zero padding would stretch the scale
     ax.set_ylabel("Hz")
     return fig
 
 
-def plot_log_mel(wave: np.ndarray, config: Config, ax: Axes | None = None) -> Figure:
+def plot_log_mel(wave: np.ndarray, config: Config, ax: Axes | None = None, cax: Axes | None = None) -> Figure:
     """Natural-log mel spectrogram exactly as the front end computes it."""
     fig, ax = _figure((9, 2.5), ax)
     f = config.features
     log_mel = feat.log_mel_spectrogram(tf.constant(wave, tf.float32), f, config.audio.sample_rate).numpy()
     _image(ax, log_mel.T, len(wave) / config.audio.sample_rate, (0, f.num_mel_bins), "ln",
-           f"log-mel ({f.num_mel_bins} bins, {f.fmin:g}-{f.fmax:g} Hz)")
+           f"log-mel ({f.num_mel_bins} bins, {f.fmin:g}-{f.fmax:g} Hz)", cax=cax)
     ax.set_ylabel("mel bin")
     return fig
 
 
 def plot_mfcc(wave: np.ndarray, config: Config, normalization: feat.Normalization | None = None,
-              ax: Axes | None = None) -> Figure:
+              ax: Axes | None = None, cax: Axes | None = None) -> Figure:
     """MFCCs from :func:`esc_tf.features.compute_features` (normalised when ``normalization`` is given)."""
     fig, ax = _figure((9, 2.5), ax)
     f = replace(config.features, kind="mfcc")
     mfcc = feat.compute_features(tf.constant(wave, tf.float32), f, config.audio.sample_rate)
     if normalization is not None:
         mfcc = normalization.apply(mfcc)
-    _image(ax, mfcc.numpy(), len(wave) / config.audio.sample_rate, (0, f.num_mfcc),
+    values = mfcc.numpy()
+    # Symmetric colour scale set by coefficients 1.. : c0 (the log energy) would flatten the others.
+    limit = float(np.percentile(np.abs(values[1:] if len(values) > 1 else values), 99)) or 1.0
+    _image(ax, values, len(wave) / config.audio.sample_rate, (0, f.num_mfcc),
            "normalised" if normalization is not None else "value",
-           f"MFCC ({f.num_mfcc} coefficients{', normalised' if normalization is not None else ''})",
-           cmap="coolwarm")
+           f"MFCC ({f.num_mfcc} coefficients{', normalised' if normalization is not None else ''}; "
+           "colour scale from c1 up, c0 saturates)", cmap="coolwarm", vmin=-limit, vmax=limit, cax=cax)
     ax.set_ylabel("coefficient")
     return fig
 
 
 def plot_clip(wave: np.ndarray, config: Config, title: str = "",
               normalization: feat.Normalization | None = None) -> Figure:
-    """Waveform, spectrogram, log-mel and MFCC of one clip, stacked."""
-    fig = Figure(figsize=(9, 9), layout="constrained")
-    axes = fig.subplots(4, 1, sharex=True)
+    """Waveform, spectrogram, log-mel and MFCC of one clip, stacked on one time axis."""
+    fig = Figure(figsize=(9, 9))  # a fixed grid: a layout engine costs more than the plots (explore makes many)
+    grid = fig.add_gridspec(4, 2, width_ratios=[60, 1], left=0.09, right=0.9, bottom=0.06, top=0.93,
+                            hspace=0.3, wspace=0.03)
+    axes = [fig.add_subplot(grid[0, 0])]
+    axes += [fig.add_subplot(grid[i, 0], sharex=axes[0]) for i in (1, 2, 3)]
+    bars = [fig.add_subplot(grid[i, 1]) for i in (1, 2, 3)]
     plot_waveform(wave, config.audio.sample_rate, axes[0])
-    plot_spectrogram(wave, config, axes[1])
-    plot_log_mel(wave, config, axes[2])
-    plot_mfcc(wave, config, normalization, axes[3])
+    plot_spectrogram(wave, config, axes[1], bars[0])
+    plot_log_mel(wave, config, axes[2], bars[1])
+    plot_mfcc(wave, config, normalization, axes[3], bars[2])
     for ax in axes[:-1]:
         ax.set_xlabel("")
+        ax.tick_params(labelbottom=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -301,7 +320,8 @@ def cv_table(report: dict[str, Any]) -> pd.DataFrame:
                                          report["pooled_accuracy"]],
                             "test_clips": [np.nan, np.nan, report["test_clips"]]},
                            index=["mean", "std (sample)", "pooled"])
-    return pd.concat([folds, summary]).rename_axis("fold")
+    table = pd.concat([folds, summary]).astype({"test_clips": "Int64", "epochs": "Int64"})
+    return table.rename_axis("fold")
 
 
 def per_class_table(report: dict[str, Any]) -> pd.DataFrame:

@@ -5,7 +5,13 @@
 #include "model_settings.h"
 
 #if !defined(AUDIO_PROVIDER_BOARD_MICROPHONE)
-/* Stub for builds without a board port (host, CI): the microphone stays silent. */
+/* Stub for builds without a board port (host, CI): the microphone stays silent.  Weak
+ * with GCC/Clang, so a board file that defines board_microphone_read() replaces it
+ * without build flags (what an Arduino sketch needs); other compilers: build the board
+ * port with -DAUDIO_PROVIDER_BOARD_MICROPHONE. */
+#if defined(__GNUC__)
+__attribute__((weak))
+#endif
 uint32_t board_microphone_read(int16_t *dst, uint32_t max_samples) {
   (void)dst;
   (void)max_samples;

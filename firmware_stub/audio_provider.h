@@ -8,9 +8,9 @@
  * looped until kClipSamples samples have been delivered: one model window, for which
  * golden_clip.c holds the expected input tensor and scores.
  *
- * The microphone source calls board_microphone_read(), which a board port supplies when
- * built with -DAUDIO_PROVIDER_BOARD_MICROPHONE (PDM/I2S DMA ring buffer, see README.md);
- * without it the microphone is a stub that never delivers a sample.
+ * The microphone source calls board_microphone_read(), which a board port supplies
+ * (PDM/I2S DMA ring buffer, see README.md); without one the microphone is a stub that
+ * never delivers a sample.
  */
 #ifndef ESC_TF_AUDIO_PROVIDER_H_
 #define ESC_TF_AUDIO_PROVIDER_H_

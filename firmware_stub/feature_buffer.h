@@ -8,7 +8,7 @@
  * The copy is needed anyway: TFLM may reuse the input tensor's arena bytes for later
  * tensors during Invoke(), so the window must live outside the arena.
  *
- * C99, no heap: RAM is sizeof(feature_buffer_t) = kFeatureElementCount + 8 bytes.
+ * C99, no heap: RAM is sizeof(feature_buffer_t), kFeatureElementCount + 8 bytes (+ padding).
  */
 #ifndef ESC_TF_FEATURE_BUFFER_H_
 #define ESC_TF_FEATURE_BUFFER_H_

@@ -4,8 +4,8 @@
  *   host_pipeline -i
  *
  * INPUT is a WAV file (16-bit PCM, mono, kSampleRate) or, with -r, raw native-endian
- * int16; "-" reads stdin.  Samples go hop by hop through the same calls as main.cc:
- * frontend_push_samples -> feature_buffer_push -> feature_buffer_copy.  OUTPUT gets
+ * int16; "-" reads stdin.  Samples go hop by hop through the same calls as main.cc
+ * (feature_stream_push, then feature_buffer_copy for the window).  OUTPUT gets
  * int8 tensors of kFeatureElementCount bytes (coefficient-major), one after another.
  *   -n N  the input is clips of N samples each; the stream is reset before every clip
  *         (default: the whole input is one clip)
@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "feature_buffer.h"
-#include "frontend.h"
+#include "feature_stream.h"
 #include "model_settings.h"
 
 typedef struct {
@@ -30,9 +29,9 @@ typedef struct {
   const char *in_path, *out_path;
 } options_t;
 
-static frontend_state_t frontend;
-static feature_buffer_t features;
+static feature_stream_t stream;
 static int8_t window[kFeatureElementCount];
+static unsigned long wav_samples_left; /* samples left in the WAV data chunk */
 
 static int usage(void) {
   fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] INPUT OUTPUT | host_pipeline -i\n");
@@ -45,7 +44,8 @@ static uint32_t le32(const unsigned char *b) {
 
 static unsigned le16(const unsigned char *b) { return (unsigned)b[0] | (unsigned)b[1] << 8; }
 
-/* Leave `in` at the first sample of the data chunk; -1 if it is not 16-bit mono PCM at kSampleRate. */
+/* Leave `in` at the first sample of the data chunk and note its length; -1 if it is not
+ * 16-bit mono PCM at kSampleRate. */
 static int skip_wav_header(FILE *in) {
   unsigned char head[12], chunk[8], fmt[16];
   int have_fmt = 0;
@@ -58,6 +58,7 @@ static int skip_wav_header(FILE *in) {
       have_fmt = 1;
       size -= 16;
     } else if (!memcmp(chunk, "data", 4)) {
+      wav_samples_left = size / 2;
       return have_fmt ? 0 : -1;
     }
     for (size += size & 1u; size > 0; size--) /* chunks are padded to even sizes */
@@ -70,7 +71,9 @@ static int skip_wav_header(FILE *in) {
 static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
   size_t got, i;
   if (raw) return fread(dst, sizeof(int16_t), n, in);
+  if (n > wav_samples_left) n = wav_samples_left;
   got = fread(dst, sizeof(int16_t), n, in);
+  wav_samples_left -= got;
   for (i = 0; i < got; i++) {
     const unsigned char *b = (const unsigned char *)&dst[i];
     dst[i] = (int16_t)(uint16_t)le16(b);
@@ -78,19 +81,11 @@ static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
   return got;
 }
 
-static void reset_stream(void) {
-  frontend_init(&frontend);
-  feature_buffer_init(&features);
-}
-
 /* Push n <= kHopLength samples; write the window when a frame completes and it is due. */
-static int push(const int16_t *samples, uint32_t n, unsigned long *frames, const options_t *o, FILE *out) {
-  float frame[kNumCoefficients];
-  if (frontend_push_samples(&frontend, samples, n, frame) != 1) return 0;
-  feature_buffer_push(&features, frame);
-  ++*frames;
-  if (o->stride && feature_buffer_full(&features) && (*frames - kNumFrames) % o->stride == 0) {
-    feature_buffer_copy(&features, window);
+static int push(const int16_t *samples, uint32_t n, const options_t *o, FILE *out) {
+  if (feature_stream_push(&stream, samples, n) != 1) return 0;
+  if (o->stride && feature_buffer_full(&stream.window) && (stream.frames - kNumFrames) % o->stride == 0) {
+    feature_buffer_copy(&stream.window, window);
     if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
   }
   return 0;
@@ -99,30 +94,31 @@ static int push(const int16_t *samples, uint32_t n, unsigned long *frames, const
 /* One clip of `length` samples (0: until the end of the input), zero-padded to kClipSamples. */
 static int run_clip(FILE *in, unsigned long length, const options_t *o, FILE *out, int *at_end) {
   int16_t hop[kHopLength];
-  unsigned long done = 0, frames = 0;
-  reset_stream();
+  unsigned long done = 0;
+  if (feature_stream_init(&stream)) return -1;
   for (;;) {
     size_t want = kHopLength, got;
     if (length && length - done < want) want = length - done;
     got = want ? read_samples(in, o->raw, hop, want) : 0;
     if (got < want) *at_end = 1;
     if (got == 0) break;
-    if (push(hop, (uint32_t)got, &frames, o, out)) return -1;
+    if (push(hop, (uint32_t)got, o, out)) return -1;
     done += got;
   }
   if (done == 0 && *at_end) return 1; /* no clip left */
   while (done < kClipSamples) {
     uint32_t n = kClipSamples - done < kHopLength ? (uint32_t)(kClipSamples - done) : kHopLength;
     memset(hop, 0, sizeof(hop));
-    if (push(hop, n, &frames, o, out)) return -1;
+    if (push(hop, n, o, out)) return -1;
     done += n;
   }
-  if (!feature_buffer_full(&features)) {
-    fprintf(stderr, "host_pipeline: a clip gave %lu frames, the model needs %d\n", frames, kNumFrames);
+  if (!feature_buffer_full(&stream.window)) {
+    fprintf(stderr, "host_pipeline: a clip gave %lu frames, the model needs %d\n", (unsigned long)stream.frames,
+            kNumFrames);
     return -2;
   }
   if (!o->stride) {
-    feature_buffer_copy(&features, window);
+    feature_buffer_copy(&stream.window, window);
     if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
   }
   return 0;

@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "feature_stream.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,6 +35,11 @@ typedef struct {
   int checked;               /* bit 0: input checked, bit 1: scores checked */
 } self_test_report_t;
 
+/* Play the golden clip (audio_provider, AUDIO_SOURCE_GOLDEN) through a freshly reset
+ * stream and copy the window to input (kFeatureElementCount int8).  Returns 0, or -1 if
+ * the clip did not fill the window.  Leaves the audio source on the golden clip. */
+int self_test_play_golden(feature_stream_t *stream, int8_t *input);
+
 /* Start a report: checks the front end fingerprint and the model size. */
 void self_test_begin(self_test_report_t *report, const char *frontend_fingerprint, uint32_t model_bytes);
 
@@ -41,6 +48,9 @@ void self_test_check_input(self_test_report_t *report, const int8_t *input);
 
 /* Compare the model output (kGoldenScoreCount int8) with the golden scores. */
 void self_test_check_scores(self_test_report_t *report, const int8_t *scores);
+
+/* 1 when setup and the input check passed (what a host without TFLM can check). */
+int self_test_input_passed(const self_test_report_t *report);
 
 /* 1 when every check ran and passed. */
 int self_test_passed(const self_test_report_t *report);

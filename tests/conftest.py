@@ -68,6 +68,19 @@ def small_config(data_dir: Path, tmp_path: Path) -> Config:
     return config
 
 
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Path:
+    """A one-fold run (1 s clips) with the edge stage and the deploy/ export, built once per session."""
+    from esc_tf import edge, train
+
+    tmp = tmp_path_factory.mktemp("exported_run")
+    config = small_config(dataset_dir, tmp)
+    config.data.folds = [1]
+    run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
+    edge.run_edge_stages(run_dir, progress=False)
+    return run_dir
+
+
 @pytest.fixture(autouse=True)
 def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Relative defaults (runs/, tflite/, .cache/) land in a temporary folder, not the repo."""

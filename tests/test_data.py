@@ -14,7 +14,7 @@ import tensorflow_io as tfio
 from esc_tf import data
 from esc_tf.config import AudioConfig, DataConfig
 from esc_tf.data import DatasetError
-from tests.conftest import make_dataset, synth_clip
+from tests.conftest import make_dataset
 
 
 def copy_dataset(src: Path, tmp_path: Path) -> Path:

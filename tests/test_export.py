@@ -11,7 +11,6 @@ import tensorflow as tf
 from tflite_micro import runtime as tflm_runtime
 
 from esc_tf import c_codegen, edge, evaluate, export, train
-from esc_tf.config import ExportConfig
 from esc_tf.evaluate import ModelError, TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
@@ -86,6 +85,9 @@ def test_settings_header_matches_the_model(edge_run):
     assert float(defines["kOutputScale"].rstrip("f")) == pytest.approx(out["quantization"][0], rel=1e-6)
     assert int(defines["kSampleRate"]) == 16000 and int(defines["kCategoryCount"]) == 3
     assert '"dog",' in text and '"chainsaw"' in text
+    tables = (deploy / "frontend_tables.h").read_text()
+    fingerprint = re.search(r'#define FRONTEND_FINGERPRINT\s+"(\w+)"', tables).group(1)
+    assert defines["kFrontendFingerprint"] == f'"{fingerprint}"'
 
 
 def test_arena_in_the_header_is_measured(edge_run):

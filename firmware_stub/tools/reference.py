@@ -1,0 +1,58 @@
+"""The Python side of the device path: what the firmware must reproduce, computed with esc_tf.
+
+A device hears int16 PCM at the model's sample rate; the training pipeline sees that as
+``int16 / 32768``. From there :func:`python_inputs` runs the training front end
+(``esc_tf.pipeline.feature_array``) and TFLite's quantisation, and :func:`tflm_scores` runs
+the int8 model in the TFLM interpreter on int8 input tensors, as the firmware does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from esc_tf import evaluate, pipeline
+from esc_tf.evaluate import ModelMeta
+from esc_tf.export import io_quantization
+
+
+def to_int16(waves: np.ndarray) -> np.ndarray:
+    """Float waveforms in [-1, 1) -> int16 PCM (rounded, clipped), as a microphone delivers."""
+    return np.clip(np.round(np.asarray(waves, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_int16(pcm: np.ndarray) -> np.ndarray:
+    """int16 PCM -> float32 waveform, scaled like the data pipeline (1/32768)."""
+    return (np.asarray(pcm, np.float32) / np.float32(32768.0)).astype(np.float32)
+
+
+def loop_to_length(clip: np.ndarray, length: int) -> np.ndarray:
+    """``clip`` repeated (and cut) to ``length`` samples: what the golden provider plays."""
+    return np.resize(np.asarray(clip), length)
+
+
+def input_quantization(model_bytes: bytes) -> tuple[float, int]:
+    """Scale and zero point of the int8 model's input."""
+    q = io_quantization(model_bytes)
+    return q["input_scale"], q["input_zero_point"]
+
+
+def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes) -> np.ndarray:
+    """Float waveforms ``[n, samples]`` -> int8 model inputs ``[n, coefficients * frames]``.
+
+    Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``.
+    """
+    waves = np.asarray(waves, np.float32)
+    feats = pipeline.feature_array(waves, meta.config, meta.normalization)
+    scale, zero_point = input_quantization(model_bytes)
+    return evaluate.quantize(feats, scale, zero_point).reshape(len(waves), -1)
+
+
+def tflm_scores(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
+    """int8 input tensors ``[n, elements]`` -> the model's raw int8 outputs ``[n, classes]`` in TFLM."""
+    interpreter = evaluate.tflm_interpreter(model_bytes, evaluate.TFLM_PROBE_ARENA)
+    shape = interpreter.get_input_details(0)["shape"]
+    out = []
+    for x in np.asarray(inputs, np.int8):
+        interpreter.set_input(x.reshape(shape), 0)
+        interpreter.invoke()
+        out.append(np.array(interpreter.get_output(0)[0], np.int8))
+    return np.stack(out) if out else np.zeros((0, 0), np.int8)
