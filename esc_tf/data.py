@@ -6,9 +6,11 @@ Layout (the official release, or any folder shaped like it)::
     DATA_DIR/audio/*.wav      (FLAC and Ogg Vorbis files in the same layout work too)
 
 Amplitude handling: integer PCM is scaled to [-1, 1) (int16 / 32768), channels are averaged
-to mono, and no per-clip peak or loudness normalisation is applied, because a microphone on
-a device delivers absolute levels; random gain augmentation covers level variation. Clips
-are cut or zero-padded at the end to ``audio.clip_seconds``.
+to mono, and after resampling the waveform is rounded to 16-bit PCM levels (saturating), as a
+device microphone delivers it: the device front end then sees exactly the samples training
+saw. No per-clip peak or loudness normalisation is applied, because a microphone delivers
+absolute levels; random gain augmentation covers level variation. Clips are cut or
+zero-padded at the end to ``audio.clip_seconds``.
 
 ``python -m esc_tf.data download`` fetches the official release;
 ``python -m esc_tf.data check --data-dir DIR`` validates a folder and prints its summary.
@@ -37,7 +39,7 @@ from esc_tf.config import AudioConfig, Config, DataConfig
 
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 VALID_FOLDS = (1, 2, 3, 4, 5)
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 # How each clip is decoded inside the tf.data graph, chosen from its header.
 DECODE_WAV16, DECODE_FLAC16, DECODE_VORBIS, DECODE_SOUNDFILE = 0, 1, 2, 3
@@ -224,7 +226,12 @@ def decode_clip(path: tf.Tensor, decoder: tf.Tensor, rate: tf.Tensor, audio: Aud
         lambda: mono,
         lambda: tfio.audio.resample(mono, rate_in=tf.cast(rate, tf.int64), rate_out=target_rate),
     )
-    return fix_length(resampled[:, 0], audio.clip_samples)
+    return fix_length(to_pcm16(resampled[:, 0]), audio.clip_samples)
+
+
+def to_pcm16(wave: tf.Tensor) -> tf.Tensor:
+    """Round to the 16-bit PCM levels a microphone delivers (saturating), scaled back to [-1, 1)."""
+    return tf.clip_by_value(tf.round(wave * 32768.0), -32768.0, 32767.0) / 32768.0
 
 
 def fix_length(wave: tf.Tensor, length: int) -> tf.Tensor:

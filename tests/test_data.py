@@ -129,6 +129,16 @@ def test_wav_is_bit_exact_at_the_native_rate(tmp_path):
     np.testing.assert_array_equal(waves[0], original)
 
 
+def test_decoded_audio_is_on_16_bit_pcm_levels(tmp_path):
+    """Resampled and float-coded audio is rounded as a device microphone would deliver it."""
+    root = make_dataset(tmp_path, clips_per_class_per_fold=1, folds=(1, 2), rate=44100, fmt="ogg")
+    meta = data.read_metadata(root)
+    waves = data.load_waveforms(meta, AudioConfig(clip_seconds=1.0), cache_dir=None, progress=False)
+    np.testing.assert_array_equal(waves * 32768, np.round(waves * 32768))
+    loud = data.to_pcm16(tf.constant([1.3, -1.3, 0.5 / 32768, 0.6 / 32768])).numpy()
+    np.testing.assert_array_equal(loud * 32768, [32767, -32768, 0, 1])
+
+
 def test_other_pcm_formats_go_through_libsndfile(tmp_path):
     root = make_dataset(tmp_path, clips_per_class_per_fold=1, folds=(1, 2), rate=16000, stereo_every=0)
     meta = data.read_metadata(root)
