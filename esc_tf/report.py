@@ -5,6 +5,7 @@ and per-class scores concatenate those test predictions over folds.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shlex
@@ -38,6 +39,24 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def invocation() -> str:
+    """This process's command line, as a user would type it (``python -m esc_tf.X ...``)."""
+    script = Path(sys.argv[0])
+    if script.suffix == ".py" and script.parent.name == "esc_tf":
+        return shlex.join(["python", "-m", f"esc_tf.{script.stem}", *sys.argv[1:]])
+    return shlex.join(["python", *sys.argv])
+
+
+def record_command(run_dir: Path) -> list[str]:
+    """Append this invocation to ``run_dir/commands.txt``; return every command recorded."""
+    path = Path(run_dir) / "commands.txt"
+    commands = path.read_text().splitlines() if path.is_file() else []
+    if not commands or commands[-1] != invocation():
+        commands.append(invocation())
+        path.write_text("\n".join(commands) + "\n")
+    return commands
 
 
 def summarize(results: list["FoldResult"], class_names: list[str]) -> dict[str, Any]:
@@ -150,7 +169,7 @@ def plot_edge(edge: dict[str, Any], path: Path) -> None:
 
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Run report: {meta['run_dir']}", "",
-             f"Command: `{meta['command']}`", "",
+             "Commands (in order):", ""] + [f"    {c}" for c in meta["commands"]] + ["",
              f"Accuracy on held-out test folds: **{summary['mean_accuracy']:.4f} ± "
              f"{summary['std_accuracy']:.4f}** (mean ± sample std over {len(summary['folds'])} folds); "
              f"pooled over {summary['test_clips']} test clips: {summary['pooled_accuracy']:.4f}.", "",
@@ -215,8 +234,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
         plot_edge(summary["edge"], run_dir / "edge.png")
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
-    meta = {"run_dir": str(run_dir), "command": shlex.join(["python", "-m", "esc_tf.train", *sys.argv[1:]])
-            if Path(sys.argv[0]).name == "train.py" else shlex.join(sys.argv),
+    commands = record_command(run_dir)
+    meta = {"run_dir": str(run_dir), "command": commands[0], "commands": commands,
             "wall_seconds": wall_seconds, "versions": package_versions()}
     payload = {**summary, **meta, "config": config.to_dict(),
                "histories": {r.name: r.history for r in results}}
@@ -225,3 +244,61 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     plot_curves(results, run_dir / "curves.png")
     plot_confusion(summary, run_dir / "confusion.png")
     return summary
+
+
+def accuracy_row(run_dir: Path) -> dict[str, Any]:
+    """One row of the accuracy table from a finished run's ``report.json``."""
+    r = json.loads((Path(run_dir) / "report.json").read_text())
+    cfg = r["config"]
+    edge = r.get("edge") or {}
+    int8 = edge.get("variants", {}).get("int8_tflm")
+    sizes = edge.get("sizes_mean_over_folds", {})
+    return {
+        "run": Path(run_dir).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
+        "preset": cfg["model"]["preset"], "features": f"{cfg['features']['kind']} {cfg['features']['fft_length']}/"
+                                                      f"{cfg['features']['hop_length']}",
+        "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
+        "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
+        "int8_bytes": int(sizes["int8_bytes"]) if sizes else None,
+        "arena_bytes": int(sizes["tflm_arena_bytes"]) if sizes else None,
+        "macs": int(sizes["macs"]) if sizes else None,
+        "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
+        "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
+        if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
+    }
+
+
+def accuracy_table(run_dirs: list[Path]) -> str:
+    """Markdown table of runs: float and int8 (TFLM) accuracy, flash, arena, MACs, time, command."""
+    def pm(v: tuple[float, float] | None) -> str:
+        return f"{v[0]:.4f} ± {v[1]:.4f}" if v else "—"
+
+    def num(v: int | None) -> str:
+        return f"{v:,}" if v is not None else "—"
+    rows = [accuracy_row(d) for d in run_dirs]
+    lines = ["| dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
+             "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['dataset']} ({row['subset']}) | {row['preset']} | {row['features']} | {row['folds']} | "
+                     f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
+                     f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f} |")
+    lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m esc_tf.report",
+                                     description="Markdown accuracy table of finished runs.")
+    parser.add_argument("runs", nargs="+", help="run folders with report.json")
+    parser.add_argument("--out", help="write the table here (default: print)")
+    args = parser.parse_args(argv)
+    table = accuracy_table([Path(r) for r in args.runs])
+    if args.out:
+        Path(args.out).write_text(table)
+    else:
+        print(table, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -177,3 +177,19 @@ def test_config_file_and_class_weights(tmp_path):
                        "--runs-root", str(tmp_path / "runs")]) == 0
     saved = (next((tmp_path / "runs").iterdir()) / "config.yaml").read_text()
     assert "class_weights: true" in saved and "lr_schedule: cosine" in saved
+
+
+def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
+    from esc_tf import report
+    run_dir, _ = finished_run
+    monkeypatch.setattr("sys.argv", ["/x/esc_tf/export.py", "--run", str(run_dir)])
+    assert report.invocation() == f"python -m esc_tf.export --run {run_dir}"
+    commands = report.record_command(run_dir)
+    assert commands[-1] == f"python -m esc_tf.export --run {run_dir}" and len(commands) >= 2
+    assert report.record_command(run_dir) == commands  # the same invocation is not repeated
+    assert report.main([str(run_dir)]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| esc50"))
+    accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
+    assert f"{accuracy:.4f}" in row and "| default | mfcc 512/256 | 2 |" in row
+    assert f"python -m esc_tf.export --run {run_dir}" in table
