@@ -12,8 +12,11 @@ Without --data-dir it uses random noise clips (the cost does not depend on the c
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 import esc_tf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import librosa
 import numpy as np
