@@ -24,11 +24,14 @@ def add_noise(wave: tf.Tensor, prob: float, snr_db: tuple[float, float]) -> tf.T
     """With probability ``prob``, add white noise at an SNR drawn uniformly in ``snr_db``."""
     if prob <= 0:
         return wave
-    snr = tf.random.uniform([], snr_db[0], snr_db[1])
-    signal_power = tf.reduce_mean(tf.square(wave)) + 1e-10
-    noise_std = tf.sqrt(signal_power / tf.pow(10.0, snr / 10.0))
-    noisy = wave + tf.random.normal(tf.shape(wave)) * noise_std
-    return tf.where(tf.random.uniform([]) < prob, noisy, wave)
+
+    def noisy() -> tf.Tensor:
+        snr = tf.random.uniform([], snr_db[0], snr_db[1])
+        signal_power = tf.reduce_mean(tf.square(wave)) + 1e-10
+        noise_std = tf.sqrt(signal_power / tf.pow(10.0, snr / 10.0))
+        return wave + tf.random.normal(tf.shape(wave)) * noise_std
+    # tf.cond, not tf.where: the noise is only generated for the clips that get it
+    return tf.cond(tf.random.uniform([]) < prob, noisy, lambda: wave)
 
 
 def time_shift(wave: tf.Tensor, max_samples: int) -> tf.Tensor:
