@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -97,6 +97,18 @@ def _io_quantization(details: dict) -> tuple[float, int] | None:
     return None
 
 
+def _run_each(features: np.ndarray, input_details: dict, output_details: dict,
+              invoke: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run ``invoke`` clip by clip, quantising inputs and dequantising outputs of int8 models."""
+    qin, qout = _io_quantization(input_details), _io_quantization(output_details)
+    out = []
+    for x in features:
+        x = x[None].astype(np.float32)
+        y = invoke(quantize(x, *qin) if qin else x)[0]
+        out.append(dequantize(y, *qout) if qout else y)
+    return np.stack(out)
+
+
 class LiteRTPredictor:
     """The TensorFlow Lite interpreter (float or int8 models)."""
 
@@ -106,16 +118,13 @@ class LiteRTPredictor:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        qin, qout = _io_quantization(self.input), _io_quantization(self.output)
-        out = []
-        for x in features:
-            x = x[None].astype(np.float32)
-            self.interpreter.set_tensor(self.input["index"], quantize(x, *qin) if qin else x)
-            self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])[0]
-            out.append(dequantize(y, *qout) if qout else y)
-        return np.stack(out)
+        return _run_each(features, self.input, self.output, self._invoke)
 
 
 @contextlib.contextmanager
@@ -155,16 +164,13 @@ class TFLMPredictor:
         self.input = self.interpreter.get_input_details(0)
         self.output = self.interpreter.get_output_details(0)
 
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(x, 0)
+        self.interpreter.invoke()
+        return self.interpreter.get_output(0)
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        qin, qout = _io_quantization(self.input), _io_quantization(self.output)
-        out = []
-        for x in features:
-            x = x[None].astype(np.float32)
-            self.interpreter.set_input(quantize(x, *qin) if qin else x, 0)
-            self.interpreter.invoke()
-            y = self.interpreter.get_output(0)[0]
-            out.append(dequantize(y, *qout) if qout else y)
-        return np.stack(out)
+        return _run_each(features, self.input, self.output, self._invoke)
 
 
 def measure_arena(model_bytes: bytes, upper: int = TFLM_PROBE_ARENA) -> int:

@@ -14,14 +14,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix  # noqa: E402
-
-from esc_tf.config import Config  # noqa: E402
+from esc_tf import viz
+from esc_tf.config import Config
+from esc_tf.viz import EDGE_VARIANTS
 
 if TYPE_CHECKING:
     from esc_tf.train import FoldResult
@@ -81,14 +79,6 @@ def summarize(results: list["FoldResult"], class_names: list[str]) -> dict[str, 
     }
 
 
-EDGE_VARIANTS = {
-    "keras_float": "Keras float",
-    "tflite_float": "float .tflite (LiteRT)",
-    "pruned_float": "pruned Keras float",
-    "int8_unpruned_litert": "int8, not pruned (LiteRT)",
-    "int8_litert": "int8 (LiteRT)",
-    "int8_tflm": "int8 (TFLM)",
-}
 EDGE_SIZES = ("params", "macs", "float_tflite_bytes", "float_tflite_gzip_bytes", "int8_unpruned_bytes",
               "int8_unpruned_gzip_bytes", "int8_bytes", "int8_gzip_bytes", "tflm_arena_bytes")
 
@@ -150,23 +140,6 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
     return lines
 
 
-def plot_edge(edge: dict[str, Any], path: Path) -> None:
-    """Pooled accuracy of every variant, with each fold's accuracy as dots."""
-    keys = [k for k in EDGE_VARIANTS if k in edge["variants"]]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    pooled = [edge["variants"][k]["pooled"] for k in keys]
-    ax.bar(range(len(keys)), pooled, color="#8fb3d9")
-    for i, k in enumerate(keys):
-        ax.plot([i] * len(edge["folds"]), edge["variants"][k]["per_fold"], "k.", alpha=0.6)
-        ax.text(i, pooled[i] + 0.01, f"{pooled[i]:.3f}", ha="center", fontsize=8)
-    ax.set_xticks(range(len(keys)), [EDGE_VARIANTS[k] for k in keys], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("test accuracy (bars: pooled, dots: folds)")
-    ax.set_ylim(0, 1.05)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Run report: {meta['run_dir']}", "",
              "Commands (in order):", ""] + [f"    {c}" for c in meta["commands"]] + ["",
@@ -193,36 +166,6 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(results: list["FoldResult"], path: Path) -> None:
-    """Training and validation loss and accuracy of every fold."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for r in results:
-        for ax, key in zip(axes, ("loss", "accuracy")):
-            line, = ax.plot(r.history.get(key, []), label=f"{r.name} train")
-            ax.plot(r.history.get(f"val_{key}", []), "--", color=line.get_color(), label=f"{r.name} val")
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(summary: dict[str, Any], path: Path) -> None:
-    """Pooled confusion matrix of the test predictions."""
-    names = summary["class_names"]
-    size = max(6.0, 0.28 * len(names))
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.array(summary["confusion_matrix"]), display_labels=names).plot(
-        ax=ax, xticks_rotation=90, colorbar=False, include_values=len(names) <= 20)
-    ax.set_title(f"pooled test folds, accuracy {summary['pooled_accuracy']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[str], config: Config,
                  wall_seconds: float) -> dict[str, Any]:
     """Write report.json, report.md and the two PNGs into ``run_dir``; return the summary."""
@@ -231,7 +174,6 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     edge = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/edge.json"))]
     if edge:
         summary["edge"] = summarize_edge(edge)
-        plot_edge(summary["edge"], run_dir / "edge.png")
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)
@@ -241,8 +183,11 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
                "histories": {r.name: r.history for r in results}}
     (run_dir / "report.json").write_text(json.dumps(payload, indent=1))
     (run_dir / "report.md").write_text(_markdown(summary, meta))
-    plot_curves(results, run_dir / "curves.png")
-    plot_confusion(summary, run_dir / "confusion.png")
+    figures = {"curves.png": viz.plot_training_curves(payload), "confusion.png": viz.plot_confusion(payload),
+               "edge.png": viz.plot_edge(payload)}
+    for name, figure in figures.items():
+        if figure is not None:
+            figure.savefig(run_dir / name, dpi=100)
     return summary
 
 

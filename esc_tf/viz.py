@@ -27,10 +27,17 @@ from matplotlib.figure import Figure
 from esc_tf import data as data_mod
 from esc_tf import features as feat
 from esc_tf.config import Config
-# esc_tf.report selects the Agg backend when imported; notebooks run %matplotlib inline afterwards.
-from esc_tf.report import EDGE_VARIANTS
 
 tf.get_logger().setLevel("ERROR")  # as esc_tf.train: tf.data notices about the resampling op drown the output
+
+EDGE_VARIANTS = {  # the float / int8 / TFLM variants of esc_tf.edge, with their display names
+    "keras_float": "Keras float",
+    "tflite_float": "float .tflite (LiteRT)",
+    "pruned_float": "pruned Keras float",
+    "int8_unpruned_litert": "int8, not pruned (LiteRT)",
+    "int8_litert": "int8 (LiteRT)",
+    "int8_tflm": "int8 (TFLM)",
+}
 
 SILENT_PEAK = 1 / 32768  # below one 16-bit step: digital silence
 NEAR_SILENT_DBFS = -60.0  # RMS level below which a clip is reported as near-silent

@@ -113,7 +113,7 @@ def _fake_report(with_edge: bool) -> dict:
         sizes = dict.fromkeys(report.EDGE_SIZES, 1000)
         edge = [{"name": r.name, "test_clips": 6, "y_true": y_true, "kernel_sparsity": 0.5, "calibration_clips": 12,
                  "sizes": sizes, "agreement": {"keras_float_vs_int8_tflm": 0.9},
-                 "variants": {k: {"accuracy": r.accuracy, "y_pred": r.y_pred} for k in report.EDGE_VARIANTS}}
+                 "variants": {k: {"accuracy": r.accuracy, "y_pred": r.y_pred} for k in viz.EDGE_VARIANTS}}
                 for r in folds]
         summary["edge"] = report.summarize_edge(edge)
         summary["deploy"] = {"params": 10, "macs": 20, "float_tflite_bytes": 30, "int8_tflite_bytes": 40,
