@@ -1,7 +1,9 @@
 """tf.data pipelines: decoded waveforms -> (augment) -> features -> normalise -> batches.
 
-Training batches are augmented afresh every epoch; evaluation batches are computed once,
-never augmented, and cached.
+Training computes the mel magnitudes of its clips once (:func:`mel_cache`) and augments them
+afresh every epoch in the mel domain (see :mod:`esc_tf.augment`), so an epoch costs the
+log, DCT and augmentation only, vectorised over the whole epoch. Evaluation batches are computed once, never augmented, and
+cached.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.config import Config
-from esc_tf.features import Normalization, compute_features
+from esc_tf.features import Normalization, compute_features, feature_shape, features_from_mel, mel_magnitudes
 
 
 def _features_op(config: Config, normalization: Normalization):
@@ -19,28 +21,63 @@ def _features_op(config: Config, normalization: Normalization):
     return op
 
 
+def mel_cache(waves: np.ndarray, config: Config, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Mel magnitudes ``[clips, frames, mels]`` and mean squared sample ``[clips]`` of ``waves``."""
+    mel = tf.function(lambda w: mel_magnitudes(w, config.features, config.audio.sample_rate))
+    batches = [mel(tf.constant(waves[i:i + batch_size])).numpy() for i in range(0, len(waves), batch_size)]
+    power = np.mean(np.square(waves, dtype=np.float64), axis=-1).astype(np.float32)
+    return np.concatenate(batches, axis=0), power
+
+
+def _batches(x: tf.Tensor, y: tf.Tensor, batch_size: int) -> tf.data.Dataset:
+    """Consecutive batches of ``x`` and ``y``; whole batches are sliced in one reshape, not clip by clip."""
+    count = x.shape[0]
+    full = count // batch_size * batch_size
+    ds = tf.data.Dataset.from_tensor_slices((tf.reshape(x[:full], [-1, batch_size, *x.shape[1:]]),
+                                             tf.reshape(y[:full], [-1, batch_size, *y.shape[1:]])))
+    return ds.concatenate(tf.data.Dataset.from_tensors((x[full:], y[full:]))) if full < count else ds
+
+
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                   normalization: Normalization, seed: int | None = None) -> tf.data.Dataset:
-    """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs."""
-    aug = config.augment
-    features = _features_op(config, normalization)
-    sample_rate = config.audio.sample_rate
+    """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs.
 
-    def prepare(wave: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        if aug.enabled:
-            wave = augment.augment_waveform(wave, aug, sample_rate)
-        feats = features(wave)
-        if aug.enabled:
-            feats = augment.spec_augment(feats, aug)
-        return feats[..., None], tf.one_hot(label, num_classes)
+    Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
+    The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
+    batches. Measured by ``benchmarks/pipeline_benchmark.py``: the same ops run several times
+    slower as per-batch tf.data map functions (op overhead, tf.data's own executor), and on two
+    shared cores any pipeline time is taken from the training step.
+    """
+    aug, f, sample_rate = config.augment, config.features, config.audio.sample_rate
+    mel_array, power_array = mel_cache(waves, config)
+    mels, powers, label_ids = tf.constant(mel_array), tf.constant(power_array), tf.constant(labels, tf.int32)
+    bank = None
+    if aug.enabled and aug.noise_prob > 0:
+        bank = tf.constant(augment.white_noise_bank(f, sample_rate, config.audio.clip_samples,
+                                                    seed=0 if seed is None else seed))
+    rng = tf.random.Generator.from_non_deterministic_state() if seed is None else tf.random.Generator.from_seed(seed)
 
-    ds = tf.data.Dataset.from_tensor_slices((waves, labels))
-    ds = ds.shuffle(len(waves), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(config.train.batch_size)
-    if aug.enabled and aug.mixup_alpha > 0:
-        ds = ds.map(lambda x, y: augment.mixup(x, y, aug.mixup_alpha), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    @tf.function
+    def augmented_epoch() -> tuple[tf.Tensor, tf.Tensor]:
+        order = augment.shuffled_order(len(waves), rng)
+        mel, power, label = tf.gather(mels, order), tf.gather(powers, order), tf.gather(label_ids, order)
+        if aug.enabled:
+            mel = augment.augment_mel(mel, power, bank, aug, f, sample_rate, rng)
+        feats = normalization.apply(features_from_mel(mel, f))
+        if aug.enabled:
+            feats = augment.spec_augment(feats, aug, rng)
+        x, y = feats[..., None], tf.one_hot(label, num_classes)
+        return augment.mixup(x, y, aug.mixup_alpha, rng) if aug.enabled else (x, y)
+
+    x_shape = [len(waves), *feature_shape(config), 1]
+
+    def epoch(_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.py_function(augmented_epoch, [], [tf.float32, tf.float32])
+        return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, [len(waves), num_classes])
+
+    ds = tf.data.Dataset.from_tensors(0).map(epoch).flat_map(lambda x, y: _batches(x, y, config.train.batch_size))
+    num_batches = -(-len(waves) // config.train.batch_size)  # known length: progress bars, pruning schedules
+    return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,

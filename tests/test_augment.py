@@ -7,9 +7,14 @@ import tensorflow as tf
 
 from esc_tf import augment, pipeline
 from esc_tf.config import AugmentConfig, Config
-from esc_tf.features import Normalization, feature_shape
+from esc_tf.features import Normalization, feature_shape, mel_magnitudes
 
 SR = 16000
+FEATURES = Config().features
+
+
+def RNG(seed: int = 0) -> tf.random.Generator:
+    return tf.random.Generator.from_seed(seed)
 
 
 @pytest.fixture
@@ -18,64 +23,147 @@ def wave() -> tf.Tensor:
     return tf.constant((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
 
 
+@pytest.fixture(scope="module")
+def rich_waves() -> np.ndarray:
+    """Two seconds of chirps, harmonics and noise bursts over a noise floor, changing in time.
+
+    The floor matters: like every real recording, it keeps the log of empty bands finite.
+    """
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SR) / SR
+    out = []
+    for k in range(3):
+        chirp = np.sin(2 * np.pi * (200 + 300 * k) * t * (1 + t))
+        harmonics = sum(np.sin(2 * np.pi * (440 + 110 * k) * h * t) / h for h in range(1, 6))
+        bursts = rng.standard_normal(t.size) * (np.sin(2 * np.pi * 3 * t) > 0.5)
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (0.7 + k) * t)
+        floor = 0.002 * rng.standard_normal(t.size)
+        out.append(0.1 * envelope * (chirp + 0.5 * harmonics) + 0.05 * bursts + floor)
+    return np.stack(out).astype(np.float32)
+
+
 def rms(x) -> float:
     return float(np.sqrt(np.mean(np.square(x))))
 
 
-def test_gain_stays_within_bounds(wave):
-    tf.random.set_seed(0)
-    ratios = [rms(augment.random_gain(wave, 6.0)) / rms(wave) for _ in range(50)]
-    assert 10 ** (-6 / 20) - 1e-4 <= min(ratios) and max(ratios) <= 10 ** (6 / 20) + 1e-4
-    assert max(ratios) - min(ratios) > 0.5
-    assert augment.random_gain(wave, 0.0) is wave
+def mel_of(wave: np.ndarray) -> np.ndarray:
+    return mel_magnitudes(tf.constant(wave, tf.float32), FEATURES, SR).numpy()
 
 
-def test_noise_has_the_drawn_snr(wave):
-    tf.random.set_seed(0)
-    noisy = augment.add_noise(wave, 1.0, (20.0, 20.0)).numpy()
-    snr = 10 * np.log10(np.mean(wave.numpy() ** 2) / np.mean((noisy - wave.numpy()) ** 2))
-    assert snr == pytest.approx(20.0, abs=0.5)
-    assert np.array_equal(augment.add_noise(wave, 0.0, (20.0, 20.0)), wave)
+def log(mel) -> np.ndarray:
+    return np.log(np.asarray(mel) + FEATURES.log_offset)
 
 
-def test_time_shift_is_a_roll(wave):
-    tf.random.set_seed(1)
-    shifted = augment.time_shift(wave, 4000).numpy()
-    matches = [k for k in range(-4000, 4001) if np.array_equal(np.roll(wave.numpy(), k), shifted)]
-    assert matches and not np.array_equal(shifted, wave.numpy())
+def resample_waveform(wave: np.ndarray, rate: float) -> np.ndarray:
+    """The reference the mel-domain speed change stands in for: play the waveform ``rate`` times faster."""
+    positions = np.arange(wave.size) * rate
+    left = np.floor(positions).astype(int)
+    frac = positions - left
+    valid = left < wave.size - 1
+    left = np.minimum(left, wave.size - 2)
+    return np.where(valid, wave[left] * (1 - frac) + wave[left + 1] * frac, 0.0).astype(np.float32)
+
+
+def test_gain_is_exactly_a_waveform_gain_drawn_per_clip(wave):
+    mel = mel_of(wave.numpy())
+    batch = np.repeat(mel[None], 200, axis=0)
+    ratios = np.mean(augment.random_gain(batch, 6.0, RNG()).numpy() / np.maximum(batch, 1e-12), axis=(1, 2))
+    assert 10 ** (-6 / 20) - 1e-4 <= ratios.min() and ratios.max() <= 10 ** (6 / 20) + 1e-4
+    assert ratios.max() - ratios.min() > 0.5  # each clip of a batch gets its own draw
+    np.testing.assert_allclose(mel_of(1.7 * wave.numpy()), 1.7 * mel, rtol=1e-4, atol=1e-6 * mel.max())
+    assert augment.random_gain(batch, 0.0, RNG()) is batch
+
+
+@pytest.mark.parametrize("snr", [10.0, 30.0])
+def test_noise_in_the_mel_domain_matches_noise_added_to_the_waveform(rich_waves, snr):
+    rng = np.random.default_rng(1)
+    bank = tf.constant(augment.white_noise_bank(FEATURES, SR, rich_waves.shape[1], count=4))
+    powers = np.mean(rich_waves ** 2, axis=1).astype(np.float32)
+    clean = np.stack([mel_of(w) for w in rich_waves])
+    ours = log(augment.add_noise(tf.constant(clean), tf.constant(powers), bank, 1.0, (snr, snr), RNG()))
+    errors, biases, draw_to_draw = [], [], []
+    for w, power, mine in zip(rich_waves, powers, ours):
+        noises = rng.standard_normal((2, w.size)).astype(np.float32) * np.sqrt(power / 10 ** (snr / 10))
+        reference, other_draw = log(mel_of(w + noises[0])), log(mel_of(w + noises[1]))
+        errors.append(np.mean(np.abs(mine - reference)))
+        biases.append(np.mean(mine - reference))
+        draw_to_draw.append(np.mean(np.abs(other_draw - reference)))
+    assert abs(np.mean(biases)) < 0.05  # the same noise level on average
+    assert np.mean(errors) < 1.3 * np.mean(draw_to_draw)  # as close as another noise draw would be
+    assert augment.add_noise(clean, tf.constant(powers), bank, 0.0, (snr, snr), RNG()) is clean
+
+
+def test_noise_reaches_about_prob_of_the_clips(rich_waves):
+    clean = np.repeat(mel_of(rich_waves[0])[None], 400, axis=0)
+    bank = tf.constant(augment.white_noise_bank(FEATURES, SR, rich_waves.shape[1], count=2))
+    out = augment.add_noise(tf.constant(clean), tf.fill([400], 0.01), bank, 0.3, (10.0, 10.0), RNG()).numpy()
+    changed = np.mean(np.any(out != clean, axis=(1, 2)))
+    assert 0.2 < changed < 0.4
+
+
+def test_time_shift_in_frames_is_a_waveform_roll_by_whole_hops(rich_waves):
+    wave, hop = rich_waves[0], FEATURES.hop_length
+    mel = mel_of(wave)
+    shifted = augment.time_shift(tf.constant(np.repeat(mel[None], 8, axis=0)), 10, RNG(1)).numpy()
+    shifts = [[k for k in range(-10, 11) if np.array_equal(np.roll(mel, k, axis=0), s)] for s in shifted]
+    assert all(len(k) == 1 for k in shifts) and len({k[0] for k in shifts}) > 1  # a roll, drawn per clip
+    k = next(k[0] for k in shifts if k[0] != 0)
+    rolled = mel_of(np.roll(wave, k * hop))
+    # Frames that wrapped around the end are off by frame - hop samples (the clip is not a whole
+    # number of hops long), the others are exactly the waveform's.
+    keep = np.zeros(len(mel), bool)
+    keep[max(k, 0):len(mel) + min(k, 0)] = True
+    mine = shifted[[s[0] for s in shifts].index(k)]
+    np.testing.assert_allclose(mine[keep], rolled[keep], rtol=1e-4, atol=1e-4)
 
 
 def test_speed_change_moves_the_pitch(wave):
-    faster = augment.resample_linear(wave, tf.constant(1.1)).numpy()
-    slower = augment.resample_linear(wave, tf.constant(0.9)).numpy()
-    def peak_hz(x):
-        return np.argmax(np.abs(np.fft.rfft(x))) * SR / len(x)
-    assert faster.shape == slower.shape == (SR,)
-    assert peak_hz(faster) == pytest.approx(1100, abs=3)
-    assert peak_hz(slower) == pytest.approx(900, abs=3)
-    assert np.all(faster[-1400:] == 0)  # played faster, the clip ends early
+    mel = mel_of(wave.numpy())
+    faster, slower, same = augment.resample_mel(tf.constant(np.stack([mel] * 3)), tf.constant([1.1, 0.9, 1.0]),
+                                                FEATURES).numpy()
+    assert faster.shape == slower.shape == mel.shape
+    for out, hz in ((faster, 1100), (slower, 900)):
+        assert np.argmax(out[10]) == np.argmax(mel_of(np.sin(2 * np.pi * hz * np.arange(SR) / SR))[10])
+    tail = len(mel) - int(np.ceil((len(mel) - 1) / 1.1))
+    assert np.all(faster[-tail + 1:] == 0)  # played faster, the clip ends early
+    np.testing.assert_allclose(same, mel, rtol=1e-4, atol=1e-6 * mel.max())
 
 
-def test_spec_augment_masks_bands_with_zero():
-    tf.random.set_seed(3)
+@pytest.mark.parametrize("rate", [0.9, 1.1])
+def test_speed_change_matches_resampling_the_waveform(rich_waves, rate):
+    """Within the error a half-hop misalignment makes, and far below the change itself."""
+    clean = np.stack([mel_of(w) for w in rich_waves])
+    ours = log(augment.resample_mel(tf.constant(clean), tf.fill([len(clean)], rate), FEATURES))
+    errors, effects, misalignment = [], [], []
+    for w, mine in zip(rich_waves, ours):
+        reference = log(mel_of(resample_waveform(w, rate)))
+        n = int(len(reference) * min(1.0, 1 / rate)) - 2
+        errors.append(np.mean(np.abs(mine[:n] - reference[:n])))
+        effects.append(np.mean(np.abs(log(mel_of(w))[:n] - reference[:n])))
+        misalignment.append(np.mean(np.abs(log(mel_of(w)) - log(mel_of(np.roll(w, FEATURES.hop_length // 2))))))
+    assert np.mean(errors) < 1.5 * np.mean(misalignment)
+    assert np.mean(errors) < 0.35 * np.mean(effects)
+
+
+def test_spec_augment_masks_bands_with_zero_per_clip():
     cfg = AugmentConfig(time_masks=2, time_mask_fraction=0.2, freq_masks=1, freq_mask_fraction=0.3)
-    ones = tf.ones([13, 100])
-    out = np.stack([augment.spec_augment(ones, cfg).numpy() for _ in range(20)])
+    ones = tf.ones([20, 13, 100])
+    out = augment.spec_augment(ones, cfg, RNG()).numpy()
     assert set(np.unique(out)) <= {0.0, 1.0} and (out == 0).any()
     zero_cols = (out == 0).all(axis=1).sum(axis=1)
     assert zero_cols.max() <= 2 * 20
+    assert len({tuple(np.flatnonzero(c)) for c in (out == 0).all(axis=1)}) > 5  # drawn per clip
     off = AugmentConfig(time_masks=0, freq_masks=0)
-    assert np.array_equal(augment.spec_augment(ones, off), ones)
+    assert np.array_equal(augment.spec_augment(ones, off, RNG()), ones)
 
 
 def test_mixup_mixes_inputs_and_labels_alike():
-    tf.random.set_seed(0)
     x = tf.constant(np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1))
     y = tf.one_hot(tf.range(8) % 4, 4)
-    mx, my = augment.mixup(x, y, 0.4)
+    mx, my = augment.mixup(x, y, 0.4, RNG())
     assert np.allclose(my.numpy().sum(axis=1), 1.0)
     assert not np.allclose(mx.numpy(), x.numpy())
-    assert augment.mixup(x, y, 0.0)[0] is x
+    assert augment.mixup(x, y, 0.0, RNG())[0] is x
 
 
 def test_eval_pipeline_is_never_augmented_and_train_is():
@@ -102,3 +190,27 @@ def test_eval_pipeline_is_never_augmented_and_train_is():
     order = np.argsort([np.argmax(np.all(np.isclose(first, x, atol=1e-5), axis=(1, 2, 3))) for x in xs])
     np.testing.assert_allclose(xs[order], first, atol=1e-5)
     assert set(ys.sum(axis=1)) == {1.0}  # one-hot, no mixup
+
+
+def test_each_epoch_draws_anew_yet_a_seed_reproduces_the_run():
+    """With a global seed set (as training does), plain tf.random ops in a dataset function would
+    repeat the same draws every epoch; the pipeline's generator must not."""
+    config = Config()
+    config.audio.clip_seconds = 1.0
+    config.train.batch_size = 3
+    config.augment.mixup_alpha = 0.0
+    waves = (0.1 * np.random.default_rng(0).standard_normal((8, SR))).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32)
+
+    def epochs(count: int) -> list[np.ndarray]:
+        tf.keras.utils.set_random_seed(0)
+        ds = pipeline.train_dataset(waves, labels, 8, config, Normalization.identity(13), seed=5)
+        out = []
+        for _ in range(count):
+            xs, ys = zip(*ds.as_numpy_iterator())
+            out.append(np.concatenate(xs)[np.argsort(np.concatenate(ys).argmax(axis=1))])  # clip order
+        return out
+
+    first, second = epochs(2)
+    assert all(not np.allclose(a, b) for a, b in zip(first, second))  # every clip re-augmented
+    np.testing.assert_array_equal(epochs(1)[0], first)

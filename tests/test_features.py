@@ -56,6 +56,13 @@ def test_features_match_direct_numpy_computation(wave, kind):
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+def test_dct_matrix_is_tf_signals_mfcc_transform():
+    f = Config().features
+    log_mel = np.random.default_rng(0).standard_normal((7, f.num_mel_bins)).astype(np.float32)
+    expected = tf.signal.mfccs_from_log_mel_spectrograms(log_mel).numpy()[:, : f.num_mfcc]
+    np.testing.assert_allclose(log_mel @ F.dct_matrix(f).T, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_log_mel_matches_librosa(wave):
     """librosa draws its triangles in Hz rather than mel, so they agree closely, not exactly."""
     f = Config().features
