@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf import c_codegen as cg
-from esc_tf.config import Config, ExportConfig
+from esc_tf.config import ExportConfig
 from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
 from esc_tf.features import feature_shape
 from esc_tf.frontend_c import frontend_fingerprint, frontend_header

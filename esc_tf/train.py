@@ -32,7 +32,7 @@ from esc_tf.config import (Config, ConfigError, apply_override, describe_options
 from esc_tf.data import DatasetError, Split
 from esc_tf.evaluate import ModelError, ModelMeta
 from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
-from esc_tf.model import PRESETS, build_model
+from esc_tf.model import PRESETS, build_model, recalibrate_batch_norm
 
 RESULT_FILE = "result.json"
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
@@ -129,6 +129,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         class_weight = dict(zip(classes.tolist(), weights.tolist()))
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
                         callbacks=callbacks, class_weight=class_weight, verbose=config.train.verbose)
+    if config.train.recalibrate_batch_norm:
+        recalibrate_batch_norm(model, pipeline.feature_array(waves[fit_rows], config, normalization))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 

@@ -263,7 +263,10 @@ def plot_log_mel(wave: np.ndarray, config: Config, ax: Axes | None = None, cax: 
 
 def plot_mfcc(wave: np.ndarray, config: Config, normalization: feat.Normalization | None = None,
               ax: Axes | None = None, cax: Axes | None = None) -> Figure:
-    """MFCCs from :func:`esc_tf.features.compute_features` (normalised when ``normalization`` is given)."""
+    """MFCCs from :func:`esc_tf.features.compute_features`, whatever ``features.kind`` the model uses
+    (normalised when ``normalization``, statistics of an MFCC model, is given)."""
+    if normalization is not None and config.features.kind != "mfcc":
+        raise ValueError("plot_mfcc: the normalization given belongs to a log-mel model; MFCCs cannot use it")
     fig, ax = _figure((9, 2.5), ax)
     f = replace(config.features, kind="mfcc")
     mfcc = feat.compute_features(tf.constant(wave, tf.float32), f, config.audio.sample_rate)

@@ -12,7 +12,7 @@ import soundfile as sf
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from esc_tf.config import Config  # noqa: E402
+from esc_tf.config import Config, load_config  # noqa: E402
 
 # Target numbers and names taken from ESC-50 (non-contiguous, like ESC-10's).
 CLASSES = [(0, "dog"), (10, "rain"), (41, "chainsaw")]
@@ -53,9 +53,22 @@ def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int
     return root
 
 
+MFCC_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "mfcc_cnn.yaml"
+
+
+def mfcc_config() -> Config:
+    """``configs/mfcc_cnn.yaml``: 13 MFCCs over 512-sample frames, the front end most tests were sized for."""
+    return load_config(MFCC_RECIPE)
+
+
 def small_config(data_dir: Path, tmp_path: Path) -> Config:
-    """A config sized for tests: 1 s clips, few epochs, quiet."""
-    config = Config()
+    """A config sized for tests: 1 s clips, few epochs, quiet.
+
+    It starts from ``configs/mfcc_cnn.yaml`` (13 MFCCs, the three-block CNN, pruning on): that
+    recipe learns the tiny synthetic dataset in two epochs, which keeps the end-to-end tests
+    fast. The default recipe is trained on synthetic data in ``test_train.py`` too.
+    """
+    config = mfcc_config()
     config.data.data_dir = str(data_dir)
     config.data.cache_dir = str(tmp_path / "cache")
     config.audio.clip_seconds = 1.0

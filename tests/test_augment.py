@@ -173,7 +173,7 @@ def test_eval_pipeline_is_never_augmented_and_train_is():
     rng = np.random.default_rng(0)
     waves = (0.1 * rng.standard_normal((6, SR))).astype(np.float32)
     labels = np.array([0, 1, 2, 0, 1, 2], np.int32)
-    norm = Normalization.identity(13)
+    norm = Normalization.identity(feature_shape(config)[0])
     first = np.concatenate([x for x, _ in pipeline.eval_dataset(waves, labels, 3, config, norm).as_numpy_iterator()])
     again = np.concatenate([x for x, _ in pipeline.eval_dataset(waves, labels, 3, config, norm).as_numpy_iterator()])
     assert first.shape == (6, *feature_shape(config), 1)
@@ -204,7 +204,7 @@ def test_each_epoch_draws_anew_yet_a_seed_reproduces_the_run():
 
     def epochs(count: int) -> list[np.ndarray]:
         tf.keras.utils.set_random_seed(0)
-        ds = pipeline.train_dataset(waves, labels, 8, config, Normalization.identity(13), seed=5)
+        ds = pipeline.train_dataset(waves, labels, 8, config, Normalization.identity(feature_shape(config)[0]), seed=5)
         out = []
         for _ in range(count):
             xs, ys = zip(*ds.as_numpy_iterator())

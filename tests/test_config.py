@@ -1,6 +1,8 @@
 """The one config object: files, overrides and their errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from esc_tf.config import Config, ConfigError, apply_override, describe_options, load_config, save_config
@@ -60,3 +62,11 @@ def test_every_option_is_described():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_recipe_files_load_and_the_micro_recipe_is_the_default():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(configs / "micro_logmel.yaml") == Config()
+    for name, preset in (("mfcc_cnn.yaml", "cnn"), ("seed.yaml", "seed")):
+        config = load_config(configs / name)
+        assert (config.model.preset, config.features.kind, config.features.num_mfcc) == (preset, "mfcc", 13)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from esc_tf import features as F
 from esc_tf.config import Config
+from tests.conftest import mfcc_config
 
 SR = 16000
 
@@ -48,7 +49,7 @@ def numpy_features(x: np.ndarray, config: Config) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["mfcc", "logmel"])
 def test_features_match_direct_numpy_computation(wave, kind):
-    config = Config()
+    config = mfcc_config()
     config.features.kind = kind
     ours = F.compute_features(wave, config.features, SR).numpy()
     expected = numpy_features(wave, config)
@@ -57,7 +58,7 @@ def test_features_match_direct_numpy_computation(wave, kind):
 
 
 def test_dct_matrix_is_tf_signals_mfcc_transform():
-    f = Config().features
+    f = mfcc_config().features
     log_mel = np.random.default_rng(0).standard_normal((7, f.num_mel_bins)).astype(np.float32)
     expected = tf.signal.mfccs_from_log_mel_spectrograms(log_mel).numpy()[:, : f.num_mfcc]
     np.testing.assert_allclose(log_mel @ F.dct_matrix(f).T, expected, rtol=1e-5, atol=1e-5)
@@ -65,7 +66,7 @@ def test_dct_matrix_is_tf_signals_mfcc_transform():
 
 def test_log_mel_matches_librosa(wave):
     """librosa draws its triangles in Hz rather than mel, so they agree closely, not exactly."""
-    f = Config().features
+    f = mfcc_config().features
     ours = F.log_mel_spectrogram(wave, f, SR).numpy()
     mel = librosa.feature.melspectrogram(y=wave, sr=SR, n_fft=f.fft_length, hop_length=f.hop_length,
                                          win_length=f.frame_length, window="hann", center=False, power=1.0,
@@ -78,7 +79,7 @@ def test_log_mel_matches_librosa(wave):
 
 def test_mfcc_matches_librosa_dct(wave):
     """tf.signal scales every coefficient like librosa's ortho DCT does all but c0 (sqrt 2 apart)."""
-    f = Config().features
+    f = mfcc_config().features
     log_mel = F.log_mel_spectrogram(wave, f, SR).numpy().T
     theirs = librosa.feature.mfcc(S=log_mel, n_mfcc=f.num_mfcc, dct_type=2, norm="ortho")
     theirs[0] *= np.sqrt(2)
@@ -88,7 +89,7 @@ def test_mfcc_matches_librosa_dct(wave):
 
 def test_magnitude_not_power_spectrum(wave):
     """Doubling the amplitude must add log(2) to every log-mel value (magnitude scaling)."""
-    f = Config().features
+    f = mfcc_config().features
     a = F.log_mel_spectrogram(wave, f, SR).numpy()
     b = F.log_mel_spectrogram(2 * wave, f, SR).numpy()
     loud = a > np.log(1e-2)
@@ -96,18 +97,19 @@ def test_magnitude_not_power_spectrum(wave):
 
 
 def test_batched_features_equal_single(wave):
-    f = Config().features
+    f = mfcc_config().features
     batch = np.stack([wave, wave[::-1].copy()])
     out = F.compute_features(batch, f, SR).numpy()
     np.testing.assert_allclose(out[1], F.compute_features(batch[1], f, SR).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_feature_shape_for_default_five_second_clip():
-    assert F.feature_shape(Config()) == (13, 311)
+    assert F.feature_shape(Config()) == (40, 155)
+    assert F.feature_shape(mfcc_config()) == (13, 311)
 
 
 def test_normalization_stats_standardise_training_features(wave):
-    config = Config()
+    config = mfcc_config()
     config.audio.clip_seconds = 1.0
     rng = np.random.default_rng(0)
     waves = np.stack([wave * g for g in rng.uniform(0.1, 1.0, 6)]).astype(np.float32)
@@ -122,7 +124,7 @@ def test_normalization_stats_standardise_training_features(wave):
 
 def test_frontend_tables_reproduce_the_features(wave):
     """The device tables (window, mel, DCT, mean, std) give the training features in numpy."""
-    config = Config()
+    config = mfcc_config()
     norm = F.Normalization(np.linspace(-1, 1, 13).astype(np.float32), np.linspace(1, 2, 13).astype(np.float32))
     t = F.frontend_tables(config, norm)
     f = config.features
@@ -141,7 +143,7 @@ def test_frontend_tables_reproduce_the_features(wave):
     ({"num_mfcc": 41}, "num_mfcc"),
 ])
 def test_bad_feature_config_is_refused(change, message):
-    config = Config()
+    config = mfcc_config()
     for k, v in change.items():
         setattr(config.features, k, v)
     with pytest.raises(ValueError, match=message):

@@ -14,9 +14,9 @@ def test_grid_and_random_sampling(tmp_path):
     grid = tune.sample_trials(space, None)
     assert len(grid) == 6 and {"train.learning_rate": 3e-4, "augment.mixup_alpha": 0.4} in grid
     draws = tune.sample_trials({"train.learning_rate": {"loguniform": [1e-4, 1e-2]},
-                                "model.preset": {"choice": ["seed", "default"]}}, 20, seed=1)
+                                "model.preset": {"choice": ["seed", "cnn"]}}, 20, seed=1)
     assert len(draws) == 20 and all(1e-4 <= d["train.learning_rate"] <= 1e-2 for d in draws)
-    assert {d["model.preset"] for d in draws} == {"seed", "default"}
+    assert {d["model.preset"] for d in draws} == {"seed", "cnn"}
     with pytest.raises(ConfigError, match="--trials"):
         tune.sample_trials({"train.learning_rate": {"uniform": [0, 1]}}, None)
 
