@@ -69,20 +69,23 @@ def _separable_block(x, filters: int):
 
 
 def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig,
-                stem: int = 24, widths: tuple[int, ...] = (48, 96, 160, 160)) -> keras.Model:
+                stem: int = 24, stages: tuple[tuple[int, ...], ...] = ((48,), (96,), (160,), (160,))
+                ) -> keras.Model:
     """Strided stem + depthwise-separable blocks with pooling: built for a <= 64 KB TFLM arena.
 
     The stride-2 stem and the pool right after it keep the largest activation pair small;
-    the wide blocks come after the feature map has shrunk.
+    the wide blocks come after the feature map has shrunk. ``stages`` lists the blocks'
+    widths per resolution, with a 2x2 max-pool between stages.
     """
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D(2, padding="same")(x)
-    for i, filters in enumerate(widths):
-        x = _separable_block(x, filters)
-        if i < len(widths) - 1:
+    for i, stage in enumerate(stages):
+        for filters in stage:
+            x = _separable_block(x, filters)
+        if i < len(stages) - 1:
             x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(config.dropout)(x)
@@ -90,7 +93,13 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     return keras.Model(inputs, outputs, name="audiocnn_dscnn")
 
 
-PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": build_dscnn}
+def build_dscnn_deep(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
+    """``dscnn`` with two blocks at each of the first three resolutions (issue #5 experiment)."""
+    return build_dscnn(input_shape, num_classes, config, stages=((48, 48), (96, 96), (128, 128), (160,)))
+
+
+PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": build_dscnn,
+                               "dscnn_deep": build_dscnn_deep}
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:

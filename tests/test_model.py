@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from esc_tf.config import Config, ModelConfig
 from esc_tf.features import feature_shape
+from esc_tf.evaluate import measure_arena
 from esc_tf.model import PRESETS, build_model
+from esc_tf.quantize import to_int8_tflite
 
 
 def test_seed_preset_is_the_original_design():
@@ -32,18 +33,18 @@ def test_presets_build_predict_and_round_trip(preset):
     np.testing.assert_allclose(clone(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-def test_default_preset_int8_model_is_under_128_kb():
-    """Measured by converting the 50-class default model for 5 s clips to full-integer int8."""
-    shape = feature_shape(Config())
-    model = build_model((*shape, 1), 50, ModelConfig())
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: ([rng.standard_normal((1, *shape, 1)).astype(np.float32)]
-                                                for _ in range(4))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    assert len(converter.convert()) < 128 * 1024
+@pytest.mark.parametrize("preset", ["dscnn", "dscnn_deep"])
+def test_microcontroller_presets_fit_128_kb_flash_and_64_kb_arena(preset):
+    """Measured: the 50-class model for the default 5 s log-mel input, converted to full-integer
+    int8, and the smallest arena the TFLM interpreter allocates in."""
+    config = Config()
+    config.model.preset = preset
+    shape = feature_shape(config)
+    model = build_model((*shape, 1), 50, config.model)
+    calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
+    int8 = to_int8_tflite(model, calibration)
+    assert len(int8) <= 128 * 1024
+    assert measure_arena(int8) <= 64 * 1024
 
 
 def test_unknown_preset():
