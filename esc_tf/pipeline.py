@@ -80,6 +80,19 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
 
 
+def continuous(epoch_dataset: tf.data.Dataset, lookahead: int = 8) -> tuple[tf.data.Dataset, int]:
+    """``epoch_dataset`` repeated without end, and its steps per epoch (for ``fit(steps_per_epoch=)``).
+
+    One iterator then spans all epochs, so the prefetch buffer augments the next epoch while
+    the last ``lookahead`` batches of the current one train, instead of the model waiting
+    for it at every epoch start.
+    """
+    steps = int(epoch_dataset.cardinality().numpy())
+    if steps <= 0:
+        raise ValueError("continuous() needs a dataset of known, finite length (one epoch)")
+    return epoch_dataset.repeat().prefetch(lookahead), steps
+
+
 def eval_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                  normalization: Normalization) -> tf.data.Dataset:
     """Un-augmented, cached, batched ``(features[..., 1], one_hot)`` pairs in input order."""

@@ -12,6 +12,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from esc_tf.config import PruneConfig
+from esc_tf.pipeline import continuous
 
 
 def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None,
@@ -21,9 +22,9 @@ def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: t
     Sparsity ramps up over the first 70 % of the fine-tuning steps and is held for the rest.
     The input model is left untouched; a new, stripped model is returned.
     """
-    steps_per_epoch = int(train_ds.cardinality().numpy())
-    if steps_per_epoch <= 0:
+    if int(train_ds.cardinality().numpy()) <= 0:
         raise ValueError("pruning needs a finite training dataset")
+    train_ds, steps_per_epoch = continuous(train_ds)
     total = max(1, config.fine_tune_epochs * steps_per_epoch)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=config.target_sparsity,
@@ -33,7 +34,8 @@ def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: t
     pruned = tfmot.sparsity.keras.prune_low_magnitude(clone, pruning_schedule=schedule)
     pruned.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                    loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    pruned.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=verbose,
+    pruned.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+               epochs=config.fine_tune_epochs, verbose=verbose,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)
 

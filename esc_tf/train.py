@@ -127,8 +127,10 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         classes = np.arange(num_classes)
         weights = compute_class_weight("balanced", classes=classes, y=y[fit_rows])
         class_weight = dict(zip(classes.tolist(), weights.tolist()))
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                        callbacks=callbacks, class_weight=class_weight, verbose=config.train.verbose)
+    train_ds, steps_per_epoch = pipeline.continuous(train_ds)
+    history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                        epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
+                        verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
         recalibrate_batch_norm(model, pipeline.feature_array(waves[fit_rows], config, normalization))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
