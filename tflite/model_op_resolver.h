@@ -6,12 +6,13 @@
 
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 
-using ModelOpResolver = tflite::MicroMutableOpResolver<4>;
+using ModelOpResolver = tflite::MicroMutableOpResolver<5>;
 
-// Registers the ops of the exported model: CONV_2D, MAX_POOL_2D, MEAN, FULLY_CONNECTED.
+// Registers the ops of the exported model: CONV_2D, MAX_POOL_2D, DEPTHWISE_CONV_2D, MEAN, FULLY_CONNECTED.
 inline TfLiteStatus RegisterModelOps(ModelOpResolver& resolver) {
   TF_LITE_ENSURE_STATUS(resolver.AddConv2D());
   TF_LITE_ENSURE_STATUS(resolver.AddMaxPool2D());
+  TF_LITE_ENSURE_STATUS(resolver.AddDepthwiseConv2D());
   TF_LITE_ENSURE_STATUS(resolver.AddMean());
   TF_LITE_ENSURE_STATUS(resolver.AddFullyConnected());
   return kTfLiteOk;
