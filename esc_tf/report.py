@@ -106,7 +106,9 @@ def summarize_edge(edge: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[str]:
     v = edge["variants"]
-    lines = ["## Float vs int8 vs TFLM (each fold's model pruned, quantised and scored on its own test fold)", "",
+    pruned = edge["kernel_sparsity"] > 0
+    lines = [f"## Float vs int8 vs TFLM (each fold's model {'pruned, ' if pruned else ''}quantised and scored on its "
+             "own test fold)", "",
              "| variant | " + " | ".join(edge["folds"]) + " | mean ± std | pooled |",
              "|---|" + "---|" * (len(edge["folds"]) + 2)]
     for key, label in EDGE_VARIANTS.items():
@@ -123,6 +125,8 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
               f"Footprint (mean over folds): {int(sz['params'])} parameters, {int(sz['macs'])} MACs per inference; "
               f"float .tflite {int(sz['float_tflite_bytes'])} B; int8 .tflite {int(sz['int8_bytes'])} B; "
               f"TFLM arena {int(sz['tflm_arena_bytes'])} B (measured minimum).", "",
+              "Pruning was off (`prune.enabled: false`): the rows named pruned hold the same model as the unpruned "
+              "ones." if not pruned else
               "What pruning bought (kernel sparsity "
               f"{edge['kernel_sparsity']:.2f}): the dense int8 .tflite does not shrink "
               f"({int(sz['int8_unpruned_bytes'])} B unpruned vs {int(sz['int8_bytes'])} B pruned), its gzip "
