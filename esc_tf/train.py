@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every config option (set with --set section.option=value or a --config file):\n"
                + describe_options())
     add_data_arguments(parser)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: default)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: dscnn)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="Adam learning rate")
