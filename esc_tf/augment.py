@@ -24,6 +24,8 @@ the same draws every epoch once a global seed is set.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -71,7 +73,7 @@ def _roll_frames(mel: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
 
 
 def _apply_to_some(mel: tf.Tensor, prob: float, rng: tf.random.Generator,
-                   change: "callable[[tf.Tensor, tf.Tensor], tf.Tensor]") -> tf.Tensor:
+                   change: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """``change(mel[chosen], chosen)`` for a random ``prob`` share of the clips; the others unchanged.
 
     Only the chosen clips are computed: over a whole epoch that is most of the cost saved.
