@@ -61,7 +61,6 @@ def librosa_loop(waves: np.ndarray, config: Config, rng: np.random.Generator) ->
 def clips_per_second(args, config, waves, y, classes) -> tuple[float, float, float]:
     """tf.data clips/s in the first epoch (mel cache built inside it), in later epochs, and librosa's."""
     norm = normalization_stats(waves[:64], config)
-    pipeline.train_dataset(waves[:64], y[:64], classes, config, norm, seed=0).take(2)  # warm-up: trace
     start = time.perf_counter()
     ds = pipeline.train_dataset(waves, y, classes, config, norm, seed=0)
     for _ in ds:

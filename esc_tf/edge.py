@@ -25,7 +25,7 @@ from esc_tf.config import Config, apply_override, load_config
 from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
 from esc_tf.features import Normalization
-from esc_tf.model import count_macs
+from esc_tf.model import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
 from esc_tf.train import RESULT_FILE, _write_json_atomic, fit_model, load_fold_result
@@ -41,7 +41,10 @@ def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.nd
     train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization,
                                       seed=config.train.seed)
     val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
-    return prune_and_fine_tune(model, train_ds, val_ds, config.prune)
+    pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune)
+    if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
+        recalibrate_batch_norm(pruned, pipeline.feature_array(waves[fit_rows], config, normalization))
+    return pruned
 
 
 def _calibration(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, config: Config,

@@ -117,10 +117,15 @@ def recalibrate_batch_norm(model: keras.Model, features: np.ndarray, batch_size:
     and toward augmented inputs; after a short training (few steps) the initial variance can
     dominate and an otherwise trained network predicts one class at inference time.
     """
-    for layer in model.layers:
-        if not isinstance(layer, layers.BatchNormalization):
-            continue
-        probe = keras.Model(model.inputs, layer.input)
+    norms = [i for i, layer in enumerate(model.layers) if isinstance(layer, layers.BatchNormalization)]
+    if not norms:
+        return
+    # Probe a fresh clone: a model returned by tfmot's strip_pruning keeps layer inputs that point into
+    # the wrapped model's graph, so sub-models cannot be cut from it directly.
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    for i in norms:
+        probe = keras.Model(twin.inputs, twin.layers[i].input)
         total = total_sq = 0.0
         count = 0
         for start in range(0, len(features), batch_size):
@@ -129,9 +134,11 @@ def recalibrate_batch_norm(model: keras.Model, features: np.ndarray, batch_size:
             total = total + acts.sum(axis=axes)
             total_sq = total_sq + np.square(acts).sum(axis=axes)
             count += acts.size // acts.shape[-1]
-        mean = total / count
-        layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign(np.maximum(total_sq / count - mean ** 2, 0.0).astype(np.float32))
+        mean = (total / count).astype(np.float32)
+        variance = np.maximum(total_sq / count - (total / count) ** 2, 0.0).astype(np.float32)
+        for target in (twin.layers[i], model.layers[i]):  # the twin too: later probes must see this layer's new statistics
+            target.moving_mean.assign(mean)
+            target.moving_variance.assign(variance)
 
 
 def count_macs(model: keras.Model) -> int:
