@@ -123,8 +123,13 @@ class Normalization:
         return cls(np.zeros(coefficients, np.float32), np.ones(coefficients, np.float32))
 
 
-def normalization_stats(waves: np.ndarray, config: Config, batch_size: int = 64) -> Normalization:
-    """Mean and std of every coefficient over all frames of ``waves`` (training clips only)."""
+def normalization_stats(waves: np.ndarray, config: Config, batch_size: int = 64,
+                        mel: np.ndarray | None = None) -> Normalization:
+    """Mean and std of every coefficient over all frames of ``waves`` (training clips only).
+
+    ``mel``: the same clips' mel magnitudes when already computed (``pipeline.mel_cache``), so
+    the STFT is not run a second time.
+    """
     coeffs = num_coefficients(config.features)
     if not config.features.normalize:
         return Normalization.identity(coeffs)
@@ -132,8 +137,12 @@ def normalization_stats(waves: np.ndarray, config: Config, batch_size: int = 64)
     total_sq = np.zeros(coeffs, np.float64)
     count = 0
     for start in range(0, len(waves), batch_size):
-        feats = compute_features(tf.constant(waves[start:start + batch_size]), config.features,
-                                 config.audio.sample_rate).numpy().astype(np.float64)
+        if mel is None:
+            feats = compute_features(tf.constant(waves[start:start + batch_size]), config.features,
+                                     config.audio.sample_rate)
+        else:
+            feats = features_from_mel(tf.constant(mel[start:start + batch_size]), config.features)
+        feats = feats.numpy().astype(np.float64)
         total += feats.sum(axis=(0, 2))
         total_sq += (feats ** 2).sum(axis=(0, 2))
         count += feats.shape[0] * feats.shape[2]

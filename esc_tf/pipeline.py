@@ -38,9 +38,20 @@ def _batches(x: tf.Tensor, y: tf.Tensor, batch_size: int) -> tf.data.Dataset:
     return ds.concatenate(tf.data.Dataset.from_tensors((x[full:], y[full:]))) if full < count else ds
 
 
+def cached_features(mel: np.ndarray, config: Config, normalization: Normalization,
+                    batch_size: int = 64) -> np.ndarray:
+    """Normalised, un-augmented features ``[clips, coefficients, frames, 1]`` from :func:`mel_cache`
+    output: the same numbers as :func:`feature_array` on the waveforms, without a second STFT."""
+    op = tf.function(lambda m: normalization.apply(features_from_mel(m, config.features))[..., None])
+    return np.concatenate([op(tf.constant(mel[i:i + batch_size])).numpy() for i in range(0, len(mel), batch_size)])
+
+
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
-                  normalization: Normalization, seed: int | None = None) -> tf.data.Dataset:
+                  normalization: Normalization, seed: int | None = None,
+                  cache: tuple[np.ndarray, np.ndarray] | None = None) -> tf.data.Dataset:
     """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs.
+
+    ``cache``: :func:`mel_cache` of ``waves`` when the caller already has it.
 
     Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
     The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
@@ -49,7 +60,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     shared cores any pipeline time is taken from the training step.
     """
     aug, f, sample_rate = config.augment, config.features, config.audio.sample_rate
-    mel_array, power_array = mel_cache(waves, config)
+    mel_array, power_array = cache if cache is not None else mel_cache(waves, config)
     mels, powers, label_ids = tf.constant(mel_array), tf.constant(power_array), tf.constant(labels, tf.int32)
     bank = None
     if aug.enabled and aug.noise_prob > 0:

@@ -104,8 +104,10 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
     """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only."""
     keras.utils.set_random_seed(seed)
-    normalization = normalization_stats(waves[fit_rows], config)
-    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed)
+    cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT of the training clips serves all below
+    normalization = normalization_stats(waves[fit_rows], config, mel=cache[0])
+    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed,
+                                      cache=cache)
     val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     model = build_model((*feature_shape(config), 1), num_classes, config.model)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
@@ -132,7 +134,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
                         epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
                         verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
-        recalibrate_batch_norm(model, pipeline.feature_array(waves[fit_rows], config, normalization))
+        recalibrate_batch_norm(model, pipeline.cached_features(cache[0], config, normalization))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 

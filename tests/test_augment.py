@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from esc_tf import augment, pipeline
 from esc_tf.config import AugmentConfig, Config
-from esc_tf.features import Normalization, feature_shape, mel_magnitudes
+from esc_tf.features import Normalization, feature_shape, mel_magnitudes, normalization_stats
 
 SR = 16000
 FEATURES = Config().features
@@ -214,3 +214,17 @@ def test_each_epoch_draws_anew_yet_a_seed_reproduces_the_run():
     first, second = epochs(2)
     assert all(not np.allclose(a, b) for a, b in zip(first, second))  # every clip re-augmented
     np.testing.assert_array_equal(epochs(1)[0], first)
+
+
+def test_one_stft_serves_normalisation_training_and_recalibration(rich_waves):
+    """The mel cache gives the same statistics and features as computing them from the waveforms."""
+    config = Config()
+    config.audio.clip_seconds = rich_waves.shape[1] / SR
+    mel, _ = pipeline.mel_cache(rich_waves, config)
+    direct = normalization_stats(rich_waves, config)
+    cached = normalization_stats(rich_waves, config, mel=mel)
+    np.testing.assert_allclose(cached.mean, direct.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cached.std, direct.std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pipeline.cached_features(mel, config, direct),
+                               pipeline.feature_array(rich_waves, config, direct), rtol=1e-5,
+                               atol=1e-4)  # batched vs per-clip float32 FFT, after dividing by the std
