@@ -25,7 +25,7 @@ echo "other jobs (an upper bound). esc50-16k reads a little optimistic (see ../s
 echo "Targets: >= 80 % ESC-50, >= 92 % ESC-10, int8 <= 128 KB, arena <= 64 KB."
 echo
 echo "Preset names: \`dscnn\` is the default recipe (built-in defaults = configs/micro_logmel.yaml); rows with preset"
-echo "\`default\` are the former default, now \`cnn\` (configs/mfcc_cnn.yaml); \`seed\` is configs/seed.yaml."
+echo "\`default\` are the former default, now \`cnn\` (configs/mfcc_cnn.yaml); \`seed\` is configs/mfcc_cnn.yaml with --preset seed."
 echo "Run 8c8cad36 is the micro recipe before augmentation moved to the mel domain (and with pruning on)."
 echo
 python -m esc_tf.report "${EXISTING[@]}" 2>/dev/null
