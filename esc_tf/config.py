@@ -85,6 +85,8 @@ class ModelConfig:
 
     preset: str = "dscnn"  # see esc_tf.model.PRESETS
     dropout: float = 0.3
+    stem_filters: int = 24  # dscnn presets: channels of the strided first convolution
+    stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
 
 
 @dataclass

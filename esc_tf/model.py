@@ -69,16 +69,18 @@ def _separable_block(x, filters: int):
 
 
 def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig,
-                stem: int = 24, stages: tuple[tuple[int, ...], ...] = ((48,), (96,), (160,), (160,))
-                ) -> keras.Model:
+                stages: tuple[tuple[int, ...], ...] | None = None) -> keras.Model:
     """Strided stem + depthwise-separable blocks with pooling: built for a <= 64 KB TFLM arena.
 
-    The stride-2 stem and the pool right after it keep the largest activation pair small;
-    the wide blocks come after the feature map has shrunk. ``stages`` lists the blocks'
-    widths per resolution, with a 2x2 max-pool between stages.
+    The stride-2 stem (``config.stem_filters`` channels) and the pool right after it keep the
+    largest activation pair small; the wide blocks come after the feature map has shrunk.
+    ``stages`` lists the blocks' widths per resolution, with a 2x2 max-pool between stages;
+    by default one block per entry of ``config.stage_filters``.
     """
+    if stages is None:
+        stages = tuple((filters,) for filters in config.stage_filters)
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.Conv2D(config.stem_filters, 3, strides=2, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D(2, padding="same")(x)
@@ -94,7 +96,8 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
 
 
 def build_dscnn_deep(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
-    """``dscnn`` with two blocks at each of the first three resolutions (issue #5 experiment)."""
+    """``dscnn`` with two blocks at each of the first three resolutions (issue #5 experiment;
+    fixed widths, ``config.stage_filters`` does not apply)."""
     return build_dscnn(input_shape, num_classes, config, stages=((48, 48), (96, 96), (128, 128), (160,)))
 
 

@@ -91,6 +91,13 @@ def _lr_callback(config: Config) -> keras.callbacks.Callback | None:
     raise ConfigError(f"train.lr_schedule must be plateau, cosine or constant, not {t.lr_schedule!r}")
 
 
+def check_schedule(config: Config, has_validation: bool) -> None:
+    """Refuse a schedule that needs validation clips when there are none."""
+    if not has_validation and config.train.lr_schedule == "plateau":
+        raise ConfigError("train.lr_schedule 'plateau' watches the validation loss; with data.val_fraction 0 "
+                          "use 'cosine' or 'constant'")
+
+
 class _EpochLogger(keras.callbacks.Callback):
     """Records the learning rate with the other metrics of each epoch."""
 
@@ -102,25 +109,35 @@ class _EpochLogger(keras.callbacks.Callback):
 def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
               num_classes: int, config: Config, workdir: Path, seed: int
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
-    """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only."""
+    """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only.
+
+    With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
+    of the last epoch is kept: the schedule, not a validation score, decides when training ends.
+    """
     keras.utils.set_random_seed(seed)
     cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT of the training clips serves all below
     normalization = normalization_stats(waves[fit_rows], config, mel=cache[0])
     train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed,
                                       cache=cache)
-    val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
+    val_ds = None
+    check_schedule(config, has_validation=len(val_rows) > 0)
+    if len(val_rows):
+        val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     model = build_model((*feature_shape(config), 1), num_classes, config.model)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     callbacks: list[keras.callbacks.Callback] = [
         _EpochLogger(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(workdir / "checkpoint.weights.h5"), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True),
         keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), write_graph=False),
     ]
+    if val_ds is not None:
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ModelCheckpoint(str(workdir / "checkpoint.weights.h5"), monitor="val_loss",
+                                            save_best_only=True, save_weights_only=True),
+        ]
     lr = _lr_callback(config)
     if lr is not None:
         callbacks.append(lr)
@@ -188,6 +205,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     no run folder behind. Returns the run folder.
     """
     check_feature_config(config.features, config.audio)
+    check_schedule(config, has_validation=config.data.val_fraction > 0)
     if config.model.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
     started = time.time()

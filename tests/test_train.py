@@ -11,7 +11,7 @@ import pytest
 from esc_tf import data, train
 from esc_tf.config import Config
 from esc_tf.features import Normalization, normalization_stats
-from tests.conftest import make_dataset, small_config
+from tests.conftest import MFCC_RECIPE, make_dataset, small_config
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,32 @@ def test_the_default_recipe_learns_the_synthetic_classes(tmp_path):
     config.export.edge_eval = config.export.deploy = False
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     assert json.loads((run_dir / "report.json").read_text())["mean_accuracy"] > 0.8  # chance is 1/3
+
+
+def test_without_a_validation_part_every_training_clip_is_fitted(dataset_dir, tmp_path):
+    """``data.val_fraction: 0``: no clip is held out for early stopping, the last epoch's model is
+    kept, and pruning and the edge stage run without validation data."""
+    root = tmp_path / "runs"
+    args = ["--data-dir", str(dataset_dir), "--config", str(MFCC_RECIPE), "--folds", "2", "--epochs", "2",
+            "--set", "audio.clip_seconds=1.0", "--set", "train.verbose=0", "--set", "data.val_fraction=0",
+            "--set", "train.lr_schedule=cosine", "--set", "train.batch_size=8", "--set", "prune.fine_tune_epochs=2",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(root),
+            "--set", "export.deploy=false"]
+    assert train.main(args) == 0
+    fold_dir = next(root.iterdir()) / "fold2"
+    split = json.loads((fold_dir / "split.json").read_text())
+    assert split["val"] == [] and len(split["train"]) == 24
+    result = json.loads((fold_dir / "result.json").read_text())
+    assert result["epochs_trained"] == 2 and "val_loss" not in result["history"]
+    edge = json.loads((fold_dir / "edge.json").read_text())
+    assert edge["kernel_sparsity"] > 0.4 and edge["variants"]["int8_tflm"]["accuracy"] > 1 / 3
+
+
+def test_plateau_schedule_needs_a_validation_part(dataset_dir, tmp_path, capsys):
+    assert train.main(["--data-dir", str(dataset_dir), "--folds", "2", "--set", "data.val_fraction=0",
+                       "--set", "train.lr_schedule=plateau", "--set", "audio.clip_seconds=1.0",
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(tmp_path / "runs")]) == 1
+    assert "plateau" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
 def test_report_contents(finished_run):
