@@ -28,7 +28,7 @@ class DataConfig:
     split: str = "folds"  # "folds" (official cross-validation) or "stratified" (one 80/20 split)
     folds: list[int] = field(default_factory=list)  # test folds to run; empty = every fold present
     test_size: float = 0.2  # for split="stratified"
-    val_fraction: float = 0.125  # early-stopping validation carved from the training clips
+    val_fraction: float = 0.0  # > 0: early-stopping validation carved from the training clips (tune needs it)
     random_state: int = 42
     cache_dir: str = ".cache/esc_tf"  # decoded, resampled waveforms are kept here
 
@@ -53,7 +53,7 @@ class FeatureConfig:
     frame_length: int = 1024  # equal to fft_length so the device FFT sees the same window
     hop_length: int = 512
     fft_length: int = 1024
-    num_mel_bins: int = 40
+    num_mel_bins: int = 64
     fmin: float = 20.0
     fmax: float = 8000.0
     num_mfcc: int = 13  # for kind="mfcc"
@@ -85,7 +85,7 @@ class ModelConfig:
 
     preset: str = "dscnn"  # see esc_tf.model.PRESETS
     dropout: float = 0.3
-    stem_filters: int = 24  # dscnn presets: channels of the strided first convolution
+    stem_filters: int = 16  # dscnn presets: channels of the strided first convolution
     stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
 
 

@@ -79,7 +79,10 @@ def sample_trials(space: dict[str, Any], trials: int | None, seed: int = 0) -> l
 
 
 def validation_accuracy(result: FoldResult) -> float:
-    """Validation accuracy at the epoch whose weights were kept (lowest validation loss)."""
+    """Validation accuracy at the epoch whose weights were kept (lowest validation loss); NaN when
+    the run had no validation clips (``data.val_fraction: 0``)."""
+    if "val_loss" not in result.history:
+        return float("nan")
     best = int(np.argmin(result.history["val_loss"]))
     return float(result.history["val_accuracy"][best])
 
@@ -120,7 +123,8 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
              "|---|" + "---|" * (len(ranked[0]["point"]) + 3)]
     for i, t in enumerate(ranked, 1):
         values = " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in t["point"].values())
-        lines.append(f"| {i} | {values} | {t['val_mean']:.4f} ± {t['val_std']:.4f} | "
+        val = "—" if np.isnan(t["val_mean"]) else f"{t['val_mean']:.4f} ± {t['val_std']:.4f}"
+        lines.append(f"| {i} | {values} | {val} | "
                      f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} |")
     (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
 
@@ -138,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = with_value(with_value(config_from_args(args), "export.edge_eval", False), "export.deploy", False)
         space = load_space(args.space) if args.space else {}
+        if space and base.data.val_fraction <= 0:
+            raise ConfigError("a search ranks its trials by validation accuracy, and data.val_fraction is 0: "
+                              "add --set data.val_fraction=0.125")
         points = sample_trials(space, args.trials, base.train.seed) if space else [{}]
         seeds = [int(s) for s in args.seeds.split(",")]
         out_dir = Path(args.out or args.runs_root)

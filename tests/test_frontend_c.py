@@ -182,7 +182,8 @@ def frames_after(samples: int, config: Config) -> int:
 
 CONFIGS = {
     "default": dict(kind=Config().features.kind, frame_length=Config().features.frame_length,
-                    fft_length=Config().features.fft_length, hop_length=Config().features.hop_length),
+                    fft_length=Config().features.fft_length, hop_length=Config().features.hop_length,
+                    num_mel_bins=Config().features.num_mel_bins),
     "mfcc": dict(kind="mfcc"),
     "logmel": dict(kind="logmel"),
     "mfcc_fft256_hop160": dict(kind="mfcc", frame_length=256, fft_length=256, hop_length=160,

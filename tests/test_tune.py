@@ -31,7 +31,7 @@ def test_search_ranks_by_validation_and_aggregates_seeds(dataset_dir, tmp_path, 
     (tmp_path / "space.yaml").write_text("model.preset: [seed, dscnn]\n")
     code = tune.main(["--data-dir", str(dataset_dir), "--space", str(tmp_path / "space.yaml"), "--folds", "1",
                       "--seeds", "1,2", "--runs-root", str(tmp_path / "tune"), "--set", "audio.clip_seconds=1.0",
-                      "--set", "train.epochs=2", "--set", "train.verbose=0",
+                      "--set", "train.epochs=2", "--set", "train.verbose=0", "--set", "data.val_fraction=0.125",
                       "--set", f"data.cache_dir={tmp_path / 'cache'}"])
     assert code == 0
     ranked = json.loads((tmp_path / "tune" / "tune.json").read_text())
@@ -39,3 +39,11 @@ def test_search_ranks_by_validation_and_aggregates_seeds(dataset_dir, tmp_path, 
     assert ranked[0]["val_mean"] >= ranked[1]["val_mean"]
     assert len({d for t in ranked for d in t["run_dirs"]}) == 4
     assert "| rank |" in (tmp_path / "tune" / "tune.md").read_text()
+
+
+def test_a_search_needs_validation_clips(dataset_dir, tmp_path, capsys):
+    (tmp_path / "space.yaml").write_text("model.preset: [seed, dscnn]\n")
+    code = tune.main(["--data-dir", str(dataset_dir), "--space", str(tmp_path / "space.yaml"),
+                      "--set", "data.val_fraction=0", "--runs-root", str(tmp_path / "tune")])
+    assert code == 1 and "data.val_fraction" in capsys.readouterr().err
+    assert not (tmp_path / "tune").exists()
