@@ -195,6 +195,13 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     return summary
 
 
+def _features_label(features: dict[str, Any]) -> str:
+    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop)."""
+    size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
+        f"{features['num_mfcc']} of {features['num_mel_bins']}"
+    return f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
+
+
 def accuracy_row(run_dir: Path) -> dict[str, Any]:
     """One row of the accuracy table from a finished run's ``report.json``."""
     r = json.loads((Path(run_dir) / "report.json").read_text())
@@ -204,8 +211,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     sizes = edge.get("sizes_mean_over_folds", {})
     return {
         "run": Path(run_dir).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
-        "preset": cfg["model"]["preset"], "features": f"{cfg['features']['kind']} {cfg['features']['fft_length']}/"
-                                                      f"{cfg['features']['hop_length']}",
+        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"]),
         "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
         "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
         "int8_bytes": int(sizes["int8_bytes"]) if sizes else None,
@@ -225,10 +231,11 @@ def accuracy_table(run_dirs: list[Path]) -> str:
     def num(v: int | None) -> str:
         return f"{v:,}" if v is not None else "—"
     rows = [accuracy_row(d) for d in run_dirs]
-    lines = ["| dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
-             "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
+             "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['dataset']} ({row['subset']}) | {row['preset']} | {row['features']} | {row['folds']} | "
+        lines.append(f"| {row['run'].rsplit('-', 1)[-1]} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
+                     f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
                      f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f} |")
     lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]

@@ -231,7 +231,7 @@ def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
     assert report.record_command(run_dir) == commands  # the same invocation is not repeated
     assert report.main([str(run_dir)]) == 0
     table = capsys.readouterr().out
-    row = next(line for line in table.splitlines() if line.startswith("| esc50"))
+    row = next(line for line in table.splitlines() if f"| {run_dir.name.rsplit('-', 1)[-1]} | esc50" in line)
     accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
-    assert f"{accuracy:.4f}" in row and "| cnn | mfcc 512/256 | 2 |" in row
+    assert f"{accuracy:.4f}" in row and "| cnn | mfcc 13 of 40, 512/256 | 2 |" in row
     assert f"python -m esc_tf.export --run {run_dir}" in table
