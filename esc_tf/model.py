@@ -1,6 +1,6 @@
 """AudioCNN builders (tf_keras, so tfmot can prune them) and their presets.
 
-Input is ``(coefficients, frames, 1)``: 40 log-mels x 155 frames for the default front end
+Input is ``(coefficients, frames, 1)``: 64 log-mels x 155 frames for the default front end
 (13 MFCCs x 311 frames in ``configs/mfcc_cnn.yaml``).
 
 - ``seed``: the original design. Conv2D 16 3x3 -> ReLU -> MaxPool 2x2 -> Conv2D 32 3x3 ->
