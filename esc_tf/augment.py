@@ -131,7 +131,9 @@ def resample_mel(mel: tf.Tensor, rate: tf.Tensor, features: FeatureConfig) -> tf
     low = _hz_to_mel(tf.constant(features.fmin, tf.float32))
     step = (_hz_to_mel(tf.constant(features.fmax, tf.float32)) - low) / (bands + 1)
     centres_hz = 700.0 * (tf.exp((low + step * tf.range(1, bands + 1, dtype=tf.float32)) / 1127.0) - 1.0)
-    left, frac = _linear_weights((_hz_to_mel(centres_hz[None, :] / rate[:, None]) - low) / step - 1.0, bands)
+    # Each band's offset from its own centre, so that rate 1 is exactly the identity (no float round trip).
+    moved = (_hz_to_mel(centres_hz[None, :] / rate[:, None]) - _hz_to_mel(centres_hz)[None, :]) / step
+    left, frac = _linear_weights(tf.range(bands, dtype=tf.float32)[None, :] + moved, bands)
     warp = (tf.one_hot(left, bands, axis=1) * (1.0 - frac)[:, None, :]
             + tf.one_hot(left + 1, bands, axis=1) * frac[:, None, :])  # [clips, input band, output band]
     out = tf.matmul(mel, warp)

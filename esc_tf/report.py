@@ -9,6 +9,7 @@ import argparse
 import json
 import platform
 import shlex
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -28,9 +29,22 @@ PACKAGES = ("tensorflow", "tf-keras", "tensorflow-io", "tensorflow-model-optimiz
             "librosa", "pandas", "scikit-learn", "matplotlib", "tflite-micro", "cmsisdsp")
 
 
+def code_version() -> str:
+    """The esc-tf commit this code is at (``+changes`` when the checkout has uncommitted edits)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+changes" if dirty else "")
+
+
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers."""
-    versions = {"python": platform.python_version()}
+    """Installed versions of the packages that shape the numbers, and the esc-tf commit."""
+    versions = {"esc-tf (git)": code_version(), "python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

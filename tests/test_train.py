@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,9 @@ def test_report_contents(finished_run):
     assert np.trace(cm) / cm.sum() == pytest.approx(report["pooled_accuracy"])
     assert set(report["per_class"]) == {"dog", "rain", "chainsaw"}
     assert report["versions"]["tensorflow"].startswith("2.17")
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert report["versions"]["esc-tf (git)"].startswith(head or "unknown")
     assert report["config"] == config.to_dict()
     md = (run_dir / "report.md").read_text()
     assert "± " in md and "| fold1 |" in md and "chainsaw" in md
