@@ -3,10 +3,19 @@
 # Usage: bash reports/make_accuracy.sh   (from the repository root; the runs must exist locally)
 set -euo pipefail
 RUNS=(
-  runs/esc10-all-dscnn-folds-*            # default recipe (dscnn, log-mel), ESC-10
-  runs/esc50-16k-all-dscnn-folds-e9f305fb  # default recipe, esc50-16k
-  runs/esc50-16k-all-dscnn_deep-folds-*    # dscnn_deep experiment
-  runs/esc50-16k-all-dscnn-folds-8c8cad36  # micro recipe with waveform-domain augmentation and pruning (session 1)
+  runs/esc10-all-dscnn-folds-00a2dfe7      # default recipe (dscnn, 64 log-mels, every training clip fitted), ESC-10
+  runs/esc50-16k-all-dscnn-folds-23607967  # default recipe, esc50-16k (+ deployment model in tflite/)
+  runs/esc50-16k-all-dscnn-folds-2a662c0c     # configs/micro_wide.yaml: wider blocks, 200 epochs
+  runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted
+  runs/esc10-all-dscnn-folds-df47ddfe      # session-2 default: 40 log-mels, 12.5 % early-stopping carve
+  runs/esc50-16k-all-dscnn-folds-e9f305fb  # same, esc50-16k
+  runs/esc50-16k-all-dscnn_deep-folds-*    # dscnn_deep experiment (40 log-mels, early-stopping carve)
+  runs/esc50-16k-all-dscnn-folds-8c8cad36  # 40 log-mels with waveform-domain augmentation and pruning (session 1)
+  runs/esc10-all-default-folds-b389a957    # former default = configs/mfcc_cnn.yaml (preset then named "default")
+  runs/esc10-all-seed-folds-40ea19a6
+  runs/esc50-16k-all-default-folds-870e205b
+  runs/esc50-16k-all-seed-folds-f924abda
+)
   runs/esc10-all-default-folds-b389a957    # former default = configs/mfcc_cnn.yaml (preset then named "default")
   runs/esc10-all-seed-folds-40ea19a6
   runs/esc50-16k-all-default-folds-870e205b
@@ -27,6 +36,9 @@ echo
 echo "Preset names: \`dscnn\` is the default recipe (built-in defaults = configs/micro_logmel.yaml); rows with preset"
 echo "\`default\` are the former default, now \`cnn\` (configs/mfcc_cnn.yaml); \`seed\` is configs/mfcc_cnn.yaml with --preset seed."
 echo "Run 8c8cad36 is the micro recipe before augmentation moved to the mel domain (and with pruning on)."
+echo "Runs made before model.stem_filters existed (all 40-mel dscnn rows) used a 24-channel stem and, except"
+echo "775b3231, carved 12.5 % of the training clips for early stopping: their commands ran with the defaults of"
+echo "their day; rerun them with --config reports/<folder>/config.yaml --set model.stem_filters=24."
 echo
 python -m esc_tf.report "${EXISTING[@]}" 2>/dev/null
 echo

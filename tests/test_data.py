@@ -187,7 +187,7 @@ def test_esc10_subset_keeps_flagged_classes(dataset_dir):
 
 def test_fold_splits_never_put_a_test_clip_in_training(dataset_dir):
     meta = data.read_metadata(dataset_dir)
-    splits = data.make_splits(meta, DataConfig())
+    splits = data.make_splits(meta, DataConfig(val_fraction=0.125))
     assert [s.test_fold for s in splits] == [1, 2, 3, 4, 5]
     for s in splits:
         assert set(meta["fold"].iloc[s.test]) == {s.test_fold}
@@ -202,7 +202,7 @@ def test_validation_groups_takes_of_one_recording(dataset_dir, tmp_path):
     root = copy_dataset(dataset_dir, tmp_path)
     edit_csv(root, lambda df: df.assign(src_file=[f"rec{i // 2}" for i in range(len(df))]))
     meta = data.read_metadata(root)
-    for s in data.make_splits(meta, DataConfig()):
+    for s in data.make_splits(meta, DataConfig(val_fraction=0.125)):
         assert not set(meta["src_file"].iloc[s.train]) & set(meta["src_file"].iloc[s.val])
 
 
@@ -223,6 +223,12 @@ def test_stratified_split_is_80_20_and_reproducible(dataset_dir):
     assert len(a.test) == 6 and np.array_equal(a.test, b.test) and not np.array_equal(a.test, c.test)
     assert np.bincount(data.labels(meta)[a.test]).tolist() == [2, 2, 2]
     a.check_disjoint()
+
+
+def test_by_default_every_training_clip_is_fitted(dataset_dir):
+    meta = data.read_metadata(dataset_dir)
+    for s in data.make_splits(meta, DataConfig()):
+        assert len(s.val) == 0 and len(s.train) + len(s.test) == len(meta)
 
 
 def test_check_command(dataset_dir, capsys, tmp_path):
