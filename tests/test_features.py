@@ -104,7 +104,7 @@ def test_batched_features_equal_single(wave):
 
 
 def test_feature_shape_for_default_five_second_clip():
-    assert F.feature_shape(Config()) == (40, 155)
+    assert F.feature_shape(Config()) == (64, 155)
     assert F.feature_shape(mfcc_config()) == (13, 311)
 
 

@@ -1,11 +1,13 @@
 """The AudioCNN presets."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tf_keras as keras
 
-from esc_tf.config import Config, ModelConfig
+from esc_tf.config import Config, ModelConfig, load_config
 from esc_tf.features import feature_shape
 from esc_tf.evaluate import measure_arena
 from esc_tf.model import PRESETS, build_model
@@ -33,18 +35,41 @@ def test_presets_build_predict_and_round_trip(preset):
     np.testing.assert_allclose(clone(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["dscnn", "dscnn_deep"])
-def test_microcontroller_presets_fit_128_kb_flash_and_64_kb_arena(preset):
-    """Measured: the 50-class model for the default 5 s log-mel input, converted to full-integer
-    int8, and the smallest arena the TFLM interpreter allocates in."""
+def _default() -> Config:
+    return Config()
+
+
+def _micro_wide() -> Config:
+    return load_config(Path(__file__).resolve().parents[1] / "configs" / "micro_wide.yaml")
+
+
+def _dscnn_deep_as_measured() -> Config:
+    """dscnn_deep as its esc50-16k run used it: 40 log-mels, 24-channel stem."""
     config = Config()
-    config.model.preset = preset
+    config.model.preset, config.model.stem_filters, config.features.num_mel_bins = "dscnn_deep", 24, 40
+    return config
+
+
+@pytest.mark.parametrize("make_config", [_default, _micro_wide, _dscnn_deep_as_measured])
+def test_microcontroller_recipes_fit_128_kb_flash_and_64_kb_arena(make_config):
+    """Measured: the 50-class model for the recipe's 5 s input, converted to full-integer
+    int8, and the smallest arena the TFLM interpreter allocates in."""
+    config = make_config()
     shape = feature_shape(config)
     model = build_model((*shape, 1), 50, config.model)
     calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
     int8 = to_int8_tflite(model, calibration)
-    assert len(int8) <= 128 * 1024
-    assert measure_arena(int8) <= 64 * 1024
+    assert len(int8) <= config.export.flash_budget_bytes == 128 * 1024
+    assert measure_arena(int8) <= config.export.arena_budget_bytes == 64 * 1024
+
+
+def test_stage_widths_come_from_the_config():
+    config = Config()
+    config.model.stem_filters, config.model.stage_filters = 8, [12, 20]
+    model = build_model((64, 155, 1), 50, config.model)
+    pointwise = [layer.filters for layer in model.layers
+                 if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert pointwise == [8, 12, 20]
 
 
 def test_unknown_preset():
