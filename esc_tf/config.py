@@ -121,7 +121,7 @@ class ExportConfig:
     edge_eval: bool = True  # prune, quantise and score every CV fold's model on its test fold
     deploy: bool = True  # after CV, train the deployment model on all clips and export it
     representative_clips: int = 200  # calibration clips, drawn from training clips only
-    arena_margin: float = 0.10  # arena written to model_settings.h = measured minimum * (1 + margin)
+    arena_margin: float = 0.10  # arena written to model_settings.h = measured * (1 + margin), capped at the budget
     flash_budget_bytes: int = 131072  # refuse a larger int8 .tflite (0: no limit)
     arena_budget_bytes: int = 65536  # refuse a larger measured TFLM arena (0: no limit)
     publish_dir: str = "tflite"  # the exported files are mirrored here ("" to keep them in the run only)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tflite_micro import runtime as tflm_runtime
 
 from esc_tf import c_codegen, edge, evaluate, export, train
+from esc_tf.config import ExportConfig
 from esc_tf.evaluate import ModelError, TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
@@ -101,6 +102,14 @@ def test_arena_in_the_header_is_measured(edge_run):
         tflm_runtime.Interpreter.from_bytes(model, arena_size=measured - 16)
     assert int(defines["kTensorArenaSize"]) >= measured * 1.10
     assert int(defines["kTensorArenaSize"]) % 16 == 0
+
+
+def test_the_margin_shrinks_to_the_arena_budget_but_the_measured_arena_must_fit():
+    cfg = ExportConfig(arena_margin=0.10, arena_budget_bytes=65536)
+    assert export.arena_with_margin(50000, cfg) == 55008  # 10 % fits: 55,000 aligned to 16
+    assert export.arena_with_margin(60736, cfg) == 65536  # 66,810 would not: capped at the budget
+    assert export.arena_with_margin(65530, cfg) == 65536  # never below the measured arena
+    assert export.arena_with_margin(60736, ExportConfig(arena_margin=0.10, arena_budget_bytes=0)) == 66816
 
 
 def test_op_resolver_lists_exactly_the_model_ops(edge_run):
