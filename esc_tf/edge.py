@@ -6,8 +6,8 @@ calibrated on the fold's training clips), and every variant is scored on the fol
 test clips: Keras float, LiteRT float, pruned Keras float, int8 without pruning (LiteRT),
 int8 (LiteRT) and int8 in the TFLM interpreter. Results go to ``foldN/edge.json``.
 
-``deploy`` trains the deployment model on all clips (early stopping on a grouped
-validation carve), prunes, quantises and writes the deployable files (``esc_tf.export``).
+``deploy`` trains the deployment model on all clips (with early stopping on a grouped
+validation carve when ``data.val_fraction`` > 0), prunes, quantises and writes the deployable files (``esc_tf.export``).
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class DeviceCheck:
 
     ops: list[str]
     arena_measured: int
-    arena_size: int  # measured minimum plus the configured margin, 16-byte aligned
+    arena_size: int  # measured minimum plus the margin (capped at the budget), 16-byte aligned
     int8_bytes: int
 
 
@@ -151,8 +151,9 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
-            f"{check.arena_size / check.arena_measured - 1:.1%} margin (up to "
-            f"{config.export.arena_margin:.0%}, within export.arena_budget_bytes)."]
+            f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
+            f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."
+                                                    if config.export.arena_budget_bytes else ").")]
     body += [f"#define {k} {v}" for k, v in defines.items()]
     body += ["", "static const char* const kCategoryLabels[kCategoryCount] = {",
              ",\n".join(f"    {_c_string(n)}" for n in class_names), "};"]

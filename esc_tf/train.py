@@ -1,8 +1,8 @@
 """``python -m esc_tf.train``: cross-validated training of the AudioCNN, then a report.
 
-Every fold trains on the training folds only: its early-stopping validation clips are
-carved from them (grouped by source recording), its normalisation statistics are
-measured on them, and its test fold is touched only for the final evaluation. Each
+Every fold trains on the training folds only: its normalisation statistics are measured on
+them, its early-stopping validation clips (when ``data.val_fraction`` > 0) are carved from
+them (grouped by source recording), and its test fold is touched only for the final evaluation. Each
 finished fold leaves ``fold*/result.json``; re-running the same command skips those.
 """
 from __future__ import annotations
@@ -114,13 +114,13 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
     """
+    check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
     cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT of the training clips serves all below
     normalization = normalization_stats(waves[fit_rows], config, mel=cache[0])
     train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed,
                                       cache=cache)
     val_ds = None
-    check_schedule(config, has_validation=len(val_rows) > 0)
     if len(val_rows):
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     model = build_model((*feature_shape(config), 1), num_classes, config.model)

@@ -384,7 +384,8 @@ def plot_training_curves(report: dict[str, Any]) -> Figure:
     for name, history in report.get("histories", {}).items():
         for ax, key in zip(axes, ("loss", "accuracy")):
             line, = ax.plot(history.get(key, []), label=f"{name} train")
-            ax.plot(history.get(f"val_{key}", []), "--", color=line.get_color(), label=f"{name} val")
+            if f"val_{key}" in history:  # none when every training clip was fitted (data.val_fraction 0)
+                ax.plot(history[f"val_{key}"], "--", color=line.get_color(), label=f"{name} val")
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)

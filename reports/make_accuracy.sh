@@ -17,11 +17,6 @@ RUNS=(
   runs/esc50-16k-all-default-folds-870e205b
   runs/esc50-16k-all-seed-folds-f924abda
 )
-  runs/esc10-all-default-folds-b389a957    # former default = configs/mfcc_cnn.yaml (preset then named "default")
-  runs/esc10-all-seed-folds-40ea19a6
-  runs/esc50-16k-all-default-folds-870e205b
-  runs/esc50-16k-all-seed-folds-f924abda
-)
 EXISTING=()
 for r in "${RUNS[@]}"; do [ -f "$r/report.json" ] && EXISTING+=("$r"); done
 {
