@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf import c_codegen as cg
-from esc_tf.config import ExportConfig
+from esc_tf.config import Config, ExportConfig
 from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
 from esc_tf.features import feature_shape
 from esc_tf.frontend_c import frontend_fingerprint, frontend_header
@@ -81,6 +81,28 @@ def check_for_device(int8_model: bytes, export: ExportConfig) -> DeviceCheck:
         raise ModelError(f"TFLM arena needs {measured} bytes, over the budget of "
                          f"{export.arena_budget_bytes} bytes (export.arena_budget_bytes)")
     return DeviceCheck(ops, measured, arena_with_margin(measured, export), len(int8_model))
+
+
+def check_budgets_before_training(config: Config, num_classes: int) -> None:
+    """Refuse, before any training, a recipe whose model cannot fit the export budgets.
+
+    The arena depends on the architecture only, and the int8 size nearly so, so the untrained
+    model converted with random calibration data measures both (a few seconds).
+    """
+    export = config.export
+    if not (export.flash_budget_bytes or export.arena_budget_bytes):
+        return
+    from esc_tf.model import build_model  # late: building models pulls in Keras layers
+    from esc_tf.quantize import to_int8_tflite
+    shape = feature_shape(config)
+    model = build_model((*shape, 1), num_classes, config.model)
+    calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
+    try:
+        check_for_device(to_int8_tflite(model, calibration), export)
+    except ModelError as exc:
+        raise ModelError(f"preset {config.model.preset!r} on {shape[0]} x {shape[1]} features cannot be "
+                         f"deployed: {exc}. Change the recipe, or set export.deploy=false to train it anyway "
+                         "(0 lifts a budget)") from exc
 
 
 def arena_with_margin(measured: int, export: ExportConfig) -> int:

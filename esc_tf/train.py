@@ -31,6 +31,7 @@ from esc_tf.config import (Config, ConfigError, apply_override, describe_options
                            save_config)
 from esc_tf.data import DatasetError, Split
 from esc_tf.evaluate import ModelError, ModelMeta
+from esc_tf.export import check_budgets_before_training
 from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
 from esc_tf.model import PRESETS, build_model, recalibrate_batch_norm
 
@@ -210,6 +211,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
         raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
     started = time.time()
     meta = data_mod.load_dataset(config)
+    if config.export.deploy:
+        check_budgets_before_training(config, num_classes=int(data_mod.labels(meta).max()) + 1)
     splits = data_mod.make_splits(meta, config.data)
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 

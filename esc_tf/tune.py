@@ -89,11 +89,20 @@ def validation_accuracy(result: FoldResult) -> float:
 
 def aggregate(results: list[FoldResult]) -> dict[str, float]:
     """Mean ± std over every (seed, fold) result of one trial."""
-    val = [validation_accuracy(r) for r in results]
+    val = [v for v in (validation_accuracy(r) for r in results) if not np.isnan(v)]
     test = [r.accuracy for r in results]
-    return {"val_mean": float(np.mean(val)), "val_std": float(np.std(val, ddof=1)) if len(val) > 1 else 0.0,
+    return {"val_mean": float(np.mean(val)) if val else None,  # None: no validation clips (JSON null)
+            "val_std": float(np.std(val, ddof=1)) if len(val) > 1 else 0.0,
             "test_mean": float(np.mean(test)), "test_std": float(np.std(test, ddof=1)) if len(test) > 1 else 0.0,
             "runs": len(results)}
+
+
+def trial_config(base: Config, point: dict[str, Any], seed: int) -> Config:
+    """``base`` with the point's values and the seed applied."""
+    config = with_value(base, "train.seed", seed)
+    for key, value in point.items():
+        config = with_value(config, key, value)
+    return config
 
 
 def run_trial(base: Config, point: dict[str, Any], seeds: list[int], runs_root: Path) -> dict[str, Any]:
@@ -101,9 +110,7 @@ def run_trial(base: Config, point: dict[str, Any], seeds: list[int], runs_root: 
     results: list[FoldResult] = []
     run_dirs = []
     for seed in seeds:
-        config = with_value(base, "train.seed", seed)
-        for key, value in point.items():
-            config = with_value(config, key, value)
+        config = trial_config(base, point, seed)
         run_dir = run_cross_validation(config, runs_root, progress=False)
         run_dirs.append(str(run_dir))
         wanted = {f"fold{f}" for f in config.data.folds}
@@ -115,7 +122,7 @@ def run_trial(base: Config, point: dict[str, Any], seeds: list[int], runs_root: 
 
 
 def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
-    ranked = sorted(trials, key=lambda t: -t["val_mean"])
+    ranked = sorted(trials, key=lambda t: -np.inf if t["val_mean"] is None else -t["val_mean"])
     (out_dir / "tune.json").write_text(json.dumps(ranked, indent=1))
     lines = ["# Hyperparameter search", "", "Ranked by validation accuracy (carved from the training folds); "
              "test accuracy is mean ± std over seeds × test folds.", "",
@@ -123,7 +130,7 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
              "|---|" + "---|" * (len(ranked[0]["point"]) + 3)]
     for i, t in enumerate(ranked, 1):
         values = " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in t["point"].values())
-        val = "—" if np.isnan(t["val_mean"]) else f"{t['val_mean']:.4f} ± {t['val_std']:.4f}"
+        val = "—" if t["val_mean"] is None else f"{t['val_mean']:.4f} ± {t['val_std']:.4f}"
         lines.append(f"| {i} | {values} | {val} | "
                      f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} |")
     (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
@@ -142,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = with_value(with_value(config_from_args(args), "export.edge_eval", False), "export.deploy", False)
         space = load_space(args.space) if args.space else {}
-        if space and base.data.val_fraction <= 0:
-            raise ConfigError("a search ranks its trials by validation accuracy, and data.val_fraction is 0: "
-                              "add --set data.val_fraction=0.125")
         points = sample_trials(space, args.trials, base.train.seed) if space else [{}]
+        for point in points if space else []:
+            if trial_config(base, point, base.train.seed).data.val_fraction <= 0:
+                raise ConfigError(f"trial {point}: a search ranks its trials by validation accuracy, and "
+                                  "data.val_fraction is 0: add --set data.val_fraction=0.125")
         seeds = [int(s) for s in args.seeds.split(",")]
         out_dir = Path(args.out or args.runs_root)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, point in enumerate(points, 1):
             print(f"[trial {i}/{len(points)}] {point or 'base config'} x seeds {seeds}", flush=True)
             done.append(run_trial(base, point, seeds, Path(args.runs_root)))
-            print(f"[trial {i}/{len(points)}] val {done[-1]['val_mean']:.4f}, test {done[-1]['test_mean']:.4f} "
+            val = "—" if done[-1]["val_mean"] is None else f"{done[-1]['val_mean']:.4f}"
+            print(f"[trial {i}/{len(points)}] val {val}, test {done[-1]['test_mean']:.4f} "
                   f"± {done[-1]['test_std']:.4f}", flush=True)
             write_summary(out_dir, done)
     except (ConfigError, DatasetError, ValueError) as exc:

@@ -100,7 +100,8 @@ def test_arena_in_the_header_is_measured(edge_run):
     tflm_runtime.Interpreter.from_bytes(model, arena_size=measured)
     with pytest.raises(RuntimeError), evaluate.captured_c_stderr():
         tflm_runtime.Interpreter.from_bytes(model, arena_size=measured - 16)
-    assert int(defines["kTensorArenaSize"]) >= measured * 1.10
+    budgets = evaluate.ModelMeta.for_model(deploy / "model_int8.tflite").config.export
+    assert int(defines["kTensorArenaSize"]) == export.arena_with_margin(measured, budgets)
     assert int(defines["kTensorArenaSize"]) % 16 == 0
 
 

@@ -55,9 +55,11 @@ def test_without_a_validation_part_every_training_clip_is_fitted(dataset_dir, tm
             "--set", "audio.clip_seconds=1.0", "--set", "train.verbose=0", "--set", "data.val_fraction=0",
             "--set", "train.lr_schedule=cosine", "--set", "train.batch_size=8", "--set", "prune.fine_tune_epochs=2",
             "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(root),
-            "--set", "export.deploy=false"]
+            "--set", "export.publish_dir="]
     assert train.main(args) == 0
-    fold_dir = next(root.iterdir()) / "fold2"
+    run_dir = next(root.iterdir())
+    assert json.loads((run_dir / "deploy" / "export.json").read_text())["int8_tflite_bytes"] > 0
+    fold_dir = run_dir / "fold2"
     split = json.loads((fold_dir / "split.json").read_text())
     assert split["val"] == [] and len(split["train"]) == 24
     result = json.loads((fold_dir / "result.json").read_text())
@@ -71,6 +73,15 @@ def test_plateau_schedule_needs_a_validation_part(dataset_dir, tmp_path, capsys)
                        "--set", "train.lr_schedule=plateau", "--set", "audio.clip_seconds=1.0",
                        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--runs-root", str(tmp_path / "runs")]) == 1
     assert "plateau" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_a_recipe_over_the_device_budget_is_refused_before_training(dataset_dir, tmp_path, capsys):
+    """dscnn_deep on the default 64 log-mels needs ~76 KB of arena: refused in seconds, not after the CV."""
+    assert train.main(["--data-dir", str(dataset_dir), "--preset", "dscnn_deep", "--runs-root", str(tmp_path / "runs"),
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be deployed" in err and "arena" in err and "export.deploy=false" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_report_contents(finished_run):

@@ -42,8 +42,20 @@ def test_search_ranks_by_validation_and_aggregates_seeds(dataset_dir, tmp_path, 
 
 
 def test_a_search_needs_validation_clips(dataset_dir, tmp_path, capsys):
-    (tmp_path / "space.yaml").write_text("model.preset: [seed, dscnn]\n")
+    (tmp_path / "space.yaml").write_text("data.val_fraction: [0.0, 0.25]\n")
     code = tune.main(["--data-dir", str(dataset_dir), "--space", str(tmp_path / "space.yaml"),
-                      "--set", "data.val_fraction=0", "--runs-root", str(tmp_path / "tune")])
+                      "--set", "audio.clip_seconds=1.0", "--set", "train.epochs=1", "--set", "train.verbose=0",
+                      "--runs-root", str(tmp_path / "tune")])
     assert code == 1 and "data.val_fraction" in capsys.readouterr().err
-    assert not (tmp_path / "tune").exists()
+    assert not (tmp_path / "tune").exists()  # refused before any trial trained
+
+
+def test_a_multi_seed_run_without_validation_clips_has_no_validation_score(dataset_dir, tmp_path):
+    code = tune.main(["--data-dir", str(dataset_dir), "--folds", "1", "--seeds", "1,2", "--set", "model.preset=seed",
+                      "--runs-root", str(tmp_path / "tune"), "--set", "audio.clip_seconds=1.0",
+                      "--set", "train.epochs=1", "--set", "train.verbose=0",
+                      "--set", f"data.cache_dir={tmp_path / 'cache'}"])
+    assert code == 0
+    (trial,) = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert trial["val_mean"] is None and trial["runs"] == 2 and 0 <= trial["test_mean"] <= 1
+    assert "| — |" in (tmp_path / "tune" / "tune.md").read_text()
