@@ -5,6 +5,7 @@ set -euo pipefail
 RUNS=(
   runs/esc10-all-dscnn-folds-00a2dfe7      # default recipe (dscnn, 64 log-mels, every training clip fitted), ESC-10
   runs/esc50-16k-all-dscnn-folds-23607967  # default recipe, esc50-16k (+ deployment model in tflite/)
+  runs/esc50-16k-all-dscnn-folds-a6307fea  # same with train.seed=7
   runs/esc10-all-dscnn-folds-b255f2d5      # configs/micro_wide.yaml: wider blocks, 200 epochs, ESC-10
   runs/esc50-16k-all-dscnn-folds-2a662c0c  # same, esc50-16k
   runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted

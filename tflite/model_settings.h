@@ -6,7 +6,7 @@
 
 // Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major
 // (all frames of coefficient 0, then coefficient 1, ...), as in training.
-// Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (up to 10%, within export.arena_budget_bytes).
+// Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (export.arena_margin 10%, capped at export.arena_budget_bytes).
 #define kSampleRate 16000
 #define kClipSamples 80000
 #define kFrameLength 1024
