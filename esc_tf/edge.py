@@ -38,13 +38,14 @@ def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.nd
            num_classes: int, config: Config, normalization: Normalization) -> keras.Model:
     if not config.prune.enabled:
         return model
+    cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT serves fine-tuning and recalibration
     train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization,
-                                      seed=config.train.seed)
+                                      seed=config.train.seed, cache=cache)
     val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization) \
         if len(val_rows) else None
     pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune)
     if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
-        recalibrate_batch_norm(pruned, pipeline.feature_array(waves[fit_rows], config, normalization))
+        recalibrate_batch_norm(pruned, pipeline.cached_features(cache[0], config, normalization))
     return pruned
 
 

@@ -22,9 +22,7 @@ def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: t
     Sparsity ramps up over the first 70 % of the fine-tuning steps and is held for the rest.
     The input model is left untouched; a new, stripped model is returned.
     """
-    if int(train_ds.cardinality().numpy()) <= 0:
-        raise ValueError("pruning needs a finite training dataset")
-    train_ds, steps_per_epoch = continuous(train_ds)
+    train_ds, steps_per_epoch = continuous(train_ds)  # refuses a dataset of unknown or infinite length
     total = max(1, config.fine_tune_epochs * steps_per_epoch)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=config.target_sparsity,

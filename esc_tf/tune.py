@@ -78,18 +78,18 @@ def sample_trials(space: dict[str, Any], trials: int | None, seed: int = 0) -> l
     return out
 
 
-def validation_accuracy(result: FoldResult) -> float:
-    """Validation accuracy at the epoch whose weights were kept (lowest validation loss); NaN when
+def validation_accuracy(result: FoldResult) -> float | None:
+    """Validation accuracy at the epoch whose weights were kept (lowest validation loss); None when
     the run had no validation clips (``data.val_fraction: 0``)."""
     if "val_loss" not in result.history:
-        return float("nan")
+        return None
     best = int(np.argmin(result.history["val_loss"]))
     return float(result.history["val_accuracy"][best])
 
 
 def aggregate(results: list[FoldResult]) -> dict[str, float]:
     """Mean ± std over every (seed, fold) result of one trial."""
-    val = [v for v in (validation_accuracy(r) for r in results) if not np.isnan(v)]
+    val = [v for v in (validation_accuracy(r) for r in results) if v is not None]
     test = [r.accuracy for r in results]
     return {"val_mean": float(np.mean(val)) if val else None,  # None: no validation clips (JSON null)
             "val_std": float(np.std(val, ddof=1)) if len(val) > 1 else 0.0,

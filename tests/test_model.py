@@ -8,10 +8,9 @@ import pytest
 import tf_keras as keras
 
 from esc_tf.config import Config, ModelConfig, load_config
-from esc_tf.features import feature_shape
-from esc_tf.evaluate import measure_arena
+from esc_tf.evaluate import ModelError
+from esc_tf.export import check_budgets_before_training
 from esc_tf.model import PRESETS, build_model
-from esc_tf.quantize import to_int8_tflite
 
 
 def test_seed_preset_is_the_original_design():
@@ -55,12 +54,15 @@ def test_microcontroller_recipes_fit_128_kb_flash_and_64_kb_arena(make_config):
     """Measured: the 50-class model for the recipe's 5 s input, converted to full-integer
     int8, and the smallest arena the TFLM interpreter allocates in."""
     config = make_config()
-    shape = feature_shape(config)
-    model = build_model((*shape, 1), 50, config.model)
-    calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
-    int8 = to_int8_tflite(model, calibration)
-    assert len(int8) <= config.export.flash_budget_bytes == 128 * 1024
-    assert measure_arena(int8) <= config.export.arena_budget_bytes == 64 * 1024
+    assert (config.export.flash_budget_bytes, config.export.arena_budget_bytes) == (128 * 1024, 64 * 1024)
+    check_budgets_before_training(config, num_classes=50)  # raises ModelError over either budget
+
+
+def test_a_model_over_the_arena_budget_is_refused():
+    config = _dscnn_deep_as_measured()
+    config.features.num_mel_bins, config.model.stem_filters = 64, 16  # measured: ~76 KB of arena
+    with pytest.raises(ModelError, match="arena"):
+        check_budgets_before_training(config, num_classes=50)
 
 
 def test_stage_widths_come_from_the_config():
