@@ -96,11 +96,15 @@ class TrainConfig:
     epochs: int = 120
     batch_size: int = 32
     learning_rate: float = 3e-3
+    weight_decay: float = 0.0  # > 0: AdamW, decoupled decay of the kernels (not BatchNorm or biases)
+    ema_momentum: float = 0.0  # > 0: keep the exponential moving average of the weights (e.g. 0.998)
     lr_schedule: str = "cosine"  # "cosine", "plateau" or "constant"
     early_stopping_patience: int = 40
     class_weights: bool = False
     recalibrate_batch_norm: bool = True  # BN statistics from the un-augmented training clips after fit
     seed: int = 42
+    teacher_runs: list[str] = field(default_factory=list)  # finished runs whose models teach this one (esc_tf.distill)
+    distill_weight: float = 0.5  # share of the teachers' probabilities in each training target
     verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
 
@@ -177,6 +181,10 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
             if isinstance(value, int):
                 return [value]
             return [int(v) for v in value]
+        if annotation.startswith("list[str]"):
+            if isinstance(value, str):
+                return [value]
+            return [str(v) for v in value]
         if annotation.startswith("tuple[float, float]"):
             lo, hi = (float(v) for v in value)
             return (lo, hi)

@@ -22,6 +22,7 @@ import tf_keras as keras
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report
 from esc_tf.config import Config, apply_override, load_config
+from esc_tf.distill import MODEL_FILE, load_teacher
 from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
 from esc_tf.features import Normalization
@@ -110,8 +111,10 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
     num_classes = int(y.max()) + 1
     fit_rows, val_rows = data_mod.carve_validation(meta, np.arange(len(meta)), config.data.val_fraction,
                                                    config.data.random_state)
-    model, normalization, history = fit_model(waves, y, fit_rows, val_rows, num_classes, config, out_dir,
-                                              seed=config.train.seed)
+    model, normalization, history = fit_model(
+        waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
+        teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
+    model.save(out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, _ = _calibration(waves, y, fit_rows, config, normalization)
     model_meta = ModelMeta(config, normalization, data_mod.class_names(meta),

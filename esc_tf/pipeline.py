@@ -7,12 +7,17 @@ cached.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.config import Config
 from esc_tf.features import Normalization, compute_features, feature_shape, features_from_mel, mel_magnitudes
+
+if TYPE_CHECKING:
+    from esc_tf.distill import Teacher
 
 
 def _features_op(config: Config, normalization: Normalization):
@@ -48,10 +53,13 @@ def cached_features(mel: np.ndarray, config: Config, normalization: Normalizatio
 
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                   normalization: Normalization, seed: int | None = None,
-                  cache: tuple[np.ndarray, np.ndarray] | None = None) -> tf.data.Dataset:
+                  cache: tuple[np.ndarray, np.ndarray] | None = None,
+                  teacher: Teacher | None = None) -> tf.data.Dataset:
     """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs.
 
     ``cache``: :func:`mel_cache` of ``waves`` when the caller already has it.
+    ``teacher``: blends its probabilities on each augmented clip into the targets
+    (:mod:`esc_tf.distill`), so the targets are no longer one-hot.
 
     Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
     The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
@@ -78,7 +86,9 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         if aug.enabled:
             feats = augment.spec_augment(feats, aug, rng)
         x, y = feats[..., None], tf.one_hot(label, num_classes)
-        return augment.mixup(x, y, aug.mixup_alpha, rng) if aug.enabled else (x, y)
+        if aug.enabled:
+            x, y = augment.mixup(x, y, aug.mixup_alpha, rng)
+        return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
 
     x_shape = [len(waves), *feature_shape(config), 1]
 

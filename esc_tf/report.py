@@ -158,6 +158,26 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
     return lines
 
 
+def summarize_teachers(teacher_runs: list[str]) -> list[dict[str, Any]]:
+    """Each teacher run's held-out accuracy and fold training time, read from its ``report.json``."""
+    teachers = []
+    for run in teacher_runs:
+        path = Path(run) / "report.json"
+        r = json.loads(path.read_text()) if path.is_file() else {}
+        teachers.append({"run": str(run), "mean_accuracy": r.get("mean_accuracy"),
+                         "train_seconds": sum(f["wall_seconds"] for f in r.get("folds", []))})
+    return teachers
+
+
+def _teachers_markdown(teachers: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Teachers (knowledge distillation, `train.teacher_runs`)", "",
+             "| teacher run | its held-out accuracy | its fold training time (s) |", "|---|---|---|"]
+    lines += [f"| {t['run']} | {t['mean_accuracy']:.4f} | {t['train_seconds']:.0f} |" if t["mean_accuracy"] is not None
+              else f"| {t['run']} | (no report) | — |" for t in teachers]
+    return lines + ["", "Each fold was taught by the same fold of every teacher; no teacher trained on that "
+                    "fold's test clips.", ""]
+
+
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Run report: {meta['run_dir']}", "",
              "Commands (in order):", ""] + [f"    {c}" for c in meta["commands"]] + ["",
@@ -169,8 +189,12 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"| {f['name']} | {f['test_clips']} | {f['accuracy']:.4f} | {f['epochs']} | "
                      f"{f['wall_seconds']:.0f} |")
     lines += ["", f"Wall time of this invocation: {meta['wall_seconds']:.0f} s; sum of fold times: "
-              f"{sum(f['wall_seconds'] for f in summary['folds']):.0f} s.", "",
-              "## Per-class scores (pooled test predictions)", "",
+              f"{sum(f['wall_seconds'] for f in summary['folds']):.0f} s"
+              + (f", {sum(t['train_seconds'] for t in summary['teachers']):.0f} s more for the teachers' folds."
+                 if summary.get("teachers") else "."), ""]
+    if summary.get("teachers"):
+        lines += _teachers_markdown(summary["teachers"])
+    lines += ["## Per-class scores (pooled test predictions)", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for name, s in summary["per_class"].items():
         lines.append(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1-score']:.3f} | "
@@ -192,6 +216,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     edge = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/edge.json"))]
     if edge:
         summary["edge"] = summarize_edge(edge)
+    if config.train.teacher_runs:
+        summary["teachers"] = summarize_teachers(config.train.teacher_runs)
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)
@@ -232,6 +258,8 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
         "arena_bytes": int(sizes["tflm_arena_bytes"]) if sizes else None,
         "macs": int(sizes["macs"]) if sizes else None,
         "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
+        "teacher_seconds": sum(t["train_seconds"] for t in r.get("teachers", [])),
+        "teachers": len(r.get("teachers", [])),
         "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
         if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
     }
@@ -251,7 +279,9 @@ def accuracy_table(run_dirs: list[Path]) -> str:
         lines.append(f"| {row['run'].rsplit('-', 1)[-1]} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
                      f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
-                     f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f} |")
+                     f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f}"
+                     + (f" + {row['teacher_seconds']:.0f} for {row['teachers']} teachers" if row["teachers"] else "")
+                     + " |")
     lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
-                           save_config)
+                           save_config, with_value)
 from esc_tf.data import DatasetError, Split
+from esc_tf.distill import Teacher, check_teachers, load_teacher
 from esc_tf.evaluate import ModelError, ModelMeta
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
@@ -92,6 +94,18 @@ def _lr_callback(config: Config) -> keras.callbacks.Callback | None:
     raise ConfigError(f"train.lr_schedule must be plateau, cosine or constant, not {t.lr_schedule!r}")
 
 
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW with ``train.weight_decay``; with ``train.ema_momentum`` the model ends training
+    holding the moving average of its weights (Keras swaps it in when ``fit`` returns)."""
+    t = config.train
+    ema = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum > 0 else {}
+    if t.weight_decay <= 0:
+        return keras.optimizers.Adam(t.learning_rate, **ema)
+    optimizer = keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay, **ema)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
 def check_schedule(config: Config, has_validation: bool) -> None:
     """Refuse a schedule that needs validation clips when there are none."""
     if not has_validation and config.train.lr_schedule == "plateau":
@@ -108,24 +122,27 @@ class _EpochLogger(keras.callbacks.Callback):
 
 
 def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
-              num_classes: int, config: Config, workdir: Path, seed: int
+              num_classes: int, config: Config, workdir: Path, seed: int,
+              teacher_for: Callable[[Normalization], Teacher | None] | None = None,
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
     """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only.
 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
+    ``teacher_for(normalization)`` gives the teachers that soften the targets (see :mod:`esc_tf.distill`).
     """
     check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
     cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT of the training clips serves all below
     normalization = normalization_stats(waves[fit_rows], config, mel=cache[0])
+    teacher = teacher_for(normalization) if teacher_for is not None else None
     train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed,
-                                      cache=cache)
+                                      cache=cache, teacher=teacher)
     val_ds = None
     if len(val_rows):
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     model = build_model((*feature_shape(config), 1), num_classes, config.model)
-    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+    model.compile(optimizer=make_optimizer(config),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     callbacks: list[keras.callbacks.Callback] = [
@@ -163,8 +180,10 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     split.check_disjoint()
     y = data_mod.labels(meta)
     num_classes = int(y.max()) + 1
-    model, normalization, history = fit_model(waves, y, split.train, split.val, num_classes, config,
-                                              fold_dir, seed=config.train.seed + (split.test_fold or 0))
+    test_files = meta["filename"].iloc[split.test].tolist()
+    model, normalization, history = fit_model(
+        waves, y, split.train, split.val, num_classes, config, fold_dir, seed=config.train.seed + (split.test_fold or 0),
+        teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
     test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
     y_pred = model.predict(test_ds, verbose=0).argmax(axis=1)
     model.save(fold_dir / "model.keras")
@@ -176,7 +195,7 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
         accuracy=float(accuracy_score(y[split.test], y_pred)),
         y_true=y[split.test].tolist(),
         y_pred=y_pred.tolist(),
-        test_files=meta["filename"].iloc[split.test].tolist(),
+        test_files=test_files,
         epochs_trained=len(history["loss"]),
         wall_seconds=time.time() - start,
         history=history,
@@ -207,6 +226,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     """
     check_feature_config(config.features, config.audio)
     check_schedule(config, has_validation=config.data.val_fraction > 0)
+    if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
+        config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
     if config.model.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
     started = time.time()
@@ -214,6 +235,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     if config.export.deploy:
         check_budgets_before_training(config, num_classes=int(data_mod.labels(meta).max()) + 1)
     splits = data_mod.make_splits(meta, config.data)
+    check_teachers(config, [s.name for s in splits] + (["deploy"] if config.export.deploy else []),
+                   data_mod.class_names(meta))
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)

@@ -250,3 +250,39 @@ def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
     accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
     assert f"{accuracy:.4f}" in row and "| cnn | mfcc 13 of 40, 512/256 | 2 |" in row
     assert f"python -m esc_tf.export --run {run_dir}" in table
+
+
+def _tiny_fit(config: Config, steps: int = 12) -> tuple:
+    """A Dense-BN-Dense model fitted for ``steps`` batches of 8 with ``train.make_optimizer(config)``."""
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2)])
+    optimizer = train.make_optimizer(config)
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(8 * steps, 4)), np.ones((8 * steps, 2))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    return model, optimizer
+
+
+def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
+    decayed = Config()
+    decayed.train.weight_decay = 0.5
+    model, optimizer = _tiny_fit(decayed, steps=1)  # one step: the gradients are the same with or without decay
+    plain, _ = _tiny_fit(Config(), steps=1)
+    assert type(optimizer).__name__ == "AdamW"
+    for var, twin in zip(model.trainable_variables, plain.trainable_variables):
+        kernel = var.name.split("/")[-1].startswith("kernel")
+        assert np.array_equal(var.numpy(), twin.numpy()) != kernel, var.name
+
+
+def test_weight_average_replaces_the_last_weights_when_fit_ends():
+    config = Config()
+    config.train.ema_momentum = 0.9
+    model, optimizer = _tiny_fit(config)
+    averages = optimizer._model_variables_moving_average  # Keras keeps it; fit swapped it into the model
+    for var in model.trainable_variables:
+        average = averages[optimizer._index_dict[optimizer._var_key(var)]]
+        np.testing.assert_array_equal(var.numpy(), average.numpy())
+    plain = train.make_optimizer(Config())
+    assert type(plain).__name__ == "Adam" and not plain.use_ema

@@ -1,0 +1,114 @@
+"""Knowledge distillation: finished runs of this pipeline teach a new model.
+
+Each cross-validation fold of the student is taught by the same fold of every teacher run
+(``train.teacher_runs``); the deployment model by the teachers' deployment models. A teacher
+that trained on any of the student's test clips is refused, so a distilled score is still a
+score on clips no model in the chain has seen.
+
+The teachers run inside the training pipeline on exactly the augmented, mixed batch the
+student sees, and the student's target becomes ``(1 - w) * label + w * teacher probabilities``
+(``w`` = ``train.distill_weight``). Cross-entropy against that blend is Hinton et al.'s
+distillation loss at temperature 1 (the soft term's KL divergence differs from its
+cross-entropy by the teachers' entropy, a constant), so the model, loss and callbacks of an
+ordinary fit stay as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from esc_tf.config import Config, ConfigError
+from esc_tf.evaluate import META_FILE, ModelMeta
+from esc_tf.features import Normalization
+
+MODEL_FILE = "model.keras"
+BATCH = 256  # teacher inference chunk: bounds the activations held at once
+
+
+@dataclass
+class Teacher:
+    """One or more trained models whose averaged probabilities soften the student's targets."""
+
+    models: list[keras.Model]
+    scales: list[np.ndarray]  # per teacher, [coefficients, 1, 1]: student-normalised -> teacher-normalised
+    offsets: list[np.ndarray]
+    weight: float
+    sources: list[str]
+
+    def probabilities(self, x: tf.Tensor) -> tf.Tensor:
+        """Mean softmax of the teachers on student features ``[clips, coefficients, frames, 1]``."""
+        total = None
+        for model, scale, offset in zip(self.models, self.scales, self.offsets):
+            chunks = [tf.nn.softmax(model(x[i:i + BATCH] * scale + offset, training=False))
+                      for i in range(0, int(x.shape[0]), BATCH)]
+            probs = tf.concat(chunks, axis=0)
+            total = probs if total is None else total + probs
+        return total / len(self.models)
+
+    def targets(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """The student's training targets: labels ``y`` blended with the teachers' probabilities on ``x``."""
+        return (1.0 - self.weight) * y + self.weight * self.probabilities(x)
+
+
+def _renormalization(student: Normalization, teacher: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Affine map from features normalised by ``student`` to the same features normalised by ``teacher``."""
+    scale = (student.std / teacher.std).astype(np.float32)
+    offset = ((student.mean - teacher.mean) / teacher.std).astype(np.float32)
+    return scale[:, None, None], offset[:, None, None]
+
+
+def _teacher_meta(model_dir: Path, config: Config, class_names: list[str]) -> ModelMeta:
+    """The teacher's metadata, after checking it exists and reads the student's features and labels."""
+    if not (model_dir / MODEL_FILE).is_file() or not (model_dir / META_FILE).is_file():
+        raise ConfigError(f"teacher {model_dir}: no {MODEL_FILE} with its {META_FILE} (train that run first; "
+                          "deployment teachers need a deploy/ trained by this version of esc_tf)")
+    meta = ModelMeta.for_model(model_dir / MODEL_FILE)
+    for section in ("audio", "features"):
+        mine, theirs = getattr(config, section), getattr(meta.config, section)
+        if mine.__dict__ != theirs.__dict__:
+            raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's; "
+                              f"a teacher must read the same features ({theirs.__dict__} vs {mine.__dict__})")
+    if meta.class_names != class_names:
+        raise ConfigError(f"teacher {model_dir}: its classes differ from this dataset's")
+    return meta
+
+
+def teacher_dirs(config: Config, part: str) -> list[Path]:
+    """The folder of each teacher run's model for ``part`` (a fold name such as ``fold1``, or ``deploy``)."""
+    return [Path(run) / part for run in config.train.teacher_runs]
+
+
+def check_teachers(config: Config, parts: list[str], class_names: list[str]) -> None:
+    """Fail before training when a teacher run lacks a model this run will need, or reads other features."""
+    for part in parts:
+        for model_dir in teacher_dirs(config, part):
+            _teacher_meta(model_dir, config, class_names)
+
+
+def load_teacher(config: Config, part: str, student: Normalization, class_names: list[str],
+                 test_files: list[str]) -> Teacher | None:
+    """The teachers of ``part`` (``foldN`` or ``deploy``), or None when ``train.teacher_runs`` is empty.
+
+    Refuses a teacher that trained or calibrated on any of ``test_files`` (the student's test clips).
+    """
+    if not config.train.teacher_runs:
+        return None
+    if not 0.0 < config.train.distill_weight <= 1.0:
+        raise ConfigError(f"train.distill_weight must be in (0, 1], not {config.train.distill_weight}")
+    models, scales, offsets = [], [], []
+    for model_dir in teacher_dirs(config, part):
+        meta = _teacher_meta(model_dir, config, class_names)
+        seen = set(meta.trained_on) & set(test_files)
+        if seen:
+            raise ConfigError(f"teacher {model_dir} trained on {len(seen)} of this fold's test clips "
+                              f"(e.g. {sorted(seen)[0]}); its fold must hold out the same test clips")
+        models.append(keras.models.load_model(model_dir / MODEL_FILE, compile=False))
+        scale, offset = _renormalization(student, meta.normalization)
+        scales.append(scale)
+        offsets.append(offset)
+    return Teacher(models, scales, offsets, config.train.distill_weight,
+                   [str(d) for d in teacher_dirs(config, part)])
