@@ -182,8 +182,10 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
                 return [value]
             return [int(v) for v in value]
         if annotation.startswith("list[str]"):
-            if isinstance(value, str):
-                return [value]
+            if value is None:  # "section.field=" : an empty list
+                return []
+            if isinstance(value, (str, int, float)):  # one entry (a bare number is a name too)
+                return [str(value)]
             return [str(v) for v in value]
         if annotation.startswith("tuple[float, float]"):
             lo, hi = (float(v) for v in value)

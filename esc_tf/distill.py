@@ -2,8 +2,8 @@
 
 Each cross-validation fold of the student is taught by the same fold of every teacher run
 (``train.teacher_runs``); the deployment model by the teachers' deployment models. A teacher
-that trained on any of the student's test clips is refused, so a distilled score is still a
-score on clips no model in the chain has seen.
+that trained on any of the student's test clips is refused before training starts, so a
+distilled score is still a score on clips neither the student nor its teachers trained on.
 
 The teachers run inside the training pipeline on exactly the augmented, mixed batch the
 student sees, and the student's target becomes ``(1 - w) * label + w * teacher probabilities``
@@ -37,15 +37,16 @@ class Teacher:
     scales: list[np.ndarray]  # per teacher, [coefficients, 1, 1]: student-normalised -> teacher-normalised
     offsets: list[np.ndarray]
     weight: float
-    sources: list[str]
 
     def probabilities(self, x: tf.Tensor) -> tf.Tensor:
         """Mean softmax of the teachers on student features ``[clips, coefficients, frames, 1]``."""
+        if x.shape[0] is None:
+            raise ValueError("teachers need the number of clips known when the graph is built (to bound memory)")
         total = None
+        parts = [slice(i, i + BATCH) for i in range(0, x.shape[0], BATCH)]
         for model, scale, offset in zip(self.models, self.scales, self.offsets):
-            chunks = [tf.nn.softmax(model(x[i:i + BATCH] * scale + offset, training=False))
-                      for i in range(0, int(x.shape[0]), BATCH)]
-            probs = tf.concat(chunks, axis=0)
+            probs = tf.concat([tf.nn.softmax(model(x[part] * scale + offset, training=False)) for part in parts],
+                              axis=0)
             total = probs if total is None else total + probs
         return total / len(self.models)
 
@@ -61,19 +62,34 @@ def _renormalization(student: Normalization, teacher: Normalization) -> tuple[np
     return scale[:, None, None], offset[:, None, None]
 
 
-def _teacher_meta(model_dir: Path, config: Config, class_names: list[str]) -> ModelMeta:
-    """The teacher's metadata, after checking it exists and reads the student's features and labels."""
+def _differences(mine: object, theirs: object) -> str:
+    """``name: theirs vs mine`` for each field of two config sections that differs."""
+    a, b = mine.__dict__, theirs.__dict__
+    return ", ".join(f"{k}: {b.get(k)!r} vs {a.get(k)!r}" for k in a if a.get(k) != b.get(k))
+
+
+def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str], test_files: list[str]) -> ModelMeta:
+    """The metadata of the teacher model in ``model_dir``, after checking that it exists, reads this
+    run's features and labels, records the clips it trained on, and trained on none of ``test_files``."""
     if not (model_dir / MODEL_FILE).is_file() or not (model_dir / META_FILE).is_file():
         raise ConfigError(f"teacher {model_dir}: no {MODEL_FILE} with its {META_FILE} (train that run first; "
                           "deployment teachers need a deploy/ trained by this version of esc_tf)")
     meta = ModelMeta.for_model(model_dir / MODEL_FILE)
     for section in ("audio", "features"):
-        mine, theirs = getattr(config, section), getattr(meta.config, section)
-        if mine.__dict__ != theirs.__dict__:
-            raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's; "
-                              f"a teacher must read the same features ({theirs.__dict__} vs {mine.__dict__})")
+        differ = _differences(getattr(config, section), getattr(meta.config, section))
+        if differ:
+            raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's "
+                              f"(teacher vs this run: {differ}); a teacher must read the same features")
     if meta.class_names != class_names:
-        raise ConfigError(f"teacher {model_dir}: its classes differ from this dataset's")
+        raise ConfigError(f"teacher {model_dir}: its class names differ from this dataset's "
+                          f"({len(meta.class_names)} vs {len(class_names)} classes)")
+    if not meta.trained_on:
+        raise ConfigError(f"teacher {model_dir}: its {META_FILE} does not list the clips it trained on, so it "
+                          "cannot be shown to have held out this run's test clips")
+    seen = set(meta.trained_on) & set(test_files)
+    if seen:
+        raise ConfigError(f"teacher {model_dir} trained on {len(seen)} of this fold's test clips "
+                          f"(e.g. {sorted(seen)[0]}); its fold must hold out the same test clips")
     return meta
 
 
@@ -82,33 +98,32 @@ def teacher_dirs(config: Config, part: str) -> list[Path]:
     return [Path(run) / part for run in config.train.teacher_runs]
 
 
-def check_teachers(config: Config, parts: list[str], class_names: list[str]) -> None:
-    """Fail before training when a teacher run lacks a model this run will need, or reads other features."""
-    for part in parts:
+def check_teachers(config: Config, test_files: dict[str, list[str]], class_names: list[str]) -> None:
+    """Fail before training unless every teacher run has a usable model for each part (``foldN`` or
+    ``deploy``) this run will train, and none trained on that part's ``test_files``."""
+    if not config.train.teacher_runs:
+        return
+    if not 0.0 < config.train.distill_weight <= 1.0:
+        raise ConfigError(f"train.distill_weight must be in (0, 1], not {config.train.distill_weight}")
+    for part, files in test_files.items():
         for model_dir in teacher_dirs(config, part):
-            _teacher_meta(model_dir, config, class_names)
+            checked_teacher_meta(model_dir, config, class_names, files)
 
 
 def load_teacher(config: Config, part: str, student: Normalization, class_names: list[str],
                  test_files: list[str]) -> Teacher | None:
     """The teachers of ``part`` (``foldN`` or ``deploy``), or None when ``train.teacher_runs`` is empty.
 
-    Refuses a teacher that trained or calibrated on any of ``test_files`` (the student's test clips).
+    Checks each teacher again (:func:`checked_teacher_meta`): a teacher that trained on any of
+    ``test_files`` (the student's test clips) is refused.
     """
     if not config.train.teacher_runs:
         return None
-    if not 0.0 < config.train.distill_weight <= 1.0:
-        raise ConfigError(f"train.distill_weight must be in (0, 1], not {config.train.distill_weight}")
     models, scales, offsets = [], [], []
     for model_dir in teacher_dirs(config, part):
-        meta = _teacher_meta(model_dir, config, class_names)
-        seen = set(meta.trained_on) & set(test_files)
-        if seen:
-            raise ConfigError(f"teacher {model_dir} trained on {len(seen)} of this fold's test clips "
-                              f"(e.g. {sorted(seen)[0]}); its fold must hold out the same test clips")
+        meta = checked_teacher_meta(model_dir, config, class_names, test_files)
         models.append(keras.models.load_model(model_dir / MODEL_FILE, compile=False))
         scale, offset = _renormalization(student, meta.normalization)
         scales.append(scale)
         offsets.append(offset)
-    return Teacher(models, scales, offsets, config.train.distill_weight,
-                   [str(d) for d in teacher_dirs(config, part)])
+    return Teacher(models, scales, offsets, config.train.distill_weight)

@@ -67,7 +67,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
     y = data_mod.labels(meta)
     num_classes = int(y.max()) + 1
     normalization = Normalization.from_dict(json.loads((fold_dir / "normalization.json").read_text()))
-    model = keras.models.load_model(fold_dir / "model.keras", compile=False)
+    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
     float_bytes = to_float_tflite(model)

@@ -158,24 +158,32 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
     return lines
 
 
-def summarize_teachers(teacher_runs: list[str]) -> list[dict[str, Any]]:
-    """Each teacher run's held-out accuracy and fold training time, read from its ``report.json``."""
+def summarize_teachers(teacher_runs: list[str], parts: list[str]) -> list[dict[str, Any]]:
+    """Each teacher run's held-out accuracy and the training time of its folds named in ``parts`` (the
+    folds that taught this run), read from its ``report.json``; None where it has no report."""
     teachers = []
     for run in teacher_runs:
         path = Path(run) / "report.json"
-        r = json.loads(path.read_text()) if path.is_file() else {}
-        teachers.append({"run": str(run), "mean_accuracy": r.get("mean_accuracy"),
-                         "train_seconds": sum(f["wall_seconds"] for f in r.get("folds", []))})
+        r = json.loads(path.read_text()) if path.is_file() else None
+        teachers.append({"run": str(run), "mean_accuracy": r["mean_accuracy"] if r else None,
+                         "train_seconds": sum(f["wall_seconds"] for f in r["folds"] if f["name"] in parts)
+                         if r else None})
     return teachers
 
 
 def _teachers_markdown(teachers: list[dict[str, Any]]) -> list[str]:
     lines = ["## Teachers (knowledge distillation, `train.teacher_runs`)", "",
-             "| teacher run | its held-out accuracy | its fold training time (s) |", "|---|---|---|"]
+             "| teacher run | its held-out accuracy | training time of the folds that taught (s) |", "|---|---|---|"]
     lines += [f"| {t['run']} | {t['mean_accuracy']:.4f} | {t['train_seconds']:.0f} |" if t["mean_accuracy"] is not None
-              else f"| {t['run']} | (no report) | — |" for t in teachers]
+              else f"| {t['run']} | (no report) | unknown |" for t in teachers]
     return lines + ["", "Each fold was taught by the same fold of every teacher; no teacher trained on that "
                     "fold's test clips.", ""]
+
+
+def _teacher_seconds(teachers: list[dict[str, Any]]) -> str:
+    """Their total training time, or "unknown" when a teacher has no report."""
+    times = [t["train_seconds"] for t in teachers]
+    return "unknown" if None in times else f"{sum(times):.0f}"
 
 
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -190,7 +198,7 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"{f['wall_seconds']:.0f} |")
     lines += ["", f"Wall time of this invocation: {meta['wall_seconds']:.0f} s; sum of fold times: "
               f"{sum(f['wall_seconds'] for f in summary['folds']):.0f} s"
-              + (f", {sum(t['train_seconds'] for t in summary['teachers']):.0f} s more for the teachers' folds."
+              + (f", {_teacher_seconds(summary['teachers'])} s more for the teachers' folds."
                  if summary.get("teachers") else "."), ""]
     if summary.get("teachers"):
         lines += _teachers_markdown(summary["teachers"])
@@ -217,7 +225,7 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     if edge:
         summary["edge"] = summarize_edge(edge)
     if config.train.teacher_runs:
-        summary["teachers"] = summarize_teachers(config.train.teacher_runs)
+        summary["teachers"] = summarize_teachers(config.train.teacher_runs, [r.name for r in results])
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)
@@ -258,8 +266,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
         "arena_bytes": int(sizes["tflm_arena_bytes"]) if sizes else None,
         "macs": int(sizes["macs"]) if sizes else None,
         "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
-        "teacher_seconds": sum(t["train_seconds"] for t in r.get("teachers", [])),
-        "teachers": len(r.get("teachers", [])),
+        "teachers": r.get("teachers", []),
         "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
         if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
     }
@@ -280,7 +287,8 @@ def accuracy_table(run_dirs: list[Path]) -> str:
                      f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
                      f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f}"
-                     + (f" + {row['teacher_seconds']:.0f} for {row['teachers']} teachers" if row["teachers"] else "")
+                     + (f" + {_teacher_seconds(row['teachers'])} for {len(row['teachers'])} teachers"
+                        if row["teachers"] else "")
                      + " |")
     lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]
     return "\n".join(lines) + "\n"

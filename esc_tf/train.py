@@ -31,13 +31,16 @@ from esc_tf import pipeline, report
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
-from esc_tf.distill import Teacher, check_teachers, load_teacher
+from esc_tf.distill import MODEL_FILE, Teacher, check_teachers, load_teacher
 from esc_tf.evaluate import ModelError, ModelMeta
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
 from esc_tf.model import PRESETS, build_model, recalibrate_batch_norm
 
 RESULT_FILE = "result.json"
+# Options added after run folders were first named by a hash of the config: left out of the hash while
+# at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
@@ -70,6 +73,11 @@ def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
     Folds to run and verbosity do not change the folder; everything that changes results does.
     """
     d = config.to_dict()
+    defaults = Config().to_dict()
+    for section, names in LATE_OPTIONS.items():
+        for name in names:
+            if d[section][name] == defaults[section][name]:
+                d[section].pop(name)
     d["data"].pop("folds")
     d["data"].pop("cache_dir")
     d["train"].pop("verbose")
@@ -97,6 +105,7 @@ def _lr_callback(config: Config) -> keras.callbacks.Callback | None:
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
     """Adam, or AdamW with ``train.weight_decay``; with ``train.ema_momentum`` the model ends training
     holding the moving average of its weights (Keras swaps it in when ``fit`` returns)."""
+    check_optimizer(config)
     t = config.train
     ema = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum > 0 else {}
     if t.weight_decay <= 0:
@@ -104,6 +113,15 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
     optimizer = keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay, **ema)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
+
+
+def check_optimizer(config: Config) -> None:
+    """Refuse a weight decay or weight-average momentum that cannot train a model."""
+    if config.train.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay must be >= 0 (0: plain Adam), not {config.train.weight_decay}")
+    if not 0 <= config.train.ema_momentum < 1:
+        raise ConfigError(f"train.ema_momentum must be in [0, 1) (0: no weight average), not "
+                          f"{config.train.ema_momentum}")
 
 
 def check_schedule(config: Config, has_validation: bool) -> None:
@@ -186,7 +204,7 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
         teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
     test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
     y_pred = model.predict(test_ds, verbose=0).argmax(axis=1)
-    model.save(fold_dir / "model.keras")
+    model.save(fold_dir / MODEL_FILE)
     _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
     trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist()
     ModelMeta(config, normalization, data_mod.class_names(meta), trained_on).save(fold_dir)
@@ -226,6 +244,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     """
     check_feature_config(config.features, config.audio)
     check_schedule(config, has_validation=config.data.val_fraction > 0)
+    check_optimizer(config)
     if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
     if config.model.preset not in PRESETS:
@@ -235,8 +254,11 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     if config.export.deploy:
         check_budgets_before_training(config, num_classes=int(data_mod.labels(meta).max()) + 1)
     splits = data_mod.make_splits(meta, config.data)
-    check_teachers(config, [s.name for s in splits] + (["deploy"] if config.export.deploy else []),
-                   data_mod.class_names(meta))
+    names = meta["filename"].to_numpy()
+    test_files = {split.name: names[split.test].tolist() for split in splits}
+    if config.export.deploy:
+        test_files["deploy"] = []  # the deployment model has no test clips
+    check_teachers(config, test_files, data_mod.class_names(meta))
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)

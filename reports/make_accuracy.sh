@@ -8,6 +8,8 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-a6307fea  # same with train.seed=7
   runs/esc10-all-dscnn-folds-b255f2d5      # configs/micro_wide.yaml: wider blocks, 200 epochs, ESC-10
   runs/esc50-16k-all-dscnn-folds-2a662c0c  # same, esc50-16k
+  runs/esc50-16k-all-dscnn-folds-5178b497  # same with train.seed=7
+  runs/esc50-16k-all-dscnn-folds-81c8db01  # micro_wide distilled from the four esc50-16k runs above (train.teacher_runs)
   runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted
   runs/esc10-all-dscnn-folds-df47ddfe      # session-2 default: 40 log-mels, 12.5 % early-stopping carve
   runs/esc50-16k-all-dscnn-folds-e9f305fb  # same, esc50-16k

@@ -286,3 +286,31 @@ def test_weight_average_replaces_the_last_weights_when_fit_ends():
         np.testing.assert_array_equal(var.numpy(), average.numpy())
     plain = train.make_optimizer(Config())
     assert type(plain).__name__ == "Adam" and not plain.use_ema
+
+
+def test_options_added_later_keep_the_folders_of_older_runs(tmp_path):
+    """A run started before ``LATE_OPTIONS`` existed resumes in its folder: at their defaults they are
+    not part of the folder's hash, and any other value is."""
+    import hashlib
+    config = Config()
+    config.data.data_dir = str(tmp_path)
+    older = config.to_dict()
+    for name in train.LATE_OPTIONS["train"]:
+        older["train"].pop(name)
+    for key in ("folds", "cache_dir"):
+        older["data"].pop(key)
+    older["train"].pop("verbose")
+    older["data"]["data_dir"] = str(tmp_path.resolve())
+    older_hash = hashlib.sha256(json.dumps(older, sort_keys=True).encode()).hexdigest()[:8]
+    assert train.run_dir_for(config).name.endswith(older_hash)
+    config.train.weight_decay = 0.01
+    assert not train.run_dir_for(config).name.endswith(older_hash)
+
+
+@pytest.mark.parametrize("assignment, message", [("train.ema_momentum=1", "train.ema_momentum must be in [0, 1)"),
+                                                 ("train.weight_decay=-0.1", "train.weight_decay must be >= 0")])
+def test_an_impossible_optimizer_setting_is_refused(dataset_dir, tmp_path, capsys, assignment, message):
+    args = ["--data-dir", str(dataset_dir), "--runs-root", str(tmp_path / "runs"), "--set", assignment]
+    assert train.main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
