@@ -4,12 +4,15 @@
 set -euo pipefail
 RUNS=(
   runs/esc10-all-dscnn-folds-00a2dfe7      # default recipe (dscnn, 64 log-mels, every training clip fitted), ESC-10
+  runs/esc10-all-dscnn-folds-3418d084      # same with train.seed=7
   runs/esc50-16k-all-dscnn-folds-23607967  # default recipe, esc50-16k (+ deployment model in tflite/)
   runs/esc50-16k-all-dscnn-folds-a6307fea  # same with train.seed=7
   runs/esc10-all-dscnn-folds-b255f2d5      # configs/micro_wide.yaml: wider blocks, 200 epochs, ESC-10
+  runs/esc10-all-dscnn-folds-e3e43f48      # same with train.seed=7
   runs/esc50-16k-all-dscnn-folds-2a662c0c  # same, esc50-16k
   runs/esc50-16k-all-dscnn-folds-5178b497  # same with train.seed=7
-  runs/esc50-16k-all-dscnn-folds-81c8db01  # micro_wide distilled from the four esc50-16k runs above (train.teacher_runs)
+  runs/esc50-16k-all-dscnn-folds-749861fd  # micro_wide distilled from the four esc50-16k runs above (train.teacher_runs)
+  runs/esc50-16k-all-dscnn-folds-6879e7f9  # micro_wide with AdamW weight decay 0.05 and a weight average (EMA 0.998)
   runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted
   runs/esc10-all-dscnn-folds-df47ddfe      # session-2 default: 40 log-mels, 12.5 % early-stopping carve
   runs/esc50-16k-all-dscnn-folds-e9f305fb  # same, esc50-16k
