@@ -22,7 +22,7 @@ import tf_keras as keras
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report
 from esc_tf.config import Config, apply_override, load_config
-from esc_tf.distill import MODEL_FILE, load_teacher
+from esc_tf.distill import MODEL_FILE, check_teachers, load_teacher
 from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
 from esc_tf.features import Normalization
@@ -105,6 +105,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
 
 def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
     """Train on all clips, prune, quantise and export; returns the export summary."""
+    check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
     out_dir = run_dir / DEPLOY_DIR
     out_dir.mkdir(exist_ok=True)
     y = data_mod.labels(meta)

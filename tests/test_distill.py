@@ -142,3 +142,18 @@ def test_an_unusable_teacher_is_refused_before_anything_is_written(exported_run,
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_deployment_without_the_teachers_deployment_models_is_refused_before_training(exported_run, dataset_dir,
+                                                                                        tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(exported_run, teacher)
+    (teacher / "deploy" / "model.keras").unlink()  # as a run exported before deploy/ kept its Keras model
+    config = small_config(dataset_dir, tmp_path)
+    config.train.teacher_runs = [str(teacher)]
+    meta = data.load_dataset(config)
+    run_dir = tmp_path / "student"
+    run_dir.mkdir()
+    with pytest.raises(ConfigError, match="no model.keras"):
+        edge.deploy(run_dir, meta, data.load_waveforms(meta, config.audio, progress=False), config)
+    assert not (run_dir / "deploy").exists()
