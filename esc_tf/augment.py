@@ -186,6 +186,13 @@ def spec_augment(feats: tf.Tensor, config: AugmentConfig, rng: tf.random.Generat
     return feats * freq_keep[:, :, None] * time_keep[:, None, :]
 
 
+def random_crop(feats: tf.Tensor, width: int, rng: tf.random.Generator) -> tf.Tensor:
+    """A random window of ``width`` frames from each clip of ``[clips, coefficients, frames]``."""
+    frames = _size(feats, 2)
+    starts = _draw_indices(rng, _clips(feats), 0, frames - width)
+    return tf.gather(feats, starts[:, None] + tf.range(width)[None, :], axis=2, batch_dims=1)
+
+
 def shuffled_order(count: tf.Tensor, rng: tf.random.Generator) -> tf.Tensor:
     """A random permutation of ``range(count)``."""
     return tf.argsort(rng.uniform([count]))

@@ -24,7 +24,7 @@ class DataConfig:
     """Where the dataset is and how it is split."""
 
     data_dir: str = ""  # empty: $ESC_TF_DATA_DIR, else ./data/ESC-50
-    subset: str = "all"  # "all" or "esc10"
+    subset: str = "all"  # "all", "esc10" or "not-esc10" (the other 40 classes)
     split: str = "folds"  # "folds" (official cross-validation) or "stratified" (one 80/20 split)
     folds: list[int] = field(default_factory=list)  # test folds to run; empty = every fold present
     test_size: float = 0.2  # for split="stratified"
@@ -87,6 +87,11 @@ class ModelConfig:
     dropout: float = 0.3
     stem_filters: int = 16  # dscnn presets: channels of the strided first convolution
     stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
+    # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
+    # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),
+    # as the device averages its last clip_windows inferences.
+    input_frames: int = 0
+    clip_windows: int = 3
 
 
 @dataclass
@@ -105,6 +110,7 @@ class TrainConfig:
     seed: int = 42
     teacher_runs: list[str] = field(default_factory=list)  # finished runs whose models teach this one (esc_tf.distill)
     distill_weight: float = 0.5  # share of the teachers' probabilities in each training target
+    init_from: str = ""  # a finished run (its deploy/ model) on other classes to start from (esc_tf.transfer)
     verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
 
@@ -155,6 +161,12 @@ class Config:
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be applied."""
+
+
+def section_differences(mine: object, theirs: object) -> str:
+    """``name: theirs vs mine`` for each field of two config sections that differs."""
+    a, b = mine.__dict__, theirs.__dict__
+    return ", ".join(f"{k}: {b.get(k)!r} vs {a.get(k)!r}" for k in a if a.get(k) != b.get(k))
 
 
 def _coerce(value: Any, annotation: str, where: str) -> Any:

@@ -161,17 +161,18 @@ def _probe_audio(meta: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_subset(meta: pd.DataFrame, subset: str) -> pd.DataFrame:
-    """Keep all clips (``"all"``) or the ESC-10 classes (``"esc10"``)."""
+    """Keep all clips (``"all"``), the ESC-10 classes (``"esc10"``) or the other classes (``"not-esc10"``,
+    e.g. to pretrain a model for ESC-10 on clips none of its folds hold)."""
     if subset == "all":
         return meta.reset_index(drop=True)
-    if subset == "esc10":
+    if subset in ("esc10", "not-esc10"):
         if "esc10" not in meta.columns:
-            raise DatasetError("subset esc10 needs the 'esc10' column of meta/esc50.csv")
-        kept = meta[meta["esc10"]]
+            raise DatasetError(f"subset {subset} needs the 'esc10' column of meta/esc50.csv")
+        kept = meta[meta["esc10"] == (subset == "esc10")]
         if kept.empty:
-            raise DatasetError("subset esc10: no clip has esc10=True")
+            raise DatasetError(f"subset {subset}: no clip has esc10={subset == 'esc10'}")
         return kept.reset_index(drop=True)
-    raise DatasetError(f"unknown subset {subset!r}; use 'all' or 'esc10'")
+    raise DatasetError(f"unknown subset {subset!r}; use 'all', 'esc10' or 'not-esc10'")
 
 
 def class_names(meta: pd.DataFrame) -> list[str]:

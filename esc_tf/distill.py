@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf.config import Config, ConfigError
+from esc_tf.config import Config, ConfigError, section_differences
 from esc_tf.evaluate import META_FILE, ModelMeta
 from esc_tf.features import Normalization
 
@@ -62,12 +62,6 @@ def _renormalization(student: Normalization, teacher: Normalization) -> tuple[np
     return scale[:, None, None], offset[:, None, None]
 
 
-def _differences(mine: object, theirs: object) -> str:
-    """``name: theirs vs mine`` for each field of two config sections that differs."""
-    a, b = mine.__dict__, theirs.__dict__
-    return ", ".join(f"{k}: {b.get(k)!r} vs {a.get(k)!r}" for k in a if a.get(k) != b.get(k))
-
-
 def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str], test_files: list[str]) -> ModelMeta:
     """The metadata of the teacher model in ``model_dir``, after checking that it exists, reads this
     run's features and labels, records the clips it trained on, and trained on none of ``test_files``."""
@@ -76,10 +70,13 @@ def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str]
                           "deployment teachers need a deploy/ trained by this version of esc_tf)")
     meta = ModelMeta.for_model(model_dir / MODEL_FILE)
     for section in ("audio", "features"):
-        differ = _differences(getattr(config, section), getattr(meta.config, section))
+        differ = section_differences(getattr(config, section), getattr(meta.config, section))
         if differ:
             raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's "
                               f"(teacher vs this run: {differ}); a teacher must read the same features")
+    if meta.config.model.input_frames != config.model.input_frames:
+        raise ConfigError(f"teacher {model_dir}: it reads windows of {meta.config.model.input_frames} frames, this run "
+                          f"{config.model.input_frames} (model.input_frames; 0 = the whole clip); they must agree")
     if meta.class_names != class_names:
         raise ConfigError(f"teacher {model_dir}: its class names differ from this dataset's "
                           f"({len(meta.class_names)} vs {len(class_names)} classes)")

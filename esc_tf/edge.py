@@ -20,10 +20,10 @@ import pandas as pd
 import tf_keras as keras
 
 from esc_tf import data as data_mod
-from esc_tf import pipeline, report
+from esc_tf import pipeline, report, transfer
 from esc_tf.config import Config, apply_override, load_config
 from esc_tf.distill import MODEL_FILE, check_teachers, load_teacher
-from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, keras_predictor
+from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
 from esc_tf.features import Normalization
 from esc_tf.model import count_macs, recalibrate_batch_norm
@@ -46,15 +46,16 @@ def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.nd
         if len(val_rows) else None
     pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune)
     if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
-        recalibrate_batch_norm(pruned, pipeline.cached_features(cache[0], config, normalization))
+        recalibrate_batch_norm(pruned, pipeline.model_windows(pipeline.cached_features(cache[0], config, normalization),
+                                                              config))
     return pruned
 
 
 def _calibration(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, config: Config,
                  normalization: Normalization) -> tuple[np.ndarray, np.ndarray]:
-    """Features of the calibration clips (training clips only) and their row numbers."""
+    """Model inputs (every window) of the calibration clips (training clips only) and their row numbers."""
     rows = fit_rows[representative_indices(y[fit_rows], config.export.representative_clips, config.train.seed)]
-    return pipeline.feature_array(waves[rows], config, normalization), rows
+    return pipeline.model_windows(pipeline.feature_array(waves[rows], config, normalization), config), rows
 
 
 def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
@@ -80,7 +81,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
                   "pruned_float": keras_predictor(pruned), "int8_unpruned_litert": LiteRTPredictor(int8_plain),
                   "int8_litert": LiteRTPredictor(int8), "int8_tflm": TFLMPredictor(int8)}
     y_test = y[test_rows]
-    preds = {name: predict(test).argmax(axis=1) for name, predict in predictors.items()}
+    preds = {name: clip_scores(predict, test, config).argmax(axis=1) for name, predict in predictors.items()}
     result = {
         "name": fold_dir.name, "test_clips": len(test_rows), "y_true": y_test.tolist(),
         "variants": {name: {"accuracy": float(np.mean(p == y_test)), "y_pred": p.tolist()}
@@ -105,7 +106,9 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
 
 def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
     """Train on all clips, prune, quantise and export; returns the export summary."""
+    start = time.time()
     check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
+    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
     out_dir = run_dir / DEPLOY_DIR
     out_dir.mkdir(exist_ok=True)
     y = data_mod.labels(meta)
@@ -117,12 +120,13 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
         teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
     model.save(out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
-    calibration, _ = _calibration(waves, y, fit_rows, config, normalization)
+    calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
     model_meta = ModelMeta(config, normalization, data_mod.class_names(meta),
                            meta["filename"].tolist())
     extra = {"params": int(model.count_params()), "macs": count_macs(model),
              "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
-             "trained_on_clips": len(meta), "calibration_clips": len(calibration)}
+             "trained_on_clips": len(meta), "calibration_clips": len(calibration_rows),
+             "wall_seconds": time.time() - start}
     return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
                             extra=extra, publish_dir=config.export.publish_dir or None)
 

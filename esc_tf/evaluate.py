@@ -85,6 +85,24 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * scale
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> np.ndarray:
+    """Class probabilities ``[clips, classes]`` of clip features ``[clips, coefficients, frames, 1]``.
+
+    The softmax of the model's scores on each window of a clip (:func:`pipeline.model_windows`),
+    averaged over the clip's windows, as the firmware's post-processing averages its inferences.
+    A whole-clip model has one window: the softmax of its scores.
+    """
+    windows = pipeline.model_windows(features, config)
+    probabilities = softmax(predictor(windows)) if len(windows) else np.zeros((0, 0))
+    return probabilities.reshape(len(features), len(windows) // max(len(features), 1), -1).mean(axis=1)
+
+
 def keras_predictor(model: keras.Model, batch_size: int = 64) -> Predictor:
     return lambda feats: model.predict(feats, batch_size=batch_size, verbose=0)
 
@@ -259,7 +277,7 @@ def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: lis
     waves = data_mod.load_waveforms(dataset, config.audio, config.data.cache_dir, progress=progress)
     feats = pipeline.feature_array(waves, config, meta_info.normalization)
     y_true = dataset["category"].map({n: i for i, n in enumerate(meta_info.class_names)}).to_numpy()
-    y_pred = predictor(feats).argmax(axis=1)
+    y_pred = clip_scores(predictor, feats, config).argmax(axis=1)
     metrics = classification_metrics(y_true, y_pred, meta_info.class_names)
     seen = set(meta_info.trained_on) & set(dataset["filename"])
     metrics.update({"model": str(model_path), "runtime": runtime if Path(model_path).suffix == ".tflite"

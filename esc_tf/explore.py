@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="dataset folder (default: $ESC_TF_DATA_DIR, else ./data/ESC-50)")
     parser.add_argument("--out", required=True, help="report folder to write (index.html inside)")
     parser.add_argument("--clips-per-class", type=int, default=3)
-    parser.add_argument("--subset", choices=["all", "esc10"], default="all")
+    parser.add_argument("--subset", choices=["all", "esc10", "not-esc10"], default="all")
     parser.add_argument("--config", help="config.yaml of a run: its front end settings are plotted")
     parser.add_argument("--copy-audio", action="store_true",
                         help="copy the selected clips into OUT/audio/ instead of linking them (CC BY-NC: "

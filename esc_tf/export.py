@@ -34,7 +34,7 @@ import tensorflow as tf
 from esc_tf import c_codegen as cg
 from esc_tf.config import Config, ExportConfig
 from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
-from esc_tf.features import feature_shape
+from esc_tf.features import model_input_shape, window_starts, window_stride
 from esc_tf.frontend_c import frontend_fingerprint, frontend_header
 
 MODEL_ARRAY = "g_model_data"
@@ -94,7 +94,7 @@ def check_budgets_before_training(config: Config, num_classes: int) -> None:
         return
     from esc_tf.model import build_model  # late: building models pulls in Keras layers
     from esc_tf.quantize import to_int8_tflite
-    shape = feature_shape(config)
+    shape = model_input_shape(config)
     model = build_model((*shape, 1), num_classes, config.model)
     calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
     try:
@@ -157,12 +157,13 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     """
     config, class_names = meta.config, meta.class_names
     f, a = config.features, config.audio
-    coeffs, frames = feature_shape(config)
+    coeffs, frames = model_input_shape(config)
     defines = {
         "kSampleRate": a.sample_rate, "kClipSamples": a.clip_samples,
         "kFrameLength": f.frame_length, "kHopLength": f.hop_length, "kFftLength": f.fft_length,
         "kNumMelBins": f.num_mel_bins, "kFeatureIsMfcc": int(f.kind == "mfcc"),
         "kNumCoefficients": coeffs, "kNumFrames": frames, "kFeatureElementCount": coeffs * frames,
+        "kClipWindows": len(window_starts(config)), "kClipWindowStrideFrames": window_stride(config),
         "kInputScale": cg.float_literal(quant["input_scale"]), "kInputZeroPoint": quant["input_zero_point"],
         "kOutputScale": cg.float_literal(quant["output_scale"]), "kOutputZeroPoint": quant["output_zero_point"],
         "kCategoryCount": len(class_names),
@@ -172,6 +173,7 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     }
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
+            "// A clip was scored as the mean softmax of kClipWindows inputs kClipWindowStrideFrames apart.",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
             f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
             f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."

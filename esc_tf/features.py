@@ -36,6 +36,9 @@ def check_feature_config(features: FeatureConfig, audio: AudioConfig) -> None:
         raise ValueError("features.num_mfcc must be between 1 and num_mel_bins")
 
 
+MAX_CLIP_WINDOWS = 8  # POSTPROCESS_MAX_WINDOW in firmware_stub/postprocess.h
+
+
 def num_frames(features: FeatureConfig, audio: AudioConfig) -> int:
     """Frames per clip (no padding at the end, as on the device)."""
     return 1 + (audio.clip_samples - features.frame_length) // features.hop_length
@@ -48,6 +51,44 @@ def num_coefficients(features: FeatureConfig) -> int:
 def feature_shape(config: Config) -> tuple[int, int]:
     """``(coefficients, frames)`` of one clip."""
     return num_coefficients(config.features), num_frames(config.features, config.audio)
+
+
+def model_input_shape(config: Config) -> tuple[int, int]:
+    """``(coefficients, frames)`` the model reads: the whole clip, or ``model.input_frames`` of it."""
+    coeffs, frames = feature_shape(config)
+    return coeffs, config.model.input_frames or frames
+
+
+def window_stride(config: Config) -> int:
+    """Frames between the starts of a clip's consecutive model windows (0 for one window)."""
+    _, frames = feature_shape(config)
+    width, count = model_input_shape(config)[1], config.model.clip_windows
+    return (frames - width) // (count - 1) if width < frames and count > 1 else 0
+
+
+def window_starts(config: Config) -> list[int]:
+    """First frame of each model window a clip is scored on.
+
+    A whole-clip model has one window, ``[0]``. Otherwise ``model.clip_windows`` windows from the
+    clip's first frame, :func:`window_stride` apart, the last ending at most ``clip_windows - 2``
+    frames before the clip's end: the windows a device that runs the model every stride frames
+    has seen when a clip is in, so its average of the last ``clip_windows`` inferences is the
+    clip score.
+    """
+    if model_input_shape(config)[1] == feature_shape(config)[1]:
+        return [0]
+    return [i * window_stride(config) for i in range(config.model.clip_windows)]
+
+
+def check_window_config(config: Config) -> None:
+    """Reject model windows longer than a clip, or no windows to score a clip on."""
+    _, frames = feature_shape(config)
+    if not 0 <= config.model.input_frames <= frames:
+        raise ValueError(f"model.input_frames must be between 1 and the clip's {frames} frames (0: the whole "
+                         f"clip), not {config.model.input_frames}")
+    if not 1 <= config.model.clip_windows <= MAX_CLIP_WINDOWS:
+        raise ValueError(f"model.clip_windows must be between 1 and {MAX_CLIP_WINDOWS} (the inferences the firmware's "
+                         f"post-processing can average), not {config.model.clip_windows}")
 
 
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:

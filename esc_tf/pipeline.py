@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.config import Config
-from esc_tf.features import Normalization, compute_features, feature_shape, features_from_mel, mel_magnitudes
+from esc_tf.features import (Normalization, compute_features, feature_shape, features_from_mel, mel_magnitudes,
+                             model_input_shape, window_starts)
 
 if TYPE_CHECKING:
     from esc_tf.distill import Teacher
@@ -75,6 +76,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         bank = tf.constant(augment.white_noise_bank(f, sample_rate, config.audio.clip_samples,
                                                     seed=0 if seed is None else seed))
     rng = tf.random.Generator.from_non_deterministic_state() if seed is None else tf.random.Generator.from_seed(seed)
+    width = model_input_shape(config)[1]
 
     @tf.function
     def augmented_epoch() -> tuple[tf.Tensor, tf.Tensor]:
@@ -83,6 +85,8 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         if aug.enabled:
             mel = augment.augment_mel(mel, power, bank, aug, f, sample_rate, rng)
         feats = normalization.apply(features_from_mel(mel, f))
+        if width < feats.shape[2]:
+            feats = augment.random_crop(feats, width, rng)  # a new window of each clip every epoch
         if aug.enabled:
             feats = augment.spec_augment(feats, aug, rng)
         x, y = feats[..., None], tf.one_hot(label, num_classes)
@@ -90,7 +94,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)
         return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
 
-    x_shape = [len(waves), *feature_shape(config), 1]
+    x_shape = [len(waves), *model_input_shape(config), 1]
 
     def epoch(_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.py_function(augmented_epoch, [], [tf.float32, tf.float32])
@@ -116,12 +120,31 @@ def continuous(epoch_dataset: tf.data.Dataset, lookahead: int = 8) -> tuple[tf.d
 
 def eval_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                  normalization: Normalization) -> tf.data.Dataset:
-    """Un-augmented, cached, batched ``(features[..., 1], one_hot)`` pairs in input order."""
+    """Un-augmented, cached, batched ``(features[..., 1], one_hot)`` pairs in input order.
+
+    For a model that reads windows (``model.input_frames``), one pair per window of each clip
+    (:func:`model_windows`), every window labelled with its clip's label: a window-level score.
+    """
     features = _features_op(config, normalization)
+    starts, width = window_starts(config), model_input_shape(config)[1]
     ds = tf.data.Dataset.from_tensor_slices((waves, labels))
     ds = ds.map(lambda w, y: (features(w)[..., None], tf.one_hot(y, num_classes)),
                 num_parallel_calls=tf.data.AUTOTUNE)
+    if width != feature_shape(config)[1]:
+        ds = ds.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices(
+            (tf.stack([x[:, s:s + width] for s in starts]), tf.repeat(y[None], len(starts), axis=0))))
     return ds.cache().batch(config.train.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def model_windows(feats: np.ndarray, config: Config) -> np.ndarray:
+    """Clip features ``[clips, coefficients, frames, 1]`` -> the model inputs ``[clips * windows,
+    coefficients, input_frames, 1]`` they are scored on (:func:`window_starts`), a clip's windows
+    consecutive. Whole-clip models: ``feats`` itself."""
+    starts, width = window_starts(config), model_input_shape(config)[1]
+    if width == feats.shape[2]:
+        return feats
+    return np.stack([feats[:, :, s:s + width] for s in starts], axis=1).reshape(
+        -1, feats.shape[1], width, *feats.shape[3:])
 
 
 def feature_array(waves: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:

@@ -34,7 +34,7 @@ from esc_tf import data as data_mod
 from esc_tf import pipeline
 from esc_tf.config import AudioConfig
 from esc_tf.data import DatasetError
-from esc_tf.evaluate import ModelError, ModelMeta, Predictor, load_predictor
+from esc_tf.evaluate import ModelError, ModelMeta, Predictor, clip_scores, load_predictor
 
 INT8_MODEL = "model_int8.tflite"
 FLOAT_MODEL = "model_float.tflite"
@@ -51,12 +51,6 @@ def split_windows(wave: np.ndarray, window: int, hop: int) -> np.ndarray:
     if starts[-1] + window < len(wave):
         starts.append(len(wave) - window)
     return np.stack([wave[s:s + window] for s in starts])
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- model
@@ -106,7 +100,7 @@ class Classifier:
         hop = self.audio.clip_samples // 2 if hop_seconds is None else int(round(hop_seconds * self.audio.sample_rate))
         windows = split_windows(wave, self.audio.clip_samples, hop)
         feats = pipeline.feature_array(windows, self.meta.config, self.meta.normalization)
-        return softmax(self.predictor(feats)).mean(axis=0), len(windows)
+        return clip_scores(self.predictor, feats, self.meta.config).mean(axis=0), len(windows)
 
 
 @dataclass

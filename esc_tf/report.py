@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from esc_tf import viz
+from esc_tf import transfer, viz
 from esc_tf.config import Config
 from esc_tf.viz import EDGE_VARIANTS
 
@@ -186,6 +186,29 @@ def _teacher_seconds(teachers: list[dict[str, Any]]) -> str:
     return "unknown" if None in times else f"{sum(times):.0f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f}"
+
+
+def summarize_source(config: Config) -> dict[str, Any]:
+    """The model this run started from (``train.init_from``): its folder, classes, clips and training time
+    (None when its ``export.json`` does not record one)."""
+    model_dir = transfer.source_dir(config)
+    meta = json.loads((model_dir / "model_meta.json").read_text())
+    export_path = model_dir / "export.json"
+    seconds = json.loads(export_path.read_text()).get("wall_seconds") if export_path.is_file() else None
+    return {"model_dir": str(model_dir), "classes": len(meta["class_names"]), "clips": len(meta["trained_on"]),
+            "train_seconds": seconds}
+
+
+def _source_markdown(source: dict[str, Any]) -> list[str]:
+    seconds = f"{source['train_seconds']:.0f} s" if source["train_seconds"] is not None else "not recorded"
+    return ["## Initialised from (`train.init_from`)", "",
+            f"Every model started from `{source['model_dir']}`: {source['classes']} other classes, "
+            f"{source['clips']} clips, none of this dataset's; its training time: {seconds}. The classifier "
+            "layer started fresh.", ""]
+
+
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Run report: {meta['run_dir']}", "",
              "Commands (in order):", ""] + [f"    {c}" for c in meta["commands"]] + ["",
@@ -198,10 +221,14 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"{f['wall_seconds']:.0f} |")
     lines += ["", f"Wall time of this invocation: {meta['wall_seconds']:.0f} s; sum of fold times: "
               f"{sum(f['wall_seconds'] for f in summary['folds']):.0f} s"
-              + (f", {_teacher_seconds(summary['teachers'])} s more for the teachers' folds."
-                 if summary.get("teachers") else "."), ""]
+              + (f", {_teacher_seconds(summary['teachers'])} s more for the teachers' folds"
+                 if summary.get("teachers") else "")
+              + (f", {summary['init_from']['train_seconds']:.0f} s more for the model it started from"
+                 if summary.get("init_from") and summary["init_from"]["train_seconds"] is not None else "") + ".", ""]
     if summary.get("teachers"):
         lines += _teachers_markdown(summary["teachers"])
+    if summary.get("init_from"):
+        lines += _source_markdown(summary["init_from"])
     lines += ["## Per-class scores (pooled test predictions)", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for name, s in summary["per_class"].items():
@@ -226,6 +253,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
         summary["edge"] = summarize_edge(edge)
     if config.train.teacher_runs:
         summary["teachers"] = summarize_teachers(config.train.teacher_runs, [r.name for r in results])
+    if config.train.init_from:
+        summary["init_from"] = summarize_source(config)
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)
@@ -243,11 +272,15 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     return summary
 
 
-def _features_label(features: dict[str, Any]) -> str:
-    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop)."""
+def _features_label(features: dict[str, Any], model: dict[str, Any] | None = None) -> str:
+    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then for a
+    model that reads windows ``, 3 x 96-frame windows``."""
     size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
         f"{features['num_mfcc']} of {features['num_mel_bins']}"
-    return f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
+    label = f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
+    if model and model.get("input_frames"):
+        label += f", {model['clip_windows']} x {model['input_frames']}-frame windows"
+    return label
 
 
 def accuracy_row(run_dir: Path) -> dict[str, Any]:
@@ -259,7 +292,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     sizes = edge.get("sizes_mean_over_folds", {})
     return {
         "run": Path(run_dir).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
-        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"]),
+        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"], cfg["model"]),
         "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
         "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
         "int8_bytes": int(sizes["int8_bytes"]) if sizes else None,
@@ -267,6 +300,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
         "macs": int(sizes["macs"]) if sizes else None,
         "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
         "teachers": r.get("teachers", []),
+        "init_from": r.get("init_from"),
         "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
         if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
     }
@@ -289,6 +323,8 @@ def accuracy_table(run_dirs: list[Path]) -> str:
                      f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f}"
                      + (f" + {_teacher_seconds(row['teachers'])} for {len(row['teachers'])} teachers"
                         if row["teachers"] else "")
+                     + (f" + {_seconds(row['init_from']['train_seconds'])} to train the model it started from"
+                        if row["init_from"] else "")
                      + " |")
     lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]
     return "\n".join(lines) + "\n"

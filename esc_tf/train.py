@@ -27,20 +27,22 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from esc_tf import data as data_mod
-from esc_tf import pipeline, report
+from esc_tf import pipeline, report, transfer
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
 from esc_tf.distill import MODEL_FILE, Teacher, check_teachers, load_teacher
-from esc_tf.evaluate import ModelError, ModelMeta
+from esc_tf.evaluate import ModelError, ModelMeta, clip_scores, keras_predictor
 from esc_tf.export import check_budgets_before_training
-from esc_tf.features import Normalization, check_feature_config, feature_shape, normalization_stats
+from esc_tf.features import (Normalization, check_feature_config, check_window_config, model_input_shape,
+                             normalization_stats)
 from esc_tf.model import PRESETS, build_model, recalibrate_batch_norm
 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
-LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight")}
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
+                "model": ("input_frames", "clip_windows")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
@@ -159,7 +161,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     val_ds = None
     if len(val_rows):
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
-    model = build_model((*feature_shape(config), 1), num_classes, config.model)
+    model = build_model((*model_input_shape(config), 1), num_classes, config.model)
+    transfer.initialise(model, config)
     model.compile(optimizer=make_optimizer(config),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -187,7 +190,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
                         epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
                         verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
-        recalibrate_batch_norm(model, pipeline.cached_features(cache[0], config, normalization))
+        recalibrate_batch_norm(model, pipeline.model_windows(pipeline.cached_features(cache[0], config, normalization),
+                                                             config))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -202,8 +206,8 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     model, normalization, history = fit_model(
         waves, y, split.train, split.val, num_classes, config, fold_dir, seed=config.train.seed + (split.test_fold or 0),
         teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
-    test_ds = pipeline.eval_dataset(waves[split.test], y[split.test], num_classes, config, normalization)
-    y_pred = model.predict(test_ds, verbose=0).argmax(axis=1)
+    test_features = pipeline.feature_array(waves[split.test], config, normalization)
+    y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
     model.save(fold_dir / MODEL_FILE)
     _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
     trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist()
@@ -243,10 +247,13 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     no run folder behind. Returns the run folder.
     """
     check_feature_config(config.features, config.audio)
+    check_window_config(config)
     check_schedule(config, has_validation=config.data.val_fraction > 0)
     check_optimizer(config)
     if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
+    if config.train.init_from:
+        config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
     if config.model.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
     started = time.time()
@@ -259,6 +266,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     if config.export.deploy:
         test_files["deploy"] = []  # the deployment model has no test clips
     check_teachers(config, test_files, data_mod.class_names(meta))
+    transfer.check_source(config, data_mod.class_names(meta), names.tolist())
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
@@ -297,7 +305,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folds: cross-validation on the official folds (default); "
                              "stratified: one 80/20 stratified split")
     parser.add_argument("--folds", help="test folds to run, e.g. 1,3 (default: all present)")
-    parser.add_argument("--subset", choices=["all", "esc10"], help="all classes, or the ESC-10 ones")
+    parser.add_argument("--subset", choices=["all", "esc10", "not-esc10"],
+                        help="all classes, the ESC-10 ones, or the other 40")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
                         help="override any config option; repeatable")
 

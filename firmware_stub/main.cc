@@ -20,11 +20,15 @@
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/system_setup.h"
 
+// A model that reads part of a clip was scored in training on kClipWindows windows
+// kClipWindowStrideFrames apart: by default the device runs and averages them the same way, so
+// each decision is the clip score of the last clip's worth of audio.  A whole-clip model runs
+// every fifth of its window and averages 3 inferences.
 #ifndef FIRMWARE_INFERENCE_STRIDE_FRAMES
-#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kNumFrames / 5)  // a fifth of the window
+#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kClipWindows > 1 ? kClipWindowStrideFrames : kNumFrames / 5)
 #endif
 #ifndef FIRMWARE_AVERAGE_WINDOW
-#define FIRMWARE_AVERAGE_WINDOW 3  // inferences averaged by postprocess
+#define FIRMWARE_AVERAGE_WINDOW (kClipWindows > 1 ? kClipWindows : 3)  // inferences averaged by postprocess
 #endif
 #ifndef FIRMWARE_SCORE_THRESHOLD
 #define FIRMWARE_SCORE_THRESHOLD 0.6f  // averaged probability needed to report a class

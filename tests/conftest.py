@@ -17,27 +17,30 @@ from esc_tf.config import Config, load_config  # noqa: E402
 # Target numbers and names taken from ESC-50 (non-contiguous, like ESC-10's).
 CLASSES = [(0, "dog"), (10, "rain"), (41, "chainsaw")]
 CLASS_FREQS = {0: 400.0, 10: 1500.0, 41: 4000.0}
+# Two classes outside ESC-10, for datasets that need some (make_dataset(classes=CLASSES + OTHER_CLASSES)).
+OTHER_CLASSES = [(5, "cat"), (30, "door_wood_knock")]
+OTHER_FREQS = {5: 800.0, 30: 2500.0}
 
 
 def synth_clip(target: int, seconds: float, rate: int, rng: np.random.Generator) -> np.ndarray:
     """A tone whose pitch identifies the class, with a random phase, level and some noise."""
     t = np.arange(int(seconds * rate)) / rate
-    f = CLASS_FREQS[target] * rng.uniform(0.97, 1.03)
+    f = {**CLASS_FREQS, **OTHER_FREQS}[target] * rng.uniform(0.97, 1.03)
     tone = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.2, 0.5)
     return (tone + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int, ...] = (1, 2, 3, 4, 5),
                  rate: int = 22050, seconds: float = 1.0, fmt: str = "wav", stereo_every: int = 4,
-                 seed: int = 0) -> Path:
-    """Write ``root/audio/*`` and ``root/meta/esc50.csv`` in the official layout."""
+                 seed: int = 0, classes: list[tuple[int, str]] = CLASSES) -> Path:
+    """Write ``root/audio/*`` and ``root/meta/esc50.csv`` in the official layout; ``CLASSES`` are ESC-10's."""
     rng = np.random.default_rng(seed)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     (root / "meta").mkdir(parents=True, exist_ok=True)
     rows = []
     n = 0
     for fold in folds:
-        for target, category in CLASSES:
+        for target, category in classes:
             for _ in range(clips_per_class_per_fold):
                 src = f"{100000 + n}"
                 name = f"{fold}-{src}-A-{target}.{fmt}"
@@ -47,7 +50,7 @@ def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int
                 subtype = {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS"}[fmt]
                 sf.write(root / "audio" / name, audio, rate, subtype=subtype)
                 rows.append({"filename": name, "fold": fold, "target": target, "category": category,
-                             "esc10": True, "src_file": src, "take": "A"})
+                             "esc10": (target, category) in CLASSES, "src_file": src, "take": "A"})
                 n += 1
     pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
     return root

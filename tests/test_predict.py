@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from esc_tf import data, pipeline, predict
+from esc_tf import data, evaluate, pipeline, predict
 from esc_tf.evaluate import load_predictor
 from tests.conftest import CLASS_FREQS
 
@@ -44,7 +44,7 @@ def test_split_windows():
     assert predict.split_windows(np.arange(10.0), window, hop).shape == (1, 10)
     long = predict.split_windows(np.arange(23.0), window, hop)
     assert [int(w[0]) for w in long] == [0, 5, 10, 13]  # last window ends at the end
-    assert np.allclose(predict.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+    assert np.allclose(evaluate.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
 
 
 def test_formats_rates_and_lengths(exported_run, tmp_path, capsys):
@@ -90,7 +90,7 @@ def test_same_decoding_and_scores_as_training(exported_run, dataset_dir):
     feats = pipeline.feature_array(expected, classifier.meta.config, classifier.meta.normalization)
     logits = load_predictor(exported_run / "deploy" / "model_int8.tflite", "tflm")(feats)
     assert windows == 1
-    np.testing.assert_allclose(probs, predict.softmax(logits)[0], atol=1e-6)
+    np.testing.assert_allclose(probs, evaluate.softmax(logits)[0], atol=1e-6)
     assert probs.sum() == pytest.approx(1.0)
 
 

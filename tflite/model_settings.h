@@ -6,6 +6,7 @@
 
 // Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major
 // (all frames of coefficient 0, then coefficient 1, ...), as in training.
+// A clip was scored as the mean softmax of kClipWindows inputs kClipWindowStrideFrames apart.
 // Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (export.arena_margin 10%, capped at export.arena_budget_bytes).
 #define kSampleRate 16000
 #define kClipSamples 80000
@@ -17,6 +18,8 @@
 #define kNumCoefficients 64
 #define kNumFrames 155
 #define kFeatureElementCount 9920
+#define kClipWindows 1
+#define kClipWindowStrideFrames 0
 #define kInputScale 1.5051651e-02f
 #define kInputZeroPoint 33
 #define kOutputScale 7.7441394e-02f

@@ -29,7 +29,7 @@ import numpy as np
 
 from esc_tf import c_codegen as cg
 from esc_tf.evaluate import ModelMeta
-from esc_tf.features import feature_shape
+from esc_tf.features import model_input_shape
 from esc_tf.frontend_c import frontend_fingerprint
 from firmware_stub.tools import reference
 
@@ -93,7 +93,7 @@ def compute_golden(model_bytes: bytes, meta: ModelMeta, clip: np.ndarray, source
 
 def golden_sources(golden: Golden, meta: ModelMeta, model_bytes: bytes) -> dict[str, str]:
     """The text of ``golden_clip.h`` and ``golden_clip.c``."""
-    coeffs, frames = feature_shape(meta.config)
+    coeffs, frames = model_input_shape(meta.config)
     label = meta.class_names[golden.top_class]
     model_sha = hashlib.sha256(model_bytes).hexdigest()[:16]
     defines = [

@@ -12,6 +12,7 @@ import numpy as np
 from esc_tf import evaluate, pipeline
 from esc_tf.evaluate import ModelMeta
 from esc_tf.export import io_quantization
+from esc_tf.features import model_input_shape
 
 
 def to_int16(waves: np.ndarray) -> np.ndarray:
@@ -38,10 +39,13 @@ def input_quantization(model_bytes: bytes) -> tuple[float, int]:
 def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes) -> np.ndarray:
     """Float waveforms ``[n, samples]`` -> int8 model inputs ``[n, coefficients * frames]``.
 
-    Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``.
+    Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``. For a model
+    that reads windows, the clip's last window: what the device's feature window holds once the
+    clip's last sample is in.
     """
     waves = np.asarray(waves, np.float32)
     feats = pipeline.feature_array(waves, meta.config, meta.normalization)
+    feats = feats[:, :, feats.shape[2] - model_input_shape(meta.config)[1]:]
     scale, zero_point = input_quantization(model_bytes)
     return evaluate.quantize(feats, scale, zero_point).reshape(len(waves), -1)
 

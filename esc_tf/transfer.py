@@ -1,0 +1,88 @@
+"""Transfer: start a run's models from a model another run trained on other classes.
+
+``train.init_from`` names a finished run (its ``deploy/`` model, trained on all its clips) or a
+folder holding ``model.keras`` and ``model_meta.json``. Every fold's model and the deployment
+model start from that model's weights, except the classifier, which starts fresh because the
+classes differ; training then goes on as usual (schedule, augmentation, BN recalibration).
+
+The source must read the same features and build the same network, and it must know none of
+this run's classes: its clips of a shared class could be this run's test clips under another
+name (``esc50-16k`` renames most of its clips), so only disjoint classes keep this run's scores
+held out. The intended use: a model of ESC-50's other 40 classes (``data.subset: not-esc10``)
+for ESC-10.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import tf_keras as keras
+
+from esc_tf.config import Config, ConfigError, section_differences
+from esc_tf.distill import MODEL_FILE
+from esc_tf.evaluate import META_FILE, ModelMeta
+
+NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "input_frames")  # what the weights' shapes follow
+
+
+def source_dir(config: Config) -> Path | None:
+    """The folder of the model named by ``train.init_from`` (a run's ``deploy/``, or the folder itself)."""
+    if not config.train.init_from:
+        return None
+    path = Path(config.train.init_from)
+    return path / "deploy" if (path / "deploy" / MODEL_FILE).is_file() else path
+
+
+def check_source(config: Config, class_names: list[str], filenames: list[str]) -> ModelMeta | None:
+    """The source model's metadata, after checking that it exists, reads this run's features, builds
+    the same network, and knows none of ``class_names`` and none of the clips ``filenames``."""
+    model_dir = source_dir(config)
+    if model_dir is None:
+        return None
+    if not (model_dir / MODEL_FILE).is_file() or not (model_dir / META_FILE).is_file():
+        raise ConfigError(f"train.init_from {config.train.init_from}: no {MODEL_FILE} with its {META_FILE} in "
+                          f"{model_dir} (train that run with export.deploy=true first)")
+    meta = ModelMeta.for_model(model_dir / MODEL_FILE)
+    for section in ("audio", "features"):
+        differ = section_differences(getattr(config, section), getattr(meta.config, section))
+        if differ:
+            raise ConfigError(f"train.init_from {model_dir}: its [{section}] settings differ from this run's "
+                              f"(source vs this run: {differ}); it must read the same features")
+    differ = [f"{k}: {getattr(meta.config.model, k)!r} vs {getattr(config.model, k)!r}" for k in NETWORK_OPTIONS
+              if getattr(meta.config.model, k) != getattr(config.model, k)]
+    if differ:
+        raise ConfigError(f"train.init_from {model_dir}: it builds another network (source vs this run: "
+                          f"{', '.join(differ)})")
+    shared = sorted(set(meta.class_names) & set(class_names))
+    if shared:
+        raise ConfigError(f"train.init_from {model_dir}: it knows {len(shared)} of this run's classes (e.g. "
+                          f"{shared[0]}); its clips of them could be this run's test clips, so it must be trained "
+                          "on other classes (e.g. data.subset=not-esc10 for ESC-10)")
+    seen = {Path(n).stem for n in meta.trained_on} & {Path(n).stem for n in filenames}
+    if seen:
+        raise ConfigError(f"train.init_from {model_dir}: it trained on {len(seen)} of this dataset's clips "
+                          f"(e.g. {sorted(seen)[0]})")
+    return meta
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> int:
+    """Copy every layer's weights from ``source`` into ``target`` except the last layer with weights
+    (the classifier). Returns the number of layers copied; raises if the networks differ."""
+    with_weights = [(s, t) for s, t in zip(source.layers, target.layers) if t.weights]
+    if len(source.layers) != len(target.layers) or not with_weights:
+        raise ConfigError(f"train.init_from: the source network has {len(source.layers)} layers, this run's "
+                          f"{len(target.layers)}")
+    for s, t in with_weights[:-1]:
+        shapes = [tuple(w.shape) for w in s.weights], [tuple(w.shape) for w in t.weights]
+        if shapes[0] != shapes[1]:
+            raise ConfigError(f"train.init_from: layer {t.name} has weights {shapes[0]} in the source, "
+                              f"{shapes[1]} here")
+        t.set_weights(s.get_weights())
+    return len(with_weights) - 1
+
+
+def initialise(model: keras.Model, config: Config) -> int:
+    """Start ``model`` from ``train.init_from`` (checked earlier by :func:`check_source`); 0 without one."""
+    model_dir = source_dir(config)
+    if model_dir is None:
+        return 0
+    return transfer_weights(keras.models.load_model(model_dir / MODEL_FILE, compile=False), model)

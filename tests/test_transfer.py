@@ -1,0 +1,106 @@
+"""Transfer (train.init_from): a model of other classes starts a run; sources that could leak are refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from esc_tf import data, edge, train, transfer
+from esc_tf.config import Config, ConfigError
+from esc_tf.model import build_model
+from tests.conftest import CLASSES, OTHER_CLASSES, make_dataset, small_config
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory) -> Path:
+    """The three ESC-10 test classes plus two classes outside ESC-10."""
+    return make_dataset(tmp_path_factory.mktemp("mixed"), classes=CLASSES + OTHER_CLASSES, folds=(1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory, mixed_dataset) -> Path:
+    """A model of the two classes outside ESC-10, with its deploy/ model."""
+    tmp = tmp_path_factory.mktemp("source")
+    config = small_config(mixed_dataset, tmp)
+    config.data.subset, config.data.folds = "not-esc10", [1]
+    config.prune.enabled = False
+    run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
+    edge.run_edge_stages(run_dir, progress=False)
+    return run_dir
+
+
+def esc10_config(dataset: Path, tmp_path: Path, source: Path | str) -> Config:
+    config = small_config(dataset, tmp_path)
+    config.data.subset, config.data.folds = "esc10", [1]
+    config.prune.enabled = False
+    config.export.deploy = False
+    config.train.init_from = str(source)
+    return config
+
+
+def test_subsets_split_the_classes_between_esc10_and_the_others(mixed_dataset):
+    meta = data.read_metadata(mixed_dataset)
+    assert data.class_names(data.select_subset(meta, "esc10")) == ["dog", "rain", "chainsaw"]
+    assert data.class_names(data.select_subset(meta, "not-esc10")) == ["cat", "door_wood_knock"]
+
+
+def test_every_layer_but_the_classifier_is_copied():
+    config = Config()
+    source, target = build_model((64, 40, 1), 7, config.model), build_model((64, 40, 1), 3, config.model)
+    before = target.layers[-1].get_weights()
+    copied = transfer.transfer_weights(source, target)
+    assert copied == len([layer for layer in target.layers if layer.weights]) - 1
+    for s, t in zip(source.layers[:-1], target.layers[:-1]):
+        for a, b in zip(s.get_weights(), t.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(before, target.layers[-1].get_weights()):
+        np.testing.assert_array_equal(a, b)  # the classifier keeps its fresh weights
+    wider = Config()
+    wider.model.stage_filters = [48, 128, 192, 192]
+    with pytest.raises(ConfigError, match="has weights"):
+        transfer.transfer_weights(build_model((64, 40, 1), 7, wider.model), target)
+
+
+def test_a_run_starts_from_the_source_and_reports_it(source_run, mixed_dataset, tmp_path, monkeypatch):
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    loaded = []
+    original = transfer.transfer_weights
+    monkeypatch.setattr(transfer, "transfer_weights", lambda s, t: loaded.append(s) or original(s, t))
+    run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    assert len(loaded) == 1 and loaded[0].output_shape[-1] == 2  # fold 1 began from the 2-class model
+    result = json.loads((run_dir / "fold1" / "result.json").read_text())
+    assert result["accuracy"] > 1 / 3
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["init_from"]["model_dir"] == str((source_run / "deploy").resolve())
+    assert report["init_from"]["classes"] == 2 and report["init_from"]["train_seconds"] > 0
+    assert "Initialised from" in (run_dir / "report.md").read_text()
+
+
+def _refused(config: Config, tmp_path: Path, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_source_that_knows_this_runs_classes_is_refused(source_run, mixed_dataset, tmp_path):
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    config.data.subset = "all"  # this run's classes now include the source's
+    _refused(config, tmp_path, "knows 2 of this run's classes")
+
+
+def test_a_source_that_reads_other_features_or_builds_another_network_is_refused(source_run, mixed_dataset,
+                                                                                 tmp_path):
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    config.features.num_mel_bins = 32
+    _refused(config, tmp_path, r"\[features\] settings differ.*num_mel_bins: 40 vs 32")
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    config.model.dropout = 0.1  # not part of the weights: allowed
+    config.model.preset = "dscnn"
+    _refused(config, tmp_path, "builds another network.*preset")
+
+
+def test_a_missing_source_is_refused(mixed_dataset, tmp_path):
+    _refused(esc10_config(mixed_dataset, tmp_path, tmp_path / "nowhere"), tmp_path, "no model.keras")
