@@ -38,6 +38,7 @@ import pandas as pd  # noqa: E402
 from esc_tf import data as data_mod  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.evaluate import ModelMeta  # noqa: E402
+from esc_tf.features import window_starts, window_stride  # noqa: E402
 from firmware_stub.tools import host_build, reference  # noqa: E402
 
 
@@ -53,11 +54,12 @@ def load_clips(model: Path, data_dir: str, folds: list[int] | None) -> tuple[Mod
     return meta, dataset, waves
 
 
-def device_inputs(model: Path, pcm: np.ndarray) -> np.ndarray:
-    """int8 input tensors from the firmware's C path, built against the model folder's headers."""
+def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None) -> np.ndarray:
+    """int8 input tensors from the firmware's C path, built against the model folder's headers: each
+    clip's last window, or every ``stride`` frames (the firmware's inference schedule)."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = host_build.build(model.parent, tmp, ("host_pipeline",))["host_pipeline"]
-        return host_build.run_host_pipeline(exe, pcm)
+        return host_build.run_host_pipeline(exe, pcm, stride=stride)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,10 +79,11 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
     model_bytes = model.read_bytes()
     pcm = reference.to_int16(waves)
     not_exact = np.any(reference.from_int16(pcm) != waves, axis=1)
-    c_in = device_inputs(model, pcm)
-    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes)
-    c_pred = reference.tflm_scores(model_bytes, c_in).argmax(axis=1)
-    py_pred = reference.tflm_scores(model_bytes, py_in).argmax(axis=1)
+    windows = len(window_starts(meta.config))  # a windowed model: the device infers every stride frames
+    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None)
+    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_window=windows > 1)
+    c_pred = reference.clip_classes(model_bytes, c_in, windows)
+    py_pred = reference.clip_classes(model_bytes, py_in, windows)
     y = dataset["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
     diff = np.abs(c_in.astype(int) - py_in.astype(int))
     unseen = ~dataset["filename"].isin(set(meta.trained_on)).to_numpy()
@@ -94,15 +97,15 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
         "max_abs_input_diff": int(diff.max()) if diff.size else 0,
         "input_elements": int(diff.size),
         "input_elements_differing": int(np.count_nonzero(diff)),
-        "clips_with_input_difference": int(np.sum(np.any(diff > 0, axis=1))),
+        "clips_with_input_difference": int(np.sum(np.any(diff.reshape(len(pcm), -1) > 0, axis=1))),
         "accuracy_device_path": _agreement(c_pred, y),
         "accuracy_python_path": _agreement(py_pred, y),
         "clips_seen_in_training": int(np.sum(~unseen)),
         "clips_not_int16_exact": int(not_exact.sum()),
     }
     if not_exact.any():
-        float_in = reference.python_inputs(waves, meta, model_bytes)
-        float_pred = reference.tflm_scores(model_bytes, float_in).argmax(axis=1)
+        float_in = reference.python_inputs(waves, meta, model_bytes, every_window=windows > 1)
+        float_pred = reference.clip_classes(model_bytes, float_in, windows)
         result.update({
             "decoded_float_top1_agreement": _agreement(c_pred, float_pred),
             "decoded_float_max_abs_input_diff": int(np.abs(c_in.astype(int) - float_in.astype(int)).max()),

@@ -22,10 +22,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from esc_tf.config import Config, ConfigError, section_differences
-from esc_tf.evaluate import META_FILE, ModelMeta
-from esc_tf.features import Normalization
+from esc_tf import transfer
+from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
+from esc_tf.features import Normalization, model_input_shape
 
-MODEL_FILE = "model.keras"
 BATCH = 256  # teacher inference chunk: bounds the activations held at once
 
 
@@ -74,9 +74,9 @@ def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str]
         if differ:
             raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's "
                               f"(teacher vs this run: {differ}); a teacher must read the same features")
-    if meta.config.model.input_frames != config.model.input_frames:
-        raise ConfigError(f"teacher {model_dir}: it reads windows of {meta.config.model.input_frames} frames, this run "
-                          f"{config.model.input_frames} (model.input_frames; 0 = the whole clip); they must agree")
+    if model_input_shape(meta.config) != model_input_shape(config):
+        raise ConfigError(f"teacher {model_dir}: it reads inputs of {model_input_shape(meta.config)}, this run "
+                          f"{model_input_shape(config)} (model.input_frames); they must agree")
     if meta.class_names != class_names:
         raise ConfigError(f"teacher {model_dir}: its class names differ from this dataset's "
                           f"({len(meta.class_names)} vs {len(class_names)} classes)")
@@ -87,6 +87,7 @@ def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str]
     if seen:
         raise ConfigError(f"teacher {model_dir} trained on {len(seen)} of this fold's test clips "
                           f"(e.g. {sorted(seen)[0]}); its fold must hold out the same test clips")
+    transfer.check_source(meta.config, class_names, test_files, who=f"teacher {model_dir}, its train.init_from")
     return meta
 
 

@@ -22,10 +22,10 @@ import tf_keras as keras
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report, transfer
 from esc_tf.config import Config, apply_override, load_config
-from esc_tf.distill import MODEL_FILE, check_teachers, load_teacher
-from esc_tf.evaluate import LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
+from esc_tf.distill import check_teachers, load_teacher
+from esc_tf.evaluate import MODEL_FILE, LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
-from esc_tf.features import Normalization
+from esc_tf.features import Normalization, window_starts
 from esc_tf.model import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
@@ -94,7 +94,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
                   "float_tflite_bytes": len(float_bytes), "float_tflite_gzip_bytes": gzip_size(float_bytes),
                   "int8_unpruned_bytes": len(int8_plain), "int8_unpruned_gzip_bytes": gzip_size(int8_plain),
                   "int8_bytes": len(int8), "int8_gzip_bytes": gzip_size(int8),
-                  "tflm_arena_bytes": measure_arena(int8)},
+                  "tflm_arena_bytes": measure_arena(int8), "inferences_per_clip": len(window_starts(config))},
         "kernel_sparsity": kernel_sparsity(pruned),
         "calibration_clips": len(calibration_rows),
         "calibration_files": meta["filename"].iloc[calibration_rows].tolist(),

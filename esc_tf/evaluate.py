@@ -30,6 +30,7 @@ from esc_tf.data import DatasetError
 from esc_tf.features import Normalization
 
 META_FILE = "model_meta.json"
+MODEL_FILE = "model.keras"  # a trained Keras model, beside its META_FILE
 TFLM_PROBE_ARENA = 8 * 1024 * 1024
 
 
@@ -99,8 +100,7 @@ def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> n
     A whole-clip model has one window: the softmax of its scores.
     """
     windows = pipeline.model_windows(features, config)
-    probabilities = softmax(predictor(windows)) if len(windows) else np.zeros((0, 0))
-    return probabilities.reshape(len(features), len(windows) // max(len(features), 1), -1).mean(axis=1)
+    return softmax(predictor(windows)).reshape(len(features), len(windows) // len(features), -1).mean(axis=1)
 
 
 def keras_predictor(model: keras.Model, batch_size: int = 64) -> Predictor:

@@ -34,7 +34,7 @@ import tensorflow as tf
 from esc_tf import c_codegen as cg
 from esc_tf.config import Config, ExportConfig
 from esc_tf.evaluate import ModelError, ModelMeta, measure_arena
-from esc_tf.features import model_input_shape, window_starts, window_stride
+from esc_tf.features import feature_shape, model_input_shape, window_starts, window_stride
 from esc_tf.frontend_c import frontend_fingerprint, frontend_header
 
 MODEL_ARRAY = "g_model_data"
@@ -163,7 +163,8 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
         "kFrameLength": f.frame_length, "kHopLength": f.hop_length, "kFftLength": f.fft_length,
         "kNumMelBins": f.num_mel_bins, "kFeatureIsMfcc": int(f.kind == "mfcc"),
         "kNumCoefficients": coeffs, "kNumFrames": frames, "kFeatureElementCount": coeffs * frames,
-        "kClipWindows": len(window_starts(config)), "kClipWindowStrideFrames": window_stride(config),
+        "kClipFrames": feature_shape(config)[1], "kClipWindows": len(window_starts(config)),
+        "kClipWindowStrideFrames": window_stride(config),
         "kInputScale": cg.float_literal(quant["input_scale"]), "kInputZeroPoint": quant["input_zero_point"],
         "kOutputScale": cg.float_literal(quant["output_scale"]), "kOutputZeroPoint": quant["output_zero_point"],
         "kCategoryCount": len(class_names),
@@ -173,7 +174,8 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     }
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
-            "// A clip was scored as the mean softmax of kClipWindows inputs kClipWindowStrideFrames apart.",
+            "// A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of",
+            "// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame.",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
             f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
             f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."

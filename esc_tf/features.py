@@ -89,6 +89,12 @@ def check_window_config(config: Config) -> None:
     if not 1 <= config.model.clip_windows <= MAX_CLIP_WINDOWS:
         raise ValueError(f"model.clip_windows must be between 1 and {MAX_CLIP_WINDOWS} (the inferences the firmware's "
                          f"post-processing can average), not {config.model.clip_windows}")
+    count, width = config.model.clip_windows, model_input_shape(config)[1]
+    if width < frames and count > 1 and window_stride(config) < count - 1:
+        # Below that the device, inferring every stride frames, runs past the scored windows before the clip ends.
+        raise ValueError(f"{count} windows of {width} frames in a {frames}-frame clip are {window_stride(config)} "
+                         f"frames apart; they must be at least model.clip_windows - 1 = {count - 1} apart: use fewer "
+                         "windows or shorter ones")
 
 
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:

@@ -6,6 +6,7 @@ and per-class scores concatenate those test predictions over folds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import shlex
@@ -19,7 +20,8 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from esc_tf import transfer, viz
-from esc_tf.config import Config
+from esc_tf.config import Config, config_from_dict
+from esc_tf.features import model_input_shape, window_starts
 from esc_tf.viz import EDGE_VARIANTS
 
 if TYPE_CHECKING:
@@ -112,6 +114,7 @@ def summarize_edge(edge: list[dict[str, Any]]) -> dict[str, Any]:
     agreement = {k: float(np.average([e["agreement"][k] for e in edge], weights=[e["test_clips"] for e in edge]))
                  for k in edge[0]["agreement"]}
     sizes = {k: float(np.mean([e["sizes"][k] for e in edge])) for k in EDGE_SIZES}
+    sizes["inferences_per_clip"] = float(np.mean([e["sizes"].get("inferences_per_clip", 1) for e in edge]))
     return {"folds": [e["name"] for e in edge], "variants": variants, "agreement_pooled": agreement,
             "sizes_mean_over_folds": sizes,
             "kernel_sparsity": float(np.mean([e["kernel_sparsity"] for e in edge])),
@@ -136,7 +139,9 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
               f"(negative: int8 scored higher). Top-1 agreement: Keras float vs int8 TFLM "
               f"{a['keras_float_vs_int8_tflm']:.4f}; pruned float vs int8 TFLM {a['pruned_float_vs_int8_tflm']:.4f}; "
               f"int8 LiteRT vs int8 TFLM {a['int8_litert_vs_int8_tflm']:.4f}.", "",
-              f"Footprint (mean over folds): {int(sz['params'])} parameters, {int(sz['macs'])} MACs per inference; "
+              f"Footprint (mean over folds): {int(sz['params'])} parameters, {int(sz['macs'])} MACs per inference"
+              + (f" ({int(sz['inferences_per_clip'])} inferences per clip)" if sz.get("inferences_per_clip", 1) > 1
+                 else "") + "; "
               f"float .tflite {int(sz['float_tflite_bytes'])} B; int8 .tflite {int(sz['int8_bytes'])} B; "
               f"TFLM arena {int(sz['tflm_arena_bytes'])} B (measured minimum).", "",
               "Pruning was off (`prune.enabled: false`): the rows named pruned hold the same model as the unpruned "
@@ -197,14 +202,16 @@ def summarize_source(config: Config) -> dict[str, Any]:
     meta = json.loads((model_dir / "model_meta.json").read_text())
     export_path = model_dir / "export.json"
     seconds = json.loads(export_path.read_text()).get("wall_seconds") if export_path.is_file() else None
-    return {"model_dir": str(model_dir), "classes": len(meta["class_names"]), "clips": len(meta["trained_on"]),
-            "train_seconds": seconds}
+    digest = hashlib.sha256((model_dir / "model.keras").read_bytes()).hexdigest()
+    return {"model_dir": str(model_dir), "model_sha256": digest, "classes": len(meta["class_names"]),
+            "clips": len(meta["trained_on"]), "train_seconds": seconds}
 
 
 def _source_markdown(source: dict[str, Any]) -> list[str]:
     seconds = f"{source['train_seconds']:.0f} s" if source["train_seconds"] is not None else "not recorded"
     return ["## Initialised from (`train.init_from`)", "",
-            f"Every model started from `{source['model_dir']}`: {source['classes']} other classes, "
+            f"Every model started from `{source['model_dir']}` (model.keras sha256 "
+            f"{source['model_sha256'][:16]}...): {source['classes']} other classes, "
             f"{source['clips']} clips, none of this dataset's; its training time: {seconds}. The classifier "
             "layer started fresh.", ""]
 
@@ -272,15 +279,21 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     return summary
 
 
-def _features_label(features: dict[str, Any], model: dict[str, Any] | None = None) -> str:
+def _features_label(features: dict[str, Any], windows: tuple[int, int] | None = None) -> str:
     """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then for a
-    model that reads windows ``, 3 x 96-frame windows``."""
+    model that reads ``windows`` = (windows per clip, frames each) ``, 3 x 95-frame windows``."""
     size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
         f"{features['num_mfcc']} of {features['num_mel_bins']}"
     label = f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
-    if model and model.get("input_frames"):
-        label += f", {model['clip_windows']} x {model['input_frames']}-frame windows"
+    if windows and windows[0] > 1:
+        label += f", {windows[0]} x {windows[1]}-frame windows"
     return label
+
+
+def _windows(cfg: dict[str, Any]) -> tuple[int, int]:
+    """(windows per clip, frames each) of a run's config."""
+    config = config_from_dict(cfg)
+    return len(window_starts(config)), model_input_shape(config)[1]
 
 
 def accuracy_row(run_dir: Path) -> dict[str, Any]:
@@ -292,12 +305,13 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     sizes = edge.get("sizes_mean_over_folds", {})
     return {
         "run": Path(run_dir).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
-        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"], cfg["model"]),
+        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"], _windows(cfg)),
         "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
         "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
         "int8_bytes": int(sizes["int8_bytes"]) if sizes else None,
         "arena_bytes": int(sizes["tflm_arena_bytes"]) if sizes else None,
         "macs": int(sizes["macs"]) if sizes else None,
+        "inferences_per_clip": int(sizes.get("inferences_per_clip", 1)) if sizes else 1,
         "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
         "teachers": r.get("teachers", []),
         "init_from": r.get("init_from"),
@@ -320,7 +334,9 @@ def accuracy_table(run_dirs: list[Path]) -> str:
         lines.append(f"| {row['run'].rsplit('-', 1)[-1]} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
                      f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
-                     f"{num(row['arena_bytes'])} | {num(row['macs'])} | {row['train_seconds']:.0f}"
+                     f"{num(row['arena_bytes'])} | {num(row['macs'])}"
+                     + (f" × {row['inferences_per_clip']} per clip" if row["inferences_per_clip"] > 1 else "")
+                     + f" | {row['train_seconds']:.0f}"
                      + (f" + {_teacher_seconds(row['teachers'])} for {len(row['teachers'])} teachers"
                         if row["teachers"] else "")
                      + (f" + {_seconds(row['init_from']['train_seconds'])} to train the model it started from"

@@ -31,8 +31,8 @@ from esc_tf import pipeline, report, transfer
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
-from esc_tf.distill import MODEL_FILE, Teacher, check_teachers, load_teacher
-from esc_tf.evaluate import ModelError, ModelMeta, clip_scores, keras_predictor
+from esc_tf.distill import Teacher, check_teachers, load_teacher
+from esc_tf.evaluate import MODEL_FILE, ModelError, ModelMeta, clip_scores, keras_predictor
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import (Normalization, check_feature_config, check_window_config, model_input_shape,
                              normalization_stats)

@@ -8,8 +8,9 @@ classes differ; training then goes on as usual (schedule, augmentation, BN recal
 The source must read the same features and build the same network, and it must know none of
 this run's classes: its clips of a shared class could be this run's test clips under another
 name (``esc50-16k`` renames most of its clips), so only disjoint classes keep this run's scores
-held out. The intended use: a model of ESC-50's other 40 classes (``data.subset: not-esc10``)
-for ESC-10.
+held out. The source must itself be trained from scratch (no ``init_from``, no teachers): what
+a model learned from is checked one generation deep. The intended use: a model of ESC-50's
+other 40 classes (``data.subset: not-esc10``) for ESC-10.
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from pathlib import Path
 import tf_keras as keras
 
 from esc_tf.config import Config, ConfigError, section_differences
-from esc_tf.distill import MODEL_FILE
-from esc_tf.evaluate import META_FILE, ModelMeta
+from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
-NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "input_frames")  # what the weights' shapes follow
+NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters")  # what the weights' shapes follow (pooling: not the input)
 
 
 def source_dir(config: Config) -> Path | None:
@@ -32,35 +32,40 @@ def source_dir(config: Config) -> Path | None:
     return path / "deploy" if (path / "deploy" / MODEL_FILE).is_file() else path
 
 
-def check_source(config: Config, class_names: list[str], filenames: list[str]) -> ModelMeta | None:
+def check_source(config: Config, class_names: list[str], filenames: list[str],
+                 who: str = "train.init_from") -> ModelMeta | None:
     """The source model's metadata, after checking that it exists, reads this run's features, builds
-    the same network, and knows none of ``class_names`` and none of the clips ``filenames``."""
+    the same network, knows none of ``class_names`` and none of the clips ``filenames``, and was
+    trained from scratch. ``who`` starts the error messages."""
     model_dir = source_dir(config)
     if model_dir is None:
         return None
     if not (model_dir / MODEL_FILE).is_file() or not (model_dir / META_FILE).is_file():
-        raise ConfigError(f"train.init_from {config.train.init_from}: no {MODEL_FILE} with its {META_FILE} in "
+        raise ConfigError(f"{who} {config.train.init_from}: no {MODEL_FILE} with its {META_FILE} in "
                           f"{model_dir} (train that run with export.deploy=true first)")
     meta = ModelMeta.for_model(model_dir / MODEL_FILE)
     for section in ("audio", "features"):
         differ = section_differences(getattr(config, section), getattr(meta.config, section))
         if differ:
-            raise ConfigError(f"train.init_from {model_dir}: its [{section}] settings differ from this run's "
+            raise ConfigError(f"{who} {model_dir}: its [{section}] settings differ from this run's "
                               f"(source vs this run: {differ}); it must read the same features")
     differ = [f"{k}: {getattr(meta.config.model, k)!r} vs {getattr(config.model, k)!r}" for k in NETWORK_OPTIONS
               if getattr(meta.config.model, k) != getattr(config.model, k)]
     if differ:
-        raise ConfigError(f"train.init_from {model_dir}: it builds another network (source vs this run: "
+        raise ConfigError(f"{who} {model_dir}: it builds another network (source vs this run: "
                           f"{', '.join(differ)})")
     shared = sorted(set(meta.class_names) & set(class_names))
     if shared:
-        raise ConfigError(f"train.init_from {model_dir}: it knows {len(shared)} of this run's classes (e.g. "
+        raise ConfigError(f"{who} {model_dir}: it knows {len(shared)} of this run's classes (e.g. "
                           f"{shared[0]}); its clips of them could be this run's test clips, so it must be trained "
                           "on other classes (e.g. data.subset=not-esc10 for ESC-10)")
     seen = {Path(n).stem for n in meta.trained_on} & {Path(n).stem for n in filenames}
     if seen:
-        raise ConfigError(f"train.init_from {model_dir}: it trained on {len(seen)} of this dataset's clips "
+        raise ConfigError(f"{who} {model_dir}: it trained on {len(seen)} of this dataset's clips "
                           f"(e.g. {sorted(seen)[0]})")
+    if meta.config.train.init_from or meta.config.train.teacher_runs:
+        raise ConfigError(f"{who} {model_dir}: it was itself started from or taught by other runs, whose "
+                          "clips cannot be checked here; start from a model trained from scratch")
     return meta
 
 

@@ -12,6 +12,7 @@
 #include "audio_provider.h"
 #include "feature_stream.h"
 #include "frontend.h"
+#include "inference_schedule.h"
 #include "model_data.h"
 #include "model_runner.h"
 #include "model_settings.h"
@@ -19,20 +20,6 @@
 #include "self_test.h"
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/system_setup.h"
-
-// A model that reads part of a clip was scored in training on kClipWindows windows
-// kClipWindowStrideFrames apart: by default the device runs and averages them the same way, so
-// each decision is the clip score of the last clip's worth of audio.  A whole-clip model runs
-// every fifth of its window and averages 3 inferences.
-#ifndef FIRMWARE_INFERENCE_STRIDE_FRAMES
-#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kClipWindows > 1 ? kClipWindowStrideFrames : kNumFrames / 5)
-#endif
-#ifndef FIRMWARE_AVERAGE_WINDOW
-#define FIRMWARE_AVERAGE_WINDOW (kClipWindows > 1 ? kClipWindows : 3)  // inferences averaged by postprocess
-#endif
-#ifndef FIRMWARE_SCORE_THRESHOLD
-#define FIRMWARE_SCORE_THRESHOLD 0.6f  // averaged probability needed to report a class
-#endif
 
 namespace {
 

@@ -295,8 +295,9 @@ def test_options_added_later_keep_the_folders_of_older_runs(tmp_path):
     config = Config()
     config.data.data_dir = str(tmp_path)
     older = config.to_dict()
-    for name in train.LATE_OPTIONS["train"]:
-        older["train"].pop(name)
+    for section, names in train.LATE_OPTIONS.items():
+        for name in names:
+            older[section].pop(name)
     for key in ("folds", "cache_dir"):
         older["data"].pop(key)
     older["train"].pop("verbose")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import shutil
+
 import numpy as np
 import pytest
-import tf_keras as keras
 
-from esc_tf import data, edge, train, transfer
-from esc_tf.config import Config, ConfigError
+from esc_tf import data, distill, edge, train, transfer
+from esc_tf.config import Config, ConfigError, load_config
 from esc_tf.model import build_model
 from tests.conftest import CLASSES, OTHER_CLASSES, make_dataset, small_config
 
@@ -97,9 +98,47 @@ def test_a_source_that_reads_other_features_or_builds_another_network_is_refused
     config.features.num_mel_bins = 32
     _refused(config, tmp_path, r"\[features\] settings differ.*num_mel_bins: 40 vs 32")
     config = esc10_config(mixed_dataset, tmp_path, source_run)
-    config.model.dropout = 0.1  # not part of the weights: allowed
     config.model.preset = "dscnn"
     _refused(config, tmp_path, "builds another network.*preset")
+
+
+def test_settings_that_do_not_shape_the_weights_may_differ(source_run, mixed_dataset, tmp_path):
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    config.model.dropout = 0.1
+    config.train.epochs = 7
+    names = data.select_subset(data.read_metadata(mixed_dataset), "esc10")
+    assert transfer.check_source(config, data.class_names(names), names["filename"].tolist()) is not None
+
+
+def _edited_source(source_run: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the source's deploy/ folder with its model_meta.json changed by ``edit(meta_dict)``."""
+    copy = tmp_path / "edited" / "deploy"
+    shutil.copytree(source_run / "deploy", copy)
+    meta = json.loads((copy / "model_meta.json").read_text())
+    edit(meta)
+    (copy / "model_meta.json").write_text(json.dumps(meta))
+    return copy.parent
+
+
+def test_a_source_that_trained_on_this_datasets_clips_is_refused(source_run, mixed_dataset, tmp_path):
+    clip = data.read_metadata(mixed_dataset)["filename"].iloc[0]  # an ESC-10 clip, as FLAC under another folder
+    edited = _edited_source(source_run, tmp_path, lambda m: m["trained_on"].append(clip.replace(".wav", ".flac")))
+    _refused(esc10_config(mixed_dataset, tmp_path, edited), tmp_path, "trained on 1 of this dataset's clips")
+
+
+def test_a_source_that_was_itself_started_from_another_run_is_refused(source_run, mixed_dataset, tmp_path):
+    edited = _edited_source(source_run, tmp_path, lambda m: m["config"]["train"].update(init_from="/elsewhere"))
+    _refused(esc10_config(mixed_dataset, tmp_path, edited), tmp_path, "itself started from or taught")
+
+
+def test_a_teacher_started_from_a_model_of_the_students_classes_is_refused(source_run, tmp_path):
+    """A teacher may know the student's classes; the model it started from may not."""
+    teacher = _edited_source(source_run, tmp_path, lambda m: m["config"]["train"].update(
+        init_from=str(source_run)))  # a source of the same two classes
+    config = load_config(source_run / "config.yaml")
+    meta = json.loads((source_run / "deploy" / "model_meta.json").read_text())
+    with pytest.raises(ConfigError, match="its train.init_from .* knows 2 of this run's classes"):
+        distill.checked_teacher_meta(teacher / "deploy", config, meta["class_names"], [])
 
 
 def test_a_missing_source_is_refused(mixed_dataset, tmp_path):

@@ -1,15 +1,17 @@
 """Models that read a window of a clip: random crops in training, clip scores averaged over windows."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from esc_tf import augment, edge, evaluate, pipeline, train
+from esc_tf import augment, edge, evaluate, pipeline, report, train
 from esc_tf import data as data_mod
 from esc_tf.config import Config, load_config
 from esc_tf.evaluate import ModelMeta
@@ -18,6 +20,8 @@ from esc_tf.features import (Normalization, check_window_config, feature_shape, 
                              window_stride)
 from firmware_stub.tools import host_build, reference
 from tests.conftest import small_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def windowed(config: Config, frames: int, windows: int = 3) -> Config:
@@ -38,7 +42,8 @@ def test_windows_are_a_stride_apart_and_span_the_clip():
 
 
 @pytest.mark.parametrize("frames, windows, message", [(156, 3, "input_frames"), (-1, 3, "input_frames"),
-                                                      (96, 0, "clip_windows"), (96, 9, "clip_windows")])
+                                                      (96, 0, "clip_windows"), (96, 9, "clip_windows"),
+                                                      (154, 3, "apart"), (150, 4, "apart")])
 def test_impossible_windows_are_refused(frames, windows, message):
     with pytest.raises(ValueError, match=message):
         check_window_config(windowed(Config(), frames, windows))
@@ -114,6 +119,9 @@ def test_a_windowed_model_is_trained_scored_and_exported_on_windows(windowed_run
     assert len(result["y_pred"]) == 6 and result["accuracy"] > 1 / 3  # clip-level, better than chance
     edge_result = json.loads((windowed_run / "fold1" / "edge.json").read_text())
     assert edge_result["calibration_clips"] == 12
+    assert edge_result["sizes"]["inferences_per_clip"] == 3
+    assert "(3 inferences per clip)" in (windowed_run / "report.md").read_text()
+    assert "× 3 per clip" in report.accuracy_table([windowed_run])
     assert edge_result["variants"]["keras_float"]["y_pred"] == result["y_pred"]
     assert edge_result["agreement"]["int8_litert_vs_int8_tflm"] == 1.0
     int8 = windowed_run / "deploy" / "model_int8.tflite"
@@ -155,3 +163,41 @@ def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowe
     device_classes = evaluate.softmax(device_scores).reshape(len(pcm), 3, -1).mean(axis=1).argmax(axis=1)
     python_classes = evaluate.clip_scores(evaluate.TFLMPredictor(model), feats, config).argmax(axis=1)
     assert np.array_equal(device_classes, python_classes)
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 3\n#define kClipWindowStrideFrames 30\n",
+     "30 3"),  # a windowed model: the clip's windows, averaged
+    ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
+     "19 1"),  # one window per clip: each inference decides alone
+    ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
+     "31 3"),  # a whole-clip model: every fifth of the window, 3 averaged
+    ("#define kNumFrames 155\n", "31 3"),  # a header exported before windowed models
+])
+def test_the_firmware_inference_schedule_follows_the_clip_windows(settings, expected, tmp_path):
+    cc = host_build.compiler()
+    if cc is None:
+        pytest.skip("no C compiler found")
+    (tmp_path / "model_settings.h").write_text(settings)
+    (tmp_path / "main.c").write_text('#include <stdio.h>\n#include "inference_schedule.h"\nint main(void) {\n'
+                                     '  printf("%d %d", (int)(FIRMWARE_INFERENCE_STRIDE_FRAMES), '
+                                     '(int)(FIRMWARE_AVERAGE_WINDOW));\n  return 0;\n}\n')
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path), "-I", str(host_build.FIRMWARE),
+                    str(tmp_path / "main.c"), "-o", str(tmp_path / "schedule")], check=True)
+    assert subprocess.run([str(tmp_path / "schedule")], capture_output=True, text=True).stdout == expected
+
+
+def test_device_parity_scores_a_windowed_model_on_the_clip_windows(windowed_run, dataset_dir, tmp_path):
+    """benchmarks/device_parity.py runs the C path on the firmware's inference schedule and scores clips
+    as evaluate does: its Python-path accuracy is evaluate's TFLM accuracy on the same clips."""
+    spec = importlib.util.spec_from_file_location("device_parity", REPO / "benchmarks" / "device_parity.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = windowed_run / edge.DEPLOY_DIR / "model_int8.tflite"
+    out = tmp_path / "parity.json"
+    assert bench.main(["--model", str(model), "--data-dir", str(dataset_dir), "--folds", "1", "--min-clips", "6",
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["clips"] == 6 and result["top1_agreement"] >= 5 / 6 and result["max_abs_input_diff"] <= 1
+    expected = evaluate.evaluate_on_dataset(model, dataset_dir, [1], progress=False)["accuracy"]
+    assert result["accuracy_python_path"] == pytest.approx(expected)

@@ -1,0 +1,31 @@
+/* When the device runs the model and how many inferences it averages (compile-time defaults).
+ *
+ * A model that reads part of a clip (kNumFrames < kClipFrames) scored a clip in training as the
+ * mean softmax of kClipWindows inferences kClipWindowStrideFrames apart from the clip's first
+ * frame: by default the device infers and averages the same way, so for a clip that starts where
+ * the inference schedule starts, the decision made on its last scored window is the clip score.
+ * A whole-clip model infers every fifth of its window and averages 3 inferences.
+ * Each default can be overridden with a compile definition.
+ */
+#ifndef ESC_TF_INFERENCE_SCHEDULE_H_
+#define ESC_TF_INFERENCE_SCHEDULE_H_
+
+#include "model_settings.h"
+
+#ifndef kClipFrames /* a model_settings.h exported before windowed models: a whole-clip model */
+#define kClipFrames kNumFrames
+#define kClipWindows 1
+#define kClipWindowStrideFrames 0
+#endif
+
+#ifndef FIRMWARE_INFERENCE_STRIDE_FRAMES /* frames between inferences once the window is full */
+#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kClipWindows > 1 ? kClipWindowStrideFrames : kNumFrames / 5)
+#endif
+#ifndef FIRMWARE_AVERAGE_WINDOW /* inferences averaged by postprocess */
+#define FIRMWARE_AVERAGE_WINDOW (kNumFrames < kClipFrames ? kClipWindows : 3)
+#endif
+#ifndef FIRMWARE_SCORE_THRESHOLD /* averaged probability needed to report a class */
+#define FIRMWARE_SCORE_THRESHOLD 0.6f
+#endif
+
+#endif /* ESC_TF_INFERENCE_SCHEDULE_H_ */
