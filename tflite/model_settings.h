@@ -6,7 +6,8 @@
 
 // Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major
 // (all frames of coefficient 0, then coefficient 1, ...), as in training.
-// A clip was scored as the mean softmax of kClipWindows inputs kClipWindowStrideFrames apart.
+// A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of
+// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame.
 // Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (export.arena_margin 10%, capped at export.arena_budget_bytes).
 #define kSampleRate 16000
 #define kClipSamples 80000
@@ -18,6 +19,7 @@
 #define kNumCoefficients 64
 #define kNumFrames 155
 #define kFeatureElementCount 9920
+#define kClipFrames 155
 #define kClipWindows 1
 #define kClipWindowStrideFrames 0
 #define kInputScale 1.5051651e-02f
