@@ -13,6 +13,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-5178b497  # same with train.seed=7
   runs/esc50-16k-all-dscnn-folds-e83caca8  # micro_wide with train.epochs=300 (folds 1,2 then 3,5)
   runs/esc10-all-dscnn-folds-9d077a44      # micro_wide with train.epochs=300, ESC-10
+  runs/esc50-16k-all-dscnn-folds-495f4838  # same with train.seed=7 (all 4 folds in one run)
   runs/esc50-16k-all-dscnn-folds-5a244f52  # micro_wide with train.epochs=500 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-d14acc5e  # micro_wide at 300 epochs on 95-frame windows, 3 per clip (folds 1, 2)
   runs/esc50-16k-not-esc10-micro_wide-pretrain  # micro_wide on the 40 classes outside ESC-10 (fold 1 + deploy/): a source
