@@ -169,6 +169,16 @@ def section_differences(mine: object, theirs: object) -> str:
     return ", ".join(f"{k}: {b.get(k)!r} vs {a.get(k)!r}" for k in a if a.get(k) != b.get(k))
 
 
+def check_same_front_end(mine: Config, theirs: Config, who: str, role: str) -> None:
+    """Raise :class:`ConfigError` unless a model trained under ``theirs`` (the ``role``, e.g. a teacher,
+    at ``who``) reads audio and features exactly as ``mine`` does."""
+    for section in ("audio", "features"):
+        differ = section_differences(getattr(mine, section), getattr(theirs, section))
+        if differ:
+            raise ConfigError(f"{who}: its [{section}] settings differ from this run's ({role} vs this run: "
+                              f"{differ}); a {role} must read the same features")
+
+
 def _coerce(value: Any, annotation: str, where: str) -> Any:
     """Convert a parsed value (from YAML/JSON or a CLI string) to a field's declared type."""
     if isinstance(value, str) and not annotation.startswith("str"):

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf.config import Config, ConfigError, section_differences
+from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf import transfer
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 from esc_tf.features import Normalization, model_input_shape
@@ -69,11 +69,7 @@ def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str]
         raise ConfigError(f"teacher {model_dir}: no {MODEL_FILE} with its {META_FILE} (train that run first; "
                           "deployment teachers need a deploy/ trained by this version of esc_tf)")
     meta = ModelMeta.for_model(model_dir / MODEL_FILE)
-    for section in ("audio", "features"):
-        differ = section_differences(getattr(config, section), getattr(meta.config, section))
-        if differ:
-            raise ConfigError(f"teacher {model_dir}: its [{section}] settings differ from this run's "
-                              f"(teacher vs this run: {differ}); a teacher must read the same features")
+    check_same_front_end(config, meta.config, f"teacher {model_dir}", "teacher")
     if model_input_shape(meta.config) != model_input_shape(config):
         raise ConfigError(f"teacher {model_dir}: it reads inputs of {model_input_shape(meta.config)}, this run "
                           f"{model_input_shape(config)} (model.input_frames); they must agree")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from esc_tf.config import Config, ConfigError, section_differences
+from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
 NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters")  # what the weights' shapes follow (pooling: not the input)
@@ -44,11 +44,7 @@ def check_source(config: Config, class_names: list[str], filenames: list[str],
         raise ConfigError(f"{who} {config.train.init_from}: no {MODEL_FILE} with its {META_FILE} in "
                           f"{model_dir} (train that run with export.deploy=true first)")
     meta = ModelMeta.for_model(model_dir / MODEL_FILE)
-    for section in ("audio", "features"):
-        differ = section_differences(getattr(config, section), getattr(meta.config, section))
-        if differ:
-            raise ConfigError(f"{who} {model_dir}: its [{section}] settings differ from this run's "
-                              f"(source vs this run: {differ}); it must read the same features")
+    check_same_front_end(config, meta.config, f"{who} {model_dir}", "source")
     differ = [f"{k}: {getattr(meta.config.model, k)!r} vs {getattr(config.model, k)!r}" for k in NETWORK_OPTIONS
               if getattr(meta.config.model, k) != getattr(config.model, k)]
     if differ:
