@@ -46,8 +46,7 @@ def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.nd
         if len(val_rows) else None
     pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune)
     if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
-        recalibrate_batch_norm(pruned, pipeline.model_windows(pipeline.cached_features(cache[0], config, normalization),
-                                                              config))
+        recalibrate_batch_norm(pruned, pipeline.recalibration_inputs(cache[0], config, normalization))
     return pruned
 
 

@@ -52,6 +52,12 @@ def cached_features(mel: np.ndarray, config: Config, normalization: Normalizatio
     return np.concatenate([op(tf.constant(mel[i:i + batch_size])).numpy() for i in range(0, len(mel), batch_size)])
 
 
+def recalibration_inputs(mel: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:
+    """The un-augmented model inputs (every window) of the clips whose :func:`mel_cache` is ``mel``: what
+    the BatchNorm statistics are recomputed on after training."""
+    return model_windows(cached_features(mel, config, normalization), config)
+
+
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                   normalization: Normalization, seed: int | None = None,
                   cache: tuple[np.ndarray, np.ndarray] | None = None,

@@ -21,6 +21,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from esc_tf import transfer, viz
 from esc_tf.config import Config, config_from_dict
+from esc_tf.evaluate import META_FILE, MODEL_FILE
 from esc_tf.features import model_input_shape, window_starts
 from esc_tf.viz import EDGE_VARIANTS
 
@@ -199,21 +200,20 @@ def summarize_source(config: Config) -> dict[str, Any]:
     """The model this run started from (``train.init_from``): its folder, classes, clips and training time
     (None when its ``export.json`` does not record one)."""
     model_dir = transfer.source_dir(config)
-    meta = json.loads((model_dir / "model_meta.json").read_text())
+    meta = json.loads((model_dir / META_FILE).read_text())
     export_path = model_dir / "export.json"
     seconds = json.loads(export_path.read_text()).get("wall_seconds") if export_path.is_file() else None
-    digest = hashlib.sha256((model_dir / "model.keras").read_bytes()).hexdigest()
+    digest = hashlib.sha256((model_dir / MODEL_FILE).read_bytes()).hexdigest()
     return {"model_dir": str(model_dir), "model_sha256": digest, "classes": len(meta["class_names"]),
             "clips": len(meta["trained_on"]), "train_seconds": seconds}
 
 
 def _source_markdown(source: dict[str, Any]) -> list[str]:
-    seconds = f"{source['train_seconds']:.0f} s" if source["train_seconds"] is not None else "not recorded"
     return ["## Initialised from (`train.init_from`)", "",
             f"Every model started from `{source['model_dir']}` (model.keras sha256 "
             f"{source['model_sha256'][:16]}...): {source['classes']} other classes, "
-            f"{source['clips']} clips, none of this dataset's; its training time: {seconds}. The classifier "
-            "layer started fresh.", ""]
+            f"{source['clips']} clips, none of this dataset's; its training time (s): "
+            f"{_seconds(source['train_seconds'])}. The classifier layer started fresh.", ""]
 
 
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:

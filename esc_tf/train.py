@@ -190,8 +190,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
                         epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
                         verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
-        recalibrate_batch_norm(model, pipeline.model_windows(pipeline.cached_features(cache[0], config, normalization),
-                                                             config))
+        recalibrate_batch_norm(model, pipeline.recalibration_inputs(cache[0], config, normalization))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
