@@ -14,7 +14,9 @@ a time with independent draws per clip, which is why they cost almost nothing pe
 - speed change (tempo and pitch together): the frames are resampled in time by the rate and
   each mel band reads the frequency ``f / rate``, as resampling the waveform would do.
 
-Then on normalised features: SpecAugment time and frequency masks; per batch: mixup. Each is
+With ``augment.mix_domain = "sound"``, pairs of clips are then mixed as sounds (between-class learning).
+Then on normalised features: SpecAugment time and frequency masks; with ``mix_domain = "features"``
+(the default), mixup of the model inputs. Each is
 switched off by a zero strength in :class:`AugmentConfig`; evaluation data never passes here.
 
 Every draw comes from a ``tf.random.Generator`` passed in: its state lives in a variable, so a
@@ -29,8 +31,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from esc_tf.config import AugmentConfig, FeatureConfig
+from esc_tf.config import AugmentConfig, ConfigError, FeatureConfig
 from esc_tf.features import mel_magnitudes
+
+
+MIX_DOMAINS = ("features", "sound")  # augment.mix_domain: mixup of model inputs, or between-class mixing of sounds
 
 
 def _clips(mel: tf.Tensor) -> tf.Tensor:
@@ -198,17 +203,63 @@ def shuffled_order(count: tf.Tensor, rng: tf.random.Generator) -> tf.Tensor:
     return tf.argsort(rng.uniform([count]))
 
 
+def _beta(rng: tf.random.Generator, count: tf.Tensor, alpha: float) -> tf.Tensor:
+    """``count`` draws from Beta(alpha, alpha), as a ratio of two Gamma(alpha) draws."""
+    seeds = rng.make_seeds(2)
+    g1 = tf.random.stateless_gamma([count], seeds[:, 0], alpha)
+    g2 = tf.random.stateless_gamma([count], seeds[:, 1], alpha)
+    return g1 / (g1 + g2)
+
+
+def check_mix_domain(config: AugmentConfig) -> None:
+    """Refuse an ``augment.mix_domain`` the pipeline does not know."""
+    if config.mix_domain not in MIX_DOMAINS:
+        raise ConfigError(f"augment.mix_domain must be one of {', '.join(MIX_DOMAINS)}, not {config.mix_domain!r}")
+
+
 def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float, rng: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
     """Mix each example of ``x`` with a shuffled partner from ``x``, weight ~ Beta(alpha, alpha)."""
     if alpha <= 0:
         return x, y
     batch = tf.shape(x)[0]
-    seeds = rng.make_seeds(2)
-    g1 = tf.random.stateless_gamma([batch], seeds[:, 0], alpha)
-    g2 = tf.random.stateless_gamma([batch], seeds[:, 1], alpha)
-    lam = g1 / (g1 + g2)
+    lam = _beta(rng, batch, alpha)
     partner = shuffled_order(batch, rng)
     lam_x = tf.reshape(lam, [-1] + [1] * (len(x.shape) - 1))
     mixed_x = lam_x * x + (1.0 - lam_x) * tf.gather(x, partner)
     mixed_y = lam[:, None] * y + (1.0 - lam[:, None]) * tf.gather(y, partner)
     return mixed_x, mixed_y
+
+
+def peak_frame_db(mel: tf.Tensor) -> tf.Tensor:
+    """Level of the loudest frame of each clip of mel magnitudes ``[clips, frames, mels]``, in dB."""
+    frame_energy = tf.reduce_sum(tf.square(mel), axis=2)
+    return 10.0 * tf.math.log(tf.reduce_max(frame_energy, axis=1) + 1e-12) / tf.math.log(10.0)
+
+
+def between_class_weight(ratio: tf.Tensor, db: tf.Tensor, partner_db: tf.Tensor) -> tf.Tensor:
+    """Amplitude weight ``p`` of a clip mixed with a partner as ``p * clip + (1 - p) * partner`` so that it is
+    heard at ``ratio`` of the mix (Tokozume et al., between-class learning): a clip louder than its partner by
+    ``db - partner_db`` is turned down by as much, so ``p == ratio`` for equally loud clips."""
+    louder = tf.pow(10.0, (db - partner_db) / 20.0)
+    return ratio / (ratio + louder * (1.0 - ratio))
+
+
+def between_class_mix(mel: tf.Tensor, y: tf.Tensor, alpha: float,
+                      rng: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mix the sound of each clip of mel magnitudes ``[clips, frames, mels]`` with a shuffled partner's.
+
+    The label ratio ~ Beta(alpha, alpha) (alpha = 1: the uniform ratio of between-class learning); the
+    amplitudes are weighted by :func:`between_class_weight` and added in power, ``sqrt((p A)^2 + ((1-p) B)^2)``,
+    as the white-noise augmentation adds sounds, then divided by ``sqrt(p^2 + (1-p)^2)`` to keep the level.
+    """
+    if alpha <= 0:
+        return mel, y
+    clips = _clips(mel)
+    ratio = tf.clip_by_value(_beta(rng, clips, alpha), 1e-6, 1.0 - 1e-6)
+    partner = shuffled_order(clips, rng)
+    db = peak_frame_db(mel)
+    p = between_class_weight(ratio, db, tf.gather(db, partner))
+    p_mel = p[:, None, None]
+    mixed = tf.sqrt(tf.square(p_mel * mel) + tf.square((1.0 - p_mel) * tf.gather(mel, partner)))
+    mixed /= tf.sqrt(tf.square(p_mel) + tf.square(1.0 - p_mel))
+    return mixed, ratio[:, None] * y + (1.0 - ratio[:, None]) * tf.gather(y, partner)

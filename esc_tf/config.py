@@ -77,6 +77,7 @@ class AugmentConfig:
     freq_masks: int = 2
     freq_mask_fraction: float = 0.15  # largest mask, as a fraction of the coefficients
     mixup_alpha: float = 0.3  # Beta(alpha, alpha) mixing of pairs
+    mix_domain: str = "features"  # "features": mixup of the model inputs; "sound": mix the clips' sounds (esc_tf.augment)
 
 
 @dataclass

@@ -75,6 +75,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     shared cores any pipeline time is taken from the training step.
     """
     aug, f, sample_rate = config.augment, config.features, config.audio.sample_rate
+    augment.check_mix_domain(aug)
     mel_array, power_array = cache if cache is not None else mel_cache(waves, config)
     mels, powers, label_ids = tf.constant(mel_array), tf.constant(power_array), tf.constant(labels, tf.int32)
     bank = None
@@ -88,15 +89,18 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     def augmented_epoch() -> tuple[tf.Tensor, tf.Tensor]:
         order = augment.shuffled_order(len(waves), rng)
         mel, power, label = tf.gather(mels, order), tf.gather(powers, order), tf.gather(label_ids, order)
+        y = tf.one_hot(label, num_classes)
         if aug.enabled:
             mel = augment.augment_mel(mel, power, bank, aug, f, sample_rate, rng)
+            if aug.mix_domain == "sound":
+                mel, y = augment.between_class_mix(mel, y, aug.mixup_alpha, rng)
         feats = normalization.apply(features_from_mel(mel, f))
         if width < feats.shape[2]:
             feats = augment.random_crop(feats, width, rng)  # a new window of each clip every epoch
         if aug.enabled:
             feats = augment.spec_augment(feats, aug, rng)
-        x, y = feats[..., None], tf.one_hot(label, num_classes)
-        if aug.enabled:
+        x = feats[..., None]
+        if aug.enabled and aug.mix_domain == "features":
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)
         return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
 

@@ -27,7 +27,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from esc_tf import data as data_mod
-from esc_tf import pipeline, report, transfer
+from esc_tf import augment, pipeline, report, transfer
 from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
@@ -42,7 +42,7 @@ RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
-                "model": ("input_frames", "clip_windows")}
+                "model": ("input_frames", "clip_windows"), "augment": ("mix_domain",)}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
@@ -249,6 +249,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     check_window_config(config)
     check_schedule(config, has_validation=config.data.val_fraction > 0)
     check_optimizer(config)
+    augment.check_mix_domain(config.augment)
     if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
     if config.train.init_from:

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from esc_tf import augment, pipeline
-from esc_tf.config import AugmentConfig, Config
+from esc_tf.config import AugmentConfig, Config, ConfigError
 from esc_tf.features import Normalization, feature_shape, mel_magnitudes, normalization_stats
 
 SR = 16000
@@ -164,6 +164,61 @@ def test_mixup_mixes_inputs_and_labels_alike():
     assert np.allclose(my.numpy().sum(axis=1), 1.0)
     assert not np.allclose(mx.numpy(), x.numpy())
     assert augment.mixup(x, y, 0.0, RNG())[0] is x
+
+
+def test_between_class_weight_makes_each_clip_heard_at_its_ratio():
+    """Tokozume et al.'s weight: after weighting, the clips' peak levels differ by 20 log10(r / (1 - r)) dB."""
+    rng = np.random.default_rng(0)
+    ratio = tf.constant(rng.uniform(0.05, 0.95, 50), tf.float32)
+    db, partner_db = (tf.constant(rng.uniform(-40, 20, 50), tf.float32) for _ in range(2))
+    p = augment.between_class_weight(ratio, db, partner_db).numpy()
+    heard = 20 * np.log10(p / (1 - p)) + db.numpy() - partner_db.numpy()
+    np.testing.assert_allclose(heard, 20 * np.log10(ratio.numpy() / (1 - ratio.numpy())), atol=1e-3)
+    np.testing.assert_allclose(augment.between_class_weight(ratio, db, db), ratio, atol=1e-6)
+
+
+def test_between_class_mix_matches_mixing_the_waveforms(rich_waves):
+    """Each clip's mel equals the mel of its waveform mixed with its partner's (labels name the partner and
+    the ratio) far better than either clip alone does; a clip drawn as its own partner is left as it is."""
+    clean = np.stack([mel_of(w) for w in rich_waves])
+    labels = tf.one_hot(tf.range(len(rich_waves)), len(rich_waves))
+    peaks = augment.peak_frame_db(tf.constant(clean)).numpy()
+    errors, alone_errors = [], []
+    for seed in range(4):
+        mixed, targets = augment.between_class_mix(tf.constant(clean), labels, 1.0, RNG(seed))
+        mixed, targets = mixed.numpy(), targets.numpy()
+        np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+        for i, target in enumerate(targets):
+            others = [j for j in np.flatnonzero(target > 1e-6) if j != i]
+            if not others:
+                np.testing.assert_allclose(mixed[i], clean[i], rtol=1e-5)
+                continue
+            j, ratio = others[0], target[i]
+            p = augment.between_class_weight(tf.constant(ratio), peaks[i], peaks[j]).numpy()
+            wave = (p * rich_waves[i] + (1 - p) * rich_waves[j]) / np.sqrt(p ** 2 + (1 - p) ** 2)
+            reference = log(mel_of(wave))
+            errors.append(np.mean(np.abs(log(mixed[i]) - reference)))
+            if 0.25 < ratio < 0.75:  # both clips clearly in the mix
+                alone_errors.append(min(np.mean(np.abs(log(c) - reference)) for c in (clean[i], clean[j])))
+    assert len(errors) >= 6 and len(alone_errors) >= 2
+    assert np.mean(errors) < 0.1 and max(errors) < 0.5 * min(alone_errors)
+    assert augment.between_class_mix(clean, labels, 0.0, RNG())[0] is clean
+
+
+def test_sound_mixing_replaces_mixup_in_the_training_pipeline():
+    config = Config()
+    config.audio.clip_seconds = 1.0
+    config.train.batch_size = 8
+    waves = (0.1 * np.random.default_rng(0).standard_normal((8, SR))).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32) % 4
+    norm = Normalization.identity(feature_shape(config)[0])
+    config.augment.mix_domain = "sound"
+    _, ys = next(pipeline.train_dataset(waves, labels, 4, config, norm, seed=0).as_numpy_iterator())
+    np.testing.assert_allclose(ys.sum(axis=1), 1.0, atol=1e-6)
+    assert (ys.max(axis=1) < 1 - 1e-3).sum() >= 4  # most clips carry two labels
+    config.augment.mix_domain = "waveform"
+    with pytest.raises(ConfigError, match="augment.mix_domain must be one of features, sound"):
+        pipeline.train_dataset(waves, labels, 4, config, norm, seed=0)
 
 
 def test_eval_pipeline_is_never_augmented_and_train_is():
