@@ -27,6 +27,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-c1994892      # same (seed 42) with train.learning_rate=0.001
   runs/esc50-16k-not-esc10-micro_wide-300ep-pretrain  # the same source at 300 epochs
   runs/esc10-all-dscnn-folds-bcd8d129      # ESC-10 transfer from the 300-epoch source
+  runs/esc10-all-dscnn-folds-ebf72ea8      # ESC-10 transfer (200-epoch source) without SpecAugment
   runs/esc50-16k-all-dscnn-folds-749861fd  # micro_wide distilled from the four esc50-16k runs above (train.teacher_runs)
   runs/esc50-16k-all-dscnn-folds-6879e7f9  # micro_wide with AdamW weight decay 0.05 and a weight average (EMA 0.998)
   runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted
