@@ -274,6 +274,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         save_config(config, run_dir / "config.yaml")
+        report.record_command(run_dir)  # now, so a run stopped before its report still names what trained it
         for i, split in enumerate(splits, 1):
             fold_dir = run_dir / split.name
             if load_fold_result(fold_dir) is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esc_tf import data, train
+from esc_tf import data, report, train
 from esc_tf.config import Config
 from esc_tf.features import Normalization, normalization_stats
 from tests.conftest import MFCC_RECIPE, make_dataset, small_config
@@ -157,9 +157,12 @@ def test_interrupted_fold_is_trained_again(dataset_dir, tmp_path, monkeypatch):
         train.run_cross_validation(config, tmp_path / "runs", progress=False)
     run_dir = train.run_dir_for(config, tmp_path / "runs")
     assert (run_dir / "fold1" / "result.json").is_file() and not (run_dir / "fold2" / "result.json").exists()
+    started_by = (run_dir / "commands.txt").read_text().splitlines()
+    assert started_by == [report.invocation()]  # recorded before any report exists
     train.run_cross_validation(config, tmp_path / "runs", progress=False)
     assert calls == ["fold1", "fold2", "fold2"]
     assert (run_dir / "report.md").is_file()
+    assert json.loads((run_dir / "report.json").read_text())["commands"] == started_by  # the same command, once
 
 
 def test_stratified_split_cli(dataset_dir, tmp_path, capsys):
