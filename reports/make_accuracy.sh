@@ -29,6 +29,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-bcd8d129      # ESC-10 transfer from the 300-epoch source
   runs/esc10-all-dscnn-folds-ebf72ea8      # ESC-10 transfer (200-epoch source) without SpecAugment
   runs/esc50-16k-all-dscnn-folds-749861fd  # micro_wide distilled from the four esc50-16k runs above (train.teacher_runs)
+  runs/esc50-16k-all-dscnn-folds-4babd6ba  # micro_wide at 300 epochs distilled from a 3.6x larger teacher (fold 1)
   runs/esc50-16k-all-dscnn-folds-6879e7f9  # micro_wide with AdamW weight decay 0.05 and a weight average (EMA 0.998)
   runs/esc50-16k-all-dscnn-folds-775b3231  # 40 log-mels, 24-channel stem, every training clip fitted
   runs/esc10-all-dscnn-folds-df47ddfe      # session-2 default: 40 log-mels, 12.5 % early-stopping carve
