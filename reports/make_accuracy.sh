@@ -19,6 +19,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-85f4c73f  # micro_wide at 300 epochs with augment.mixup_alpha=1.0 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-bc4276db  # micro_wide at 300 epochs mixing the sounds (augment.mix_domain=sound, α 1; fold 1)
   runs/esc50-16k-all-dscnn-folds-c0425766  # micro_wide at 300 epochs without SpecAugment (time_masks=0, freq_masks=0)
+  runs/esc50-16k-all-dscnn-folds-a8c56f5c  # same without SpecAugment, train.seed=7
   runs/esc50-16k-all-dscnn-folds-01b997fe  # micro_wide at 300 epochs with SpecAugment masks up to 20 % / 25 % (folds 1, 2)
   runs/esc10-all-dscnn-folds-01fa0613      # micro_wide on ESC-10 read at 22.05 kHz (hop 690, fmax 11025)
   runs/esc50-16k-not-esc10-micro_wide-pretrain  # micro_wide on the 40 classes outside ESC-10 (fold 1 + deploy/): a source
