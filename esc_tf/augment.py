@@ -87,6 +87,12 @@ def _apply_to_some(mel: tf.Tensor, prob: float, rng: tf.random.Generator,
     return tf.tensor_scatter_nd_update(mel, chosen, change(tf.gather_nd(mel, chosen), chosen[:, 0]))
 
 
+def add_in_power(mel: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
+    """Mel magnitudes of two sounds played together: ``sqrt(A^2 + B^2)``, the expected magnitude of a sum
+    of sounds with uncorrelated phases (the noise and between-class mixing both add sounds this way)."""
+    return tf.sqrt(tf.square(mel) + tf.square(other))
+
+
 def add_noise(mel: tf.Tensor, signal_power: tf.Tensor, bank: tf.Tensor, prob: float,
               snr_db: tuple[float, float], rng: tf.random.Generator) -> tf.Tensor:
     """With probability ``prob`` per clip, add white noise at an SNR drawn uniformly in ``snr_db``.
@@ -103,7 +109,7 @@ def add_noise(mel: tf.Tensor, signal_power: tf.Tensor, bank: tf.Tensor, prob: fl
         noise_std = tf.sqrt((tf.gather(signal_power, rows) + 1e-10) / tf.pow(10.0, snr / 10.0))
         noise = tf.gather(bank, _draw_indices(rng, clips, 0, tf.shape(bank)[0] - 1))
         noise = _roll_frames(noise, _draw_indices(rng, clips, 0, frames - 1)) * noise_std[:, None, None]
-        return tf.sqrt(tf.square(some) + tf.square(noise))
+        return add_in_power(some, noise)
     return _apply_to_some(mel, prob, rng, noisy)
 
 
@@ -249,8 +255,8 @@ def between_class_mix(mel: tf.Tensor, y: tf.Tensor, alpha: float,
     """Mix the sound of each clip of mel magnitudes ``[clips, frames, mels]`` with a shuffled partner's.
 
     The label ratio ~ Beta(alpha, alpha) (alpha = 1: the uniform ratio of between-class learning); the
-    amplitudes are weighted by :func:`between_class_weight` and added in power, ``sqrt((p A)^2 + ((1-p) B)^2)``,
-    as the white-noise augmentation adds sounds, then divided by ``sqrt(p^2 + (1-p)^2)`` to keep the level.
+    amplitudes are weighted by :func:`between_class_weight` and added with :func:`add_in_power`,
+    ``sqrt((p A)^2 + ((1-p) B)^2)``, then divided by ``sqrt(p^2 + (1-p)^2)`` to keep the level.
     """
     if alpha <= 0:
         return mel, y
@@ -260,6 +266,6 @@ def between_class_mix(mel: tf.Tensor, y: tf.Tensor, alpha: float,
     db = peak_frame_db(mel)
     p = between_class_weight(ratio, db, tf.gather(db, partner))
     p_mel = p[:, None, None]
-    mixed = tf.sqrt(tf.square(p_mel * mel) + tf.square((1.0 - p_mel) * tf.gather(mel, partner)))
-    mixed /= tf.sqrt(tf.square(p_mel) + tf.square(1.0 - p_mel))
+    mixed = add_in_power(p_mel * mel, (1.0 - p_mel) * tf.gather(mel, partner))
+    mixed /= add_in_power(p_mel, 1.0 - p_mel)
     return mixed, ratio[:, None] * y + (1.0 - ratio[:, None]) * tf.gather(y, partner)
