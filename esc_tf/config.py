@@ -87,6 +87,9 @@ class ModelConfig:
     preset: str = "dscnn"  # see esc_tf.model.PRESETS
     dropout: float = 0.3
     stem_filters: int = 16  # dscnn presets: channels of the strided first convolution
+    # dscnn presets: the stem's (mel, frame) strides. [2, 4] on twice the frames (features.hop_length halved),
+    # [4, 2] on twice the mels, keep the stem's output, and so the arena, as [2, 2] on the default front end.
+    stem_strides: list[int] = field(default_factory=lambda: [2, 2])
     stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
     # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
     # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),

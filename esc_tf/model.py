@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras as keras
 from tf_keras import layers
 
-from esc_tf.config import ModelConfig
+from esc_tf.config import ConfigError, ModelConfig
 
 Builder = Callable[[tuple[int, int, int], int, ModelConfig], keras.Model]
 
@@ -72,15 +72,15 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
                 stages: tuple[tuple[int, ...], ...] | None = None) -> keras.Model:
     """Strided stem + depthwise-separable blocks with pooling: built for a <= 64 KB TFLM arena.
 
-    The stride-2 stem (``config.stem_filters`` channels) and the pool right after it keep the
-    largest activation pair small; the wide blocks come after the feature map has shrunk.
+    The strided stem (``config.stem_filters`` channels, ``config.stem_strides``) and the pool right
+    after it keep the largest activation pair small; the wide blocks come after the feature map has shrunk.
     ``stages`` lists the blocks' widths per resolution, with a 2x2 max-pool between stages;
     by default one block per entry of ``config.stage_filters``.
     """
     if stages is None:
         stages = tuple((filters,) for filters in config.stage_filters)
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(config.stem_filters, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.Conv2D(config.stem_filters, 3, strides=tuple(config.stem_strides), padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D(2, padding="same")(x)
@@ -106,10 +106,18 @@ PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": bu
                                "dscnn_deep": build_dscnn_deep}
 
 
+def check_model_config(config: ModelConfig) -> None:
+    """Refuse an unknown preset or impossible stem strides (before any audio is decoded)."""
+    if config.preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
+    strides = config.stem_strides
+    if len(strides) != 2 or min(strides) < 1:
+        raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
+
+
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
     """Build the preset named in ``config``; outputs are logits (softmax is applied by the loss)."""
-    if config.preset not in PRESETS:
-        raise ValueError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
+    check_model_config(config)
     return PRESETS[config.preset](input_shape, num_classes, config)
 
 

@@ -36,13 +36,13 @@ from esc_tf.evaluate import MODEL_FILE, ModelError, ModelMeta, clip_scores, kera
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import (Normalization, check_feature_config, check_window_config, model_input_shape,
                              normalization_stats)
-from esc_tf.model import PRESETS, build_model, recalibrate_batch_norm
+from esc_tf.model import PRESETS, build_model, check_model_config, recalibrate_batch_norm
 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
-                "model": ("input_frames", "clip_windows"), "augment": ("mix_domain",)}
+                "model": ("input_frames", "clip_windows", "stem_strides"), "augment": ("mix_domain",)}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
@@ -254,8 +254,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
     if config.train.init_from:
         config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
-    if config.model.preset not in PRESETS:
-        raise ConfigError(f"unknown model preset {config.model.preset!r}; choose from {', '.join(PRESETS)}")
+    check_model_config(config.model)
     started = time.time()
     meta = data_mod.load_dataset(config)
     if config.export.deploy:

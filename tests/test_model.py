@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from esc_tf.config import Config, ModelConfig, load_config
+from esc_tf.config import Config, ConfigError, ModelConfig, load_config
 from esc_tf.evaluate import ModelError
 from esc_tf.export import check_budgets_before_training
+from esc_tf.features import model_input_shape
 from esc_tf.model import PRESETS, build_model
 
 
@@ -72,6 +73,27 @@ def test_stage_widths_come_from_the_config():
     pointwise = [layer.filters for layer in model.layers
                  if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D)]
     assert pointwise == [8, 12, 20]
+
+
+@pytest.mark.parametrize("front_end, strides", [({"hop_length": 256}, [2, 4]), ({"num_mel_bins": 128}, [4, 2])])
+def test_stem_strides_bring_a_finer_front_end_to_the_default_stem_output(front_end, strides):
+    default = Config()
+    finer = Config()
+    for name, value in front_end.items():
+        setattr(finer.features, name, value)
+    finer.model.stem_strides = strides
+    stem_outputs = []
+    for config in (default, finer):
+        model = build_model((*model_input_shape(config), 1), 50, config.model)
+        stem_outputs.append(next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).output.shape)
+    assert model_input_shape(finer) != model_input_shape(default)
+    assert stem_outputs[0] == stem_outputs[1]
+
+
+@pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
+def test_impossible_stem_strides_are_refused(strides):
+    with pytest.raises(ConfigError, match="stem_strides"):
+        build_model((64, 155, 1), 50, ModelConfig(stem_strides=strides))
 
 
 def test_unknown_preset():
