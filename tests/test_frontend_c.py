@@ -190,6 +190,9 @@ CONFIGS = {
                                num_mel_bins=24, num_mfcc=10, fmin=60.0, fmax=7600.0),
     "logmel_fft128_hop200": dict(kind="logmel", frame_length=128, fft_length=128, hop_length=200,
                                  num_mel_bins=16, fmin=0.0),
+    # the finer front ends model.stem_strides is for: twice the frames (hop 256) and twice the mels
+    "logmel_128mel_hop256": dict(kind="logmel", frame_length=1024, fft_length=1024, hop_length=256,
+                                 num_mel_bins=128, fmin=20.0, fmax=8000.0),
 }
 
 
