@@ -69,3 +69,5 @@ def test_recipe_files_load_and_the_micro_recipe_is_the_default():
     assert load_config(configs / "micro_logmel.yaml") == Config()
     config = load_config(configs / "mfcc_cnn.yaml")
     assert (config.model.preset, config.features.kind, config.features.num_mfcc) == ("cnn", "mfcc", 13)
+    wide, accurate = load_config(configs / "micro_wide.yaml"), load_config(configs / "most_accurate.yaml")
+    assert accurate.model == wide.model and (accurate.train.epochs, accurate.features.log_offset) == (300, 1e-3)

@@ -43,6 +43,10 @@ def _micro_wide() -> Config:
     return load_config(Path(__file__).resolve().parents[1] / "configs" / "micro_wide.yaml")
 
 
+def _most_accurate() -> Config:
+    return load_config(Path(__file__).resolve().parents[1] / "configs" / "most_accurate.yaml")
+
+
 def _dscnn_deep_as_measured() -> Config:
     """dscnn_deep as its esc50-16k run used it: 40 log-mels, 24-channel stem."""
     config = Config()
@@ -50,7 +54,7 @@ def _dscnn_deep_as_measured() -> Config:
     return config
 
 
-@pytest.mark.parametrize("make_config", [_default, _micro_wide, _dscnn_deep_as_measured])
+@pytest.mark.parametrize("make_config", [_default, _micro_wide, _most_accurate, _dscnn_deep_as_measured])
 def test_microcontroller_recipes_fit_128_kb_flash_and_64_kb_arena(make_config):
     """Measured: the 50-class model for the recipe's 5 s input, converted to full-integer
     int8, and the smallest arena the TFLM interpreter allocates in."""
