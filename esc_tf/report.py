@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from esc_tf import transfer, viz
-from esc_tf.config import Config, config_from_dict
+from esc_tf.config import Config, FeatureConfig, config_from_dict
 from esc_tf.evaluate import META_FILE, MODEL_FILE
 from esc_tf.features import model_input_shape, window_starts
 from esc_tf.viz import EDGE_VARIANTS
@@ -280,11 +280,13 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
 
 
 def _features_label(features: dict[str, Any], windows: tuple[int, int] | None = None) -> str:
-    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then for a
-    model that reads ``windows`` = (windows per clip, frames each) ``, 3 x 95-frame windows``."""
+    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then a log
+    offset other than the default's, then for a model that reads ``windows`` = (windows per clip, frames each) ``, 3 x 95-frame windows``."""
     size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
         f"{features['num_mfcc']} of {features['num_mel_bins']}"
     label = f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
+    if features["log_offset"] != FeatureConfig.log_offset:
+        label += f", log offset {features['log_offset']:g}"
     if windows and windows[0] > 1:
         label += f", {windows[0]} x {windows[1]}-frame windows"
     return label
