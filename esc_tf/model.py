@@ -80,7 +80,8 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     if stages is None:
         stages = tuple((filters,) for filters in config.stage_filters)
     inputs = keras.Input(input_shape)
-    x = layers.Conv2D(config.stem_filters, 3, strides=tuple(config.stem_strides), padding="same", use_bias=False)(inputs)
+    x = layers.Conv2D(config.stem_filters, 3, strides=tuple(config.stem_strides), padding="same",
+                      use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D(2, padding="same")(x)

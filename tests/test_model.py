@@ -89,7 +89,8 @@ def test_stem_strides_bring_a_finer_front_end_to_the_default_stem_output(front_e
     stem_outputs = []
     for config in (default, finer):
         model = build_model((*model_input_shape(config), 1), 50, config.model)
-        stem_outputs.append(next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).output.shape)
+        stem = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+        stem_outputs.append(stem.output.shape)
     assert model_input_shape(finer) != model_input_shape(default)
     assert stem_outputs[0] == stem_outputs[1]
 
