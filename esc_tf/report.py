@@ -281,7 +281,7 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
 
 def _features_label(features: dict[str, Any], windows: tuple[int, int] | None = None) -> str:
     """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then a log
-    offset other than the default's (``, log offset 0.001``), then for a model that reads ``windows``
+    offset other than the default's (``, log offset 1e-06``), then for a model that reads ``windows``
     = (windows per clip, frames each) ``, 3 x 95-frame windows``."""
     size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
         f"{features['num_mfcc']} of {features['num_mel_bins']}"

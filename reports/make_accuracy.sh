@@ -25,6 +25,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-94f8b802  # micro_wide at 300 epochs on 128 x 155 log-mels (stem strides 4 x 2, 12-channel stem; fold 1)
   runs/esc50-16k-all-dscnn-folds-5bf7bea6  # micro_wide at 300 epochs with features.log_offset=0.001 (folds 1,2 then 3,5)
   runs/esc50-16k-all-dscnn-folds-ab3f6d6a  # same (log offset 1e-3) with train.seed=7
+  runs/esc50-16k-all-dscnn-folds-56880d23  # the default recipe with log offset 1e-3 (today's default)
   runs/esc10-all-dscnn-folds-2a11cc0c      # micro_wide with features.log_offset=0.001, ESC-10
   runs/esc10-all-dscnn-folds-01fa0613      # micro_wide on ESC-10 read at 22.05 kHz (hop 690, fmax 11025)
   runs/esc50-16k-not-esc10-micro_wide-pretrain  # micro_wide on the 40 classes outside ESC-10 (fold 1 + deploy/): a source
@@ -61,6 +62,8 @@ echo "Targets: >= 80 % ESC-50, >= 92 % ESC-10, int8 <= 128 KB, arena <= 64 KB."
 echo
 echo "Preset names: \`dscnn\` is the default recipe (built-in defaults = configs/micro_logmel.yaml); rows with preset"
 echo "\`default\` are the former default, now \`cnn\` (configs/mfcc_cnn.yaml); \`seed\` is configs/mfcc_cnn.yaml with --preset seed."
+echo "The features column names a log offset other than today's default 1e-3: every run before session 7 used 1e-6,"
+echo "the default of its day (rerun one with --set features.log_offset=1e-6 added to its command)."
 echo "Run 8c8cad36 is the micro recipe before augmentation moved to the mel domain (and with pruning on)."
 echo "Runs made before model.stem_filters existed (all 40-mel dscnn rows) used a 24-channel stem and, except"
 echo "775b3231, carved 12.5 % of the training clips for early stopping: their commands ran with the defaults of"
