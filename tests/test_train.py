@@ -251,7 +251,7 @@ def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if f"| {run_dir.name.rsplit('-', 1)[-1]} | esc50" in line)
     accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
-    assert f"{accuracy:.4f}" in row and "| cnn | mfcc 13 of 40, 512/256 | 2 |" in row
+    assert f"{accuracy:.4f}" in row and "| cnn | mfcc 13 of 40, 512/256, log offset 1e-06 | 2 |" in row
     assert f"python -m esc_tf.export --run {run_dir}" in table
 
 
