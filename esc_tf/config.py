@@ -58,7 +58,7 @@ class FeatureConfig:
     fmax: float = 8000.0
     num_mfcc: int = 13  # for kind="mfcc"
     # log(mel + offset). 1e-3 puts digital silence (mel 0: padded clips) at -6.9, next to the quietest sounds,
-    # not at -13.8 as 1e-6 did: +1.6 to +2.7 pp on esc50-16k (README, Results). CMSIS-DSP arm_mfcc_f32
+    # not at -13.8 as 1e-6 did: +1.6 to +2.6 pp on esc50-16k (README, Results). CMSIS-DSP arm_mfcc_f32
     # hard-codes 1e-6, so configs/mfcc_cnn.yaml keeps that.
     log_offset: float = 1e-3
     normalize: bool = True  # per-coefficient mean/std measured on the training clips only
