@@ -25,6 +25,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-94f8b802  # micro_wide at 300 epochs on 128 x 155 log-mels (stem strides 4 x 2, 12-channel stem; fold 1)
   runs/esc50-16k-all-dscnn-folds-5bf7bea6  # micro_wide at 300 epochs with features.log_offset=0.001 (folds 1,2 then 3,5)
   runs/esc50-16k-all-dscnn-folds-ab3f6d6a  # same (log offset 1e-3) with train.seed=7
+  runs/esc50-16k-all-dscnn-folds-268a6bc2  # micro_wide at 300 epochs with log offset 1e-2 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-56880d23  # the default recipe with log offset 1e-3 (today's default)
   runs/esc10-all-dscnn-folds-2a11cc0c      # micro_wide with features.log_offset=0.001, ESC-10
   runs/esc10-all-dscnn-folds-01fa0613      # micro_wide on ESC-10 read at 22.05 kHz (hop 690, fmax 11025)
