@@ -39,12 +39,15 @@ def _default() -> Config:
     return Config()
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "configs"
+
+
 def _micro_wide() -> Config:
-    return load_config(Path(__file__).resolve().parents[1] / "configs" / "micro_wide.yaml")
+    return load_config(RECIPES / "micro_wide.yaml")
 
 
 def _most_accurate() -> Config:
-    return load_config(Path(__file__).resolve().parents[1] / "configs" / "most_accurate.yaml")
+    return load_config(RECIPES / "most_accurate.yaml")
 
 
 def _dscnn_deep_as_measured() -> Config:
