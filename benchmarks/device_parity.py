@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 from esc_tf import data as data_mod  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.evaluate import ModelMeta  # noqa: E402
-from esc_tf.features import window_starts, window_stride  # noqa: E402
+from esc_tf.features import inferences_per_clip, window_starts, window_stride  # noqa: E402
 from firmware_stub.tools import host_build, reference  # noqa: E402
 
 
@@ -54,12 +54,13 @@ def load_clips(model: Path, data_dir: str, folds: list[int] | None) -> tuple[Mod
     return meta, dataset, waves
 
 
-def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None) -> np.ndarray:
+def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None, views: int = 1) -> np.ndarray:
     """int8 input tensors from the firmware's C path, built against the model folder's headers: each
-    clip's last window, or every ``stride`` frames (the firmware's inference schedule)."""
+    clip's last window, or every ``stride`` frames (the firmware's inference schedule), each window
+    ``views`` times rotated by 0, 1, ... frames (``kTimeRolls``)."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = host_build.build(model.parent, tmp, ("host_pipeline",))["host_pipeline"]
-        return host_build.run_host_pipeline(exe, pcm, stride=stride)
+        return host_build.run_host_pipeline(exe, pcm, stride=stride, views=views)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,10 +81,11 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
     pcm = reference.to_int16(waves)
     not_exact = np.any(reference.from_int16(pcm) != waves, axis=1)
     windows = len(window_starts(meta.config))  # a windowed model: the device infers every stride frames
-    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None)
-    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_window=windows > 1)
-    c_pred = reference.clip_classes(model_bytes, c_in, windows)
-    py_pred = reference.clip_classes(model_bytes, py_in, windows)
+    per_clip = inferences_per_clip(meta.config)  # windows x rotations
+    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None, meta.config.model.time_rolls)
+    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_window=per_clip > 1)
+    c_pred = reference.clip_classes(model_bytes, c_in, per_clip)
+    py_pred = reference.clip_classes(model_bytes, py_in, per_clip)
     y = dataset["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
     diff = np.abs(c_in.astype(int) - py_in.astype(int))
     unseen = ~dataset["filename"].isin(set(meta.trained_on)).to_numpy()
@@ -104,8 +106,8 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
         "clips_not_int16_exact": int(not_exact.sum()),
     }
     if not_exact.any():
-        float_in = reference.python_inputs(waves, meta, model_bytes, every_window=windows > 1)
-        float_pred = reference.clip_classes(model_bytes, float_in, windows)
+        float_in = reference.python_inputs(waves, meta, model_bytes, every_window=per_clip > 1)
+        float_pred = reference.clip_classes(model_bytes, float_in, per_clip)
         result.update({
             "decoded_float_top1_agreement": _agreement(c_pred, float_pred),
             "decoded_float_max_abs_input_diff": int(np.abs(c_in.astype(int) - float_in.astype(int)).max()),

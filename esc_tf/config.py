@@ -99,6 +99,10 @@ class ModelConfig:
     # as the device averages its last clip_windows inferences.
     input_frames: int = 0
     clip_windows: int = 3
+    # Views of each window a clip is scored on: the window rotated circularly in time by 0, 1, ...,
+    # time_rolls - 1 frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls
+    # inferences per window, each on a rotated copy of its feature ring. Training is unchanged.
+    time_rolls: int = 1
 
 
 @dataclass

@@ -21,11 +21,11 @@ import tf_keras as keras
 
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report, transfer
-from esc_tf.config import Config, apply_override, load_config
+from esc_tf.config import Config, ConfigError, apply_override, load_config, save_config
 from esc_tf.distill import check_teachers, load_teacher
 from esc_tf.evaluate import MODEL_FILE, LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
-from esc_tf.features import Normalization, window_starts
+from esc_tf.features import Normalization, check_window_config, inferences_per_clip
 from esc_tf.model import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
@@ -33,6 +33,8 @@ from esc_tf.train import RESULT_FILE, _write_json_atomic, fit_model, load_fold_r
 
 EDGE_FILE = "edge.json"
 DEPLOY_DIR = "deploy"
+# How a trained model's clip score is formed (not how the model is trained): may change after training.
+SCORING_OPTIONS = ("model.time_rolls",)
 
 
 def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
@@ -93,7 +95,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
                   "float_tflite_bytes": len(float_bytes), "float_tflite_gzip_bytes": gzip_size(float_bytes),
                   "int8_unpruned_bytes": len(int8_plain), "int8_unpruned_gzip_bytes": gzip_size(int8_plain),
                   "int8_bytes": len(int8), "int8_gzip_bytes": gzip_size(int8),
-                  "tflm_arena_bytes": measure_arena(int8), "inferences_per_clip": len(window_starts(config))},
+                  "tflm_arena_bytes": measure_arena(int8), "inferences_per_clip": inferences_per_clip(config)},
         "kernel_sparsity": kernel_sparsity(pruned),
         "calibration_clips": len(calibration_rows),
         "calibration_files": meta["filename"].iloc[calibration_rows].tolist(),
@@ -162,3 +164,46 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
                   + (f" and {config.export.publish_dir}/" if config.export.publish_dir else ""), flush=True)
     results = [load_fold_result(d) for d in fold_dirs]
     report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
+
+
+def _scoring_override(assignment: str) -> bool:
+    return assignment.partition("=")[0].strip() in SCORING_OPTIONS
+
+
+def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
+    """Score every finished fold's saved model again with the :data:`SCORING_OPTIONS` in ``overrides``
+    (e.g. ``model.time_rolls=16``), without retraining: each fold's float scores (``result.json``), its
+    ``model_meta.json`` and ``edge.json`` are rewritten, then the run's ``config.yaml`` and report.
+    The other overrides apply as in :func:`run_edge_stages`. A run with a deployment model is refused:
+    its export would no longer describe how it scores (rescore a copy without ``deploy/``)."""
+    if (run_dir / DEPLOY_DIR).exists():
+        raise ConfigError(f"{run_dir / DEPLOY_DIR}: a rescored run's deployment model would not match its scores; "
+                          "rescore a copy of the run without deploy/")
+    config = load_config(run_dir / "config.yaml")
+    for assignment in filter(_scoring_override, overrides):
+        config = apply_override(config, assignment)
+    check_window_config(config)
+    data_config = config
+    for assignment in overrides:
+        data_config = apply_override(data_config, assignment)
+    meta = data_mod.load_dataset(data_config)
+    waves = data_mod.load_waveforms(meta, config.audio, data_config.data.cache_dir, progress=progress)
+    row_of = {name: i for i, name in enumerate(meta["filename"])}
+    for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
+        result = load_fold_result(fold_dir)
+        test_rows = np.array([row_of[name] for name in result.test_files], int)
+        model_meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
+        model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
+        feats = pipeline.feature_array(waves[test_rows], config, model_meta.normalization)
+        y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
+        result.y_pred, result.accuracy = y_pred.tolist(), float(np.mean(y_pred == np.array(result.y_true)))
+        (fold_dir / EDGE_FILE).unlink(missing_ok=True)
+        _write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
+        meta_config = model_meta.config
+        for assignment in filter(_scoring_override, overrides):
+            meta_config = apply_override(meta_config, assignment)
+        ModelMeta(meta_config, model_meta.normalization, model_meta.class_names, model_meta.trained_on).save(fold_dir)
+        if progress:
+            print(f"[rescore] {fold_dir.name}: float {result.accuracy:.4f}", flush=True)
+    save_config(config, run_dir / "config.yaml")
+    run_edge_stages(run_dir, [a for a in overrides if not _scoring_override(a)], deploy_model=False, progress=progress)

@@ -95,12 +95,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> np.ndarray:
     """Class probabilities ``[clips, classes]`` of clip features ``[clips, coefficients, frames, 1]``.
 
-    The softmax of the model's scores on each window of a clip (:func:`pipeline.model_windows`),
-    averaged over the clip's windows, as the firmware's post-processing averages its inferences.
-    A whole-clip model has one window: the softmax of its scores.
+    The softmax of the model's scores on each input of a clip (:func:`pipeline.model_inputs`: its
+    windows, each rotated ``model.time_rolls`` ways), averaged over the clip's inputs, as the
+    firmware's post-processing averages its inferences. A whole-clip model with one view has one
+    input: the softmax of its scores.
     """
-    windows = pipeline.model_windows(features, config)
-    return softmax(predictor(windows)).reshape(len(features), len(windows) // len(features), -1).mean(axis=1)
+    inputs = pipeline.model_inputs(features, config)
+    return softmax(predictor(inputs)).reshape(len(features), len(inputs) // len(features), -1).mean(axis=1)
 
 
 def keras_predictor(model: keras.Model, batch_size: int = 64) -> Predictor:

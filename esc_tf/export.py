@@ -164,7 +164,7 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
         "kNumMelBins": f.num_mel_bins, "kFeatureIsMfcc": int(f.kind == "mfcc"),
         "kNumCoefficients": coeffs, "kNumFrames": frames, "kFeatureElementCount": coeffs * frames,
         "kClipFrames": feature_shape(config)[1], "kClipWindows": len(window_starts(config)),
-        "kClipWindowStrideFrames": window_stride(config),
+        "kClipWindowStrideFrames": window_stride(config), "kTimeRolls": config.model.time_rolls,
         "kInputScale": cg.float_literal(quant["input_scale"]), "kInputZeroPoint": quant["input_zero_point"],
         "kOutputScale": cg.float_literal(quant["output_scale"]), "kOutputZeroPoint": quant["output_zero_point"],
         "kCategoryCount": len(class_names),
@@ -175,7 +175,8 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
             "// A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of",
-            "// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame.",
+            "// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame, each scored",
+            "// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll).",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
             f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
             f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."
@@ -255,10 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
                         help="override prune.* / export.* options of the run's config")
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score every fold's saved model again with new scoring options (--set "
+                             "model.time_rolls=N), rewriting the run's scores; no retraining, no deployment model")
     args = parser.parse_args(argv)
     from esc_tf import edge  # late import: edge imports train, which imports this module's callers
     try:
-        edge.run_edge_stages(Path(args.run), args.set, deploy_model=False if args.no_deploy else None)
+        if args.rescore:
+            edge.rescore(Path(args.run), args.set)
+        else:
+            edge.run_edge_stages(Path(args.run), args.set, deploy_model=False if args.no_deploy else None)
     except (ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -80,8 +80,13 @@ def window_starts(config: Config) -> list[int]:
     return [i * window_stride(config) for i in range(config.model.clip_windows)]
 
 
+def inferences_per_clip(config: Config) -> int:
+    """Model inferences a clip is scored on: its windows times the rotated views of each (``model.time_rolls``)."""
+    return len(window_starts(config)) * config.model.time_rolls
+
+
 def check_window_config(config: Config) -> None:
-    """Reject model windows longer than a clip, or no windows to score a clip on."""
+    """Reject model windows longer than a clip, no windows to score a clip on, or impossible rotations."""
     _, frames = feature_shape(config)
     if not 0 <= config.model.input_frames <= frames:
         raise ValueError(f"model.input_frames must be between 1 and the clip's {frames} frames (0: the whole "
@@ -95,6 +100,9 @@ def check_window_config(config: Config) -> None:
         raise ValueError(f"{count} windows of {width} frames in a {frames}-frame clip are {window_stride(config)} "
                          f"frames apart; they must be at least model.clip_windows - 1 = {count - 1} apart: use fewer "
                          "windows or shorter ones")
+    if not 1 <= config.model.time_rolls <= width:
+        raise ValueError(f"model.time_rolls must be between 1 and the model's {width} input frames, "
+                         f"not {config.model.time_rolls}")
 
 
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:

@@ -157,6 +157,17 @@ def model_windows(feats: np.ndarray, config: Config) -> np.ndarray:
         -1, feats.shape[1], width, *feats.shape[3:])
 
 
+def model_inputs(feats: np.ndarray, config: Config) -> np.ndarray:
+    """Clip features ``[clips, coefficients, frames, 1]`` -> every input a clip is scored on: each of its
+    :func:`model_windows`, rotated in time by 0, 1, ..., ``model.time_rolls - 1`` frames (``np.roll``:
+    the last frames wrap to the front), a clip's inputs consecutive."""
+    windows = model_windows(feats, config)
+    rolls = config.model.time_rolls
+    if rolls == 1:
+        return windows
+    return np.stack([np.roll(windows, r, axis=2) for r in range(rolls)], axis=1).reshape(-1, *windows.shape[1:])
+
+
 def feature_array(waves: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:
     """Normalised features ``[clips, coefficients, frames, 1]`` for models and calibration."""
     ds = tf.data.Dataset.from_tensor_slices(waves).map(

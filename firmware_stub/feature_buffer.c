@@ -34,8 +34,11 @@ void feature_buffer_push(feature_buffer_t *buffer, const float *features) {
 
 int feature_buffer_full(const feature_buffer_t *buffer) { return buffer->frames >= kNumFrames; }
 
-void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input) {
-  const uint32_t head = buffer->oldest, tail = kNumFrames - head;
+void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input) { feature_buffer_copy_rolled(buffer, 0, input); }
+
+void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input) {
+  /* Output frame 0 is the window's frame kNumFrames - shift: ring slot oldest - shift (mod kNumFrames). */
+  const uint32_t head = (buffer->oldest + kNumFrames - shift % kNumFrames) % kNumFrames, tail = kNumFrames - head;
   uint32_t c;
   for (c = 0; c < kNumCoefficients; c++) {
     const int8_t *row = buffer->ring + c * kNumFrames;

@@ -42,6 +42,11 @@ int feature_buffer_full(const feature_buffer_t *buffer);
  * kInputZeroPoint. */
 void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input);
 
+/* The window rotated in time by `shift` frames (0 <= shift < kNumFrames), as np.roll(window, shift,
+ * axis=frames): its last `shift` frames come first.  A clip scored with model.time_rolls = R is the
+ * mean softmax of the model on the rotations 0 .. R-1 (kTimeRolls); shift 0 is feature_buffer_copy. */
+void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,16 +1,18 @@
 /* Host driver of the device feature path (no TFLM): a clip in, the int8 model input out.
  *
- *   host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] INPUT OUTPUT
+ *   host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] INPUT OUTPUT
  *   host_pipeline -i
  *
  * INPUT is a WAV file (16-bit PCM, mono, kSampleRate) or, with -r, raw native-endian
  * int16; "-" reads stdin.  Samples go hop by hop through the same calls as main.cc
- * (feature_stream_push, then feature_buffer_copy for the window).  OUTPUT gets
+ * (feature_stream_push, then feature_buffer_copy_rolled for the window).  OUTPUT gets
  * int8 tensors of kFeatureElementCount bytes (coefficient-major), one after another.
  *   -n N  the input is clips of N samples each; the stream is reset before every clip
  *         (default: the whole input is one clip)
  *   -s S  write the window after every S-th new frame once it is full (sliding window);
  *         default: only the window at the end of each clip
+ *   -v V  write each window V times, rotated by 0, 1, ..., V-1 frames (model.time_rolls);
+ *         default 1
  *   -i    print the build's shapes, quantisation and fingerprint, then exit
  * A clip shorter than kClipSamples is zero-padded to kClipSamples, as in training.
  * Exit status 1 when a clip does not fill the window, 2 on bad usage.
@@ -26,6 +28,7 @@ typedef struct {
   int raw;
   unsigned long clip_samples; /* 0: one clip */
   unsigned long stride;       /* 0: last window of each clip only */
+  unsigned long views;        /* rotations written per window */
   const char *in_path, *out_path;
 } options_t;
 
@@ -34,7 +37,7 @@ static int8_t window[kFeatureElementCount];
 static unsigned long wav_samples_left; /* samples left in the WAV data chunk */
 
 static int usage(void) {
-  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] INPUT OUTPUT | host_pipeline -i\n");
+  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] INPUT OUTPUT | host_pipeline -i\n");
   return 2;
 }
 
@@ -81,13 +84,21 @@ static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
   return got;
 }
 
+/* The window as o->views model inputs, rotated by 0, 1, ... frames; -1 if a write fails. */
+static int write_views(const options_t *o, FILE *out) {
+  uint32_t roll;
+  for (roll = 0; roll < o->views; roll++) {
+    feature_buffer_copy_rolled(&stream.window, roll, window);
+    if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
+  }
+  return 0;
+}
+
 /* Push n <= kHopLength samples; write the window when a frame completes and it is due. */
 static int push(const int16_t *samples, uint32_t n, const options_t *o, FILE *out) {
   if (feature_stream_push(&stream, samples, n) != 1) return 0;
-  if (o->stride && feature_buffer_full(&stream.window) && (stream.frames - kNumFrames) % o->stride == 0) {
-    feature_buffer_copy(&stream.window, window);
-    if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
-  }
+  if (o->stride && feature_buffer_full(&stream.window) && (stream.frames - kNumFrames) % o->stride == 0)
+    return write_views(o, out);
   return 0;
 }
 
@@ -117,11 +128,7 @@ static int run_clip(FILE *in, unsigned long length, const options_t *o, FILE *ou
             kNumFrames);
     return -2;
   }
-  if (!o->stride) {
-    feature_buffer_copy(&stream.window, window);
-    if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
-  }
-  return 0;
+  return o->stride ? 0 : write_views(o, out);
 }
 
 static int parse(int argc, char **argv, options_t *o) {
@@ -135,6 +142,9 @@ static int parse(int argc, char **argv, options_t *o) {
     } else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
       o->stride = strtoul(argv[++i], NULL, 10);
       if (!o->stride) return -1;
+    } else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
+      o->views = strtoul(argv[++i], NULL, 10);
+      if (!o->views || o->views > kNumFrames) return -1;
     } else if (!o->in_path && (argv[i][0] != '-' || !strcmp(argv[i], "-"))) {
       o->in_path = argv[i];
     } else if (!o->out_path && argv[i][0] != '-') {
@@ -159,6 +169,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   memset(&opts, 0, sizeof(opts));
+  opts.views = 1;
   if (parse(argc, argv, &opts)) return usage();
   in = strcmp(opts.in_path, "-") ? fopen(opts.in_path, "rb") : stdin;
   if (!in) {

@@ -5,6 +5,8 @@
  * frame: by default the device infers and averages the same way, so for a clip that starts where
  * the inference schedule starts, the decision made on its last scored window is the clip score.
  * A whole-clip model infers every fifth of its window and averages 3 inferences.
+ * Each inference is kTimeRolls invokes on the window rotated by 0 .. kTimeRolls-1 frames
+ * (model.time_rolls), their probabilities averaged, as a clip was scored in training.
  * Each default can be overridden with a compile definition.
  */
 #ifndef ESC_TF_INFERENCE_SCHEDULE_H_
@@ -12,6 +14,9 @@
 
 #include "model_settings.h"
 
+#ifndef kTimeRolls /* a model_settings.h exported before model.time_rolls: one view per window */
+#define kTimeRolls 1
+#endif
 #ifndef kClipFrames /* a model_settings.h exported before windowed models: a whole-clip model */
 #define kClipFrames kNumFrames
 #define kClipWindows 1
@@ -23,6 +28,9 @@
 #endif
 #ifndef FIRMWARE_AVERAGE_WINDOW /* inferences averaged by postprocess */
 #define FIRMWARE_AVERAGE_WINDOW (kNumFrames < kClipFrames ? kClipWindows : 3)
+#endif
+#ifndef FIRMWARE_TIME_ROLLS /* inferences per window, on its rotations by 0 .. FIRMWARE_TIME_ROLLS-1 frames */
+#define FIRMWARE_TIME_ROLLS kTimeRolls
 #endif
 #ifndef FIRMWARE_SCORE_THRESHOLD /* averaged probability needed to report a class */
 #define FIRMWARE_SCORE_THRESHOLD 0.6f

@@ -4,10 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-int postprocess_init(postprocess_t *p, int window, float threshold) {
+int postprocess_init(postprocess_t *p, int window, int views, float threshold) {
   memset(p, 0, sizeof(*p));
-  if (window < 1 || window > POSTPROCESS_MAX_WINDOW) return -1;
+  if (window < 1 || window > POSTPROCESS_MAX_WINDOW || views < 1) return -1;
   p->window = window;
+  p->views = views;
   p->threshold = threshold;
   return 0;
 }
@@ -45,11 +46,15 @@ int postprocess_top_k(const float *scores, int n, int k, int *indices) {
   return count;
 }
 
-void postprocess_update(postprocess_t *p, const int8_t *output, postprocess_result_t *result) {
-  float *row = p->history[p->next];
+int postprocess_update(postprocess_t *p, const int8_t *output, postprocess_result_t *result) {
+  float *row = p->history[p->next], view[kCategoryCount];
   int i, r, best;
-  postprocess_dequantize(output, kCategoryCount, kOutputScale, kOutputZeroPoint, row);
-  postprocess_softmax(row, kCategoryCount);
+  postprocess_dequantize(output, kCategoryCount, kOutputScale, kOutputZeroPoint, view);
+  postprocess_softmax(view, kCategoryCount);
+  for (i = 0; i < kCategoryCount; i++) p->views_sum[i] = (p->views_in ? p->views_sum[i] : 0.0f) + view[i];
+  if (++p->views_in < p->views) return 0;
+  for (i = 0; i < kCategoryCount; i++) row[i] = p->views_sum[i] / (float)p->views;
+  p->views_in = 0;
   p->next = (p->next + 1) % p->window;
   if (p->filled < p->window) p->filled++;
   for (i = 0; i < kCategoryCount; i++) {
@@ -61,4 +66,5 @@ void postprocess_update(postprocess_t *p, const int8_t *output, postprocess_resu
   result->top_class = best;
   result->top_score = p->average[best];
   result->detected = result->top_score >= p->threshold;
+  return 1;
 }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import tensorflow as tf
 from tflite_micro import runtime as tflm_runtime
 
 from esc_tf import c_codegen, edge, evaluate, export, train
-from esc_tf.config import ExportConfig
-from esc_tf.evaluate import ModelError, TFLMPredictor, measure_arena
+from esc_tf.config import ExportConfig, load_config
+from esc_tf.evaluate import ModelError, ModelMeta, TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
 
@@ -182,6 +183,31 @@ def test_export_command_resumes(edge_run, capsys):
     assert export.main(["--run", str(edge_run)]) == 0
     out = capsys.readouterr().out
     assert out.count("already done, skipping") == 2 and "already exported" in out
+
+
+def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, dataset_dir, tmp_path, capsys):
+    """``--rescore --set model.time_rolls=3`` scores each fold's saved model on 3 rotations of its input,
+    float and int8, without retraining; the config, the models' metadata and the report follow. A run
+    with a deployment model is refused (its export would not describe the new scores)."""
+    assert export.main(["--run", str(edge_run), "--rescore", "--set", "model.time_rolls=3"]) == 1
+    assert "without deploy/" in capsys.readouterr().err
+    copy = tmp_path / "run"
+    shutil.copytree(edge_run, copy, ignore=shutil.ignore_patterns(edge.DEPLOY_DIR))
+    before = {fold: json.loads((copy / fold / "result.json").read_text()) for fold in ("fold1", "fold2")}
+    assert export.main(["--run", str(copy), "--rescore", "--set", "model.time_rolls=3"]) == 0
+    assert load_config(copy / "config.yaml").model.time_rolls == 3
+    for fold, old in before.items():
+        new = json.loads((copy / fold / "result.json").read_text())
+        assert new["history"] == old["history"] and new["test_files"] == old["test_files"]  # not retrained
+        model = copy / fold / "model.keras"
+        assert ModelMeta.for_model(model).config.model.time_rolls == 3
+        fold_number = int(fold.removeprefix("fold"))
+        assert evaluate.evaluate_on_dataset(model, dataset_dir, [fold_number], progress=False)["accuracy"] == \
+            pytest.approx(new["accuracy"])
+        scored = json.loads((copy / fold / edge.EDGE_FILE).read_text())
+        assert scored["sizes"]["inferences_per_clip"] == 3
+        assert scored["variants"]["keras_float"]["y_pred"] == new["y_pred"]
+    assert "(3 inferences per clip)" in (copy / "report.md").read_text()
 
 
 def test_representative_clips_are_stratified():

@@ -1,4 +1,5 @@
-"""Models that read a window of a clip: random crops in training, clip scores averaged over windows."""
+"""Models that read a window of a clip: random crops in training, clip scores averaged over windows
+(each window also rotated in time, model.time_rolls, in the windowed run)."""
 from __future__ import annotations
 
 import importlib.util
@@ -73,6 +74,39 @@ def test_model_windows_and_the_validation_dataset_cut_the_same_windows():
     assert [int(y.argmax()) for _, y in pairs] == [0, 0, 0, 1, 1, 1]
 
 
+def test_model_inputs_are_each_window_rotated_in_time():
+    config = windowed(Config(), 96)
+    config.model.time_rolls = 3
+    feats = np.random.default_rng(2).standard_normal((2, 64, 155, 1)).astype(np.float32)
+    inputs = pipeline.model_inputs(feats, config)
+    assert inputs.shape == (2 * 3 * 3, 64, 96, 1)  # clips x windows x rotations
+    window = feats[1, :, 29:125]  # clip 1, second window
+    for roll in range(3):
+        np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 3 + roll], np.roll(window, roll, axis=1))
+    np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 3 + 2][:, :2], window[:, -2:])  # the last frames wrap to the front
+    config.model.time_rolls = 1
+    np.testing.assert_array_equal(pipeline.model_inputs(feats, config), pipeline.model_windows(feats, config))
+
+
+def test_clip_scores_average_the_softmax_over_the_rotations():
+    config = Config()
+    config.model.time_rolls = 4
+    feats = np.zeros((1, 64, 155, 1), np.float32)
+    feats[0, 0, 0] = 1.0  # one marked frame: rotation r moves it to frame r
+    # Logits that depend on where the mark is: (0, 0) when it is in frame 0, else (0, log 3).
+    predictor = lambda x: np.stack([np.zeros(len(x)), np.where(x[:, 0, 0, 0] == 1.0, 0.0, np.log(3.0))], axis=1)
+    scores = evaluate.clip_scores(predictor, feats, config)
+    np.testing.assert_allclose(scores, [[(0.5 + 3 * 0.25) / 4, (0.5 + 3 * 0.75) / 4]])
+
+
+@pytest.mark.parametrize("rolls", [0, 97])
+def test_impossible_rotations_are_refused(rolls):
+    config = windowed(Config(), 96)
+    config.model.time_rolls = rolls
+    with pytest.raises(ValueError, match="time_rolls"):
+        check_window_config(config)
+
+
 def test_training_batches_are_windows():
     config = windowed(Config(), 40)
     config.train.batch_size = 4
@@ -101,9 +135,11 @@ def test_clip_scores_average_the_softmax_of_each_clips_windows():
 
 @pytest.fixture(scope="module")
 def windowed_run(tmp_path_factory, dataset_dir) -> Path:
-    """A one-fold run of a model that reads half a clip, with the edge stage and the export."""
+    """A one-fold run of a model that reads half a clip, each window scored in 2 rotations, with the
+    edge stage and the export."""
     tmp = tmp_path_factory.mktemp("windowed")
     config = windowed(small_config(dataset_dir, tmp), 32)
+    config.model.time_rolls = 2
     config.data.folds = [1]
     config.train.epochs = 4
     config.export.publish_dir = str(tmp / "tflite")
@@ -119,9 +155,9 @@ def test_a_windowed_model_is_trained_scored_and_exported_on_windows(windowed_run
     assert len(result["y_pred"]) == 6 and result["accuracy"] > 1 / 3  # clip-level, better than chance
     edge_result = json.loads((windowed_run / "fold1" / "edge.json").read_text())
     assert edge_result["calibration_clips"] == 12
-    assert edge_result["sizes"]["inferences_per_clip"] == 3
-    assert "(3 inferences per clip)" in (windowed_run / "report.md").read_text()
-    assert "× 3 per clip" in report.accuracy_table([windowed_run])
+    assert edge_result["sizes"]["inferences_per_clip"] == 6  # 3 windows x 2 rotations
+    assert "(6 inferences per clip)" in (windowed_run / "report.md").read_text()
+    assert "× 6 per clip" in report.accuracy_table([windowed_run])
     assert edge_result["variants"]["keras_float"]["y_pred"] == result["y_pred"]
     assert edge_result["agreement"]["int8_litert_vs_int8_tflm"] == 1.0
     int8 = windowed_run / "deploy" / "model_int8.tflite"
@@ -135,15 +171,16 @@ def test_a_windowed_model_is_trained_scored_and_exported_on_windows(windowed_run
 
 
 def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowed_run, dataset_dir, tmp_path):
-    """The firmware's default stride and averaging (kClipWindowStrideFrames, kClipWindows) replay the
-    clip-level evaluation: its windows of a clip are pipeline.model_windows, and the mean softmax of their
-    TFLM scores picks the class evaluate.clip_scores picks."""
+    """The firmware's default stride, rotations and averaging (kClipWindowStrideFrames, kTimeRolls,
+    kClipWindows) replay the clip-level evaluation: its inputs of a clip are pipeline.model_inputs, and
+    the mean softmax of their TFLM scores picks the class evaluate.clip_scores picks."""
     if host_build.compiler() is None:
         pytest.skip("no C compiler found")
     deploy = windowed_run / edge.DEPLOY_DIR
     settings = (deploy / "model_settings.h").read_text()
     assert re.search(r"#define kClipWindows 3\b", settings) and re.search(r"#define kClipWindowStrideFrames 14\b",
                                                                          settings)
+    assert re.search(r"#define kTimeRolls 2\b", settings)
     meta = ModelMeta.for_model(deploy / "model_int8.tflite")
     model = (deploy / "model_int8.tflite").read_bytes()
     config = meta.config
@@ -151,28 +188,30 @@ def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowe
                                     progress=False)[:12]
     pcm = reference.to_int16(waves)
     program = host_build.build(deploy, tmp_path / "build")["host_pipeline"]
-    device_windows = host_build.run_host_pipeline(program, pcm, stride=window_stride(config))
+    device_windows = host_build.run_host_pipeline(program, pcm, stride=window_stride(config), views=2)
     feats = pipeline.feature_array(reference.from_int16(pcm), config, meta.normalization)
     scale, zero_point = reference.input_quantization(model)
-    expected = evaluate.quantize(pipeline.model_windows(feats, config), scale, zero_point).reshape(len(pcm) * 3, -1)
+    expected = evaluate.quantize(pipeline.model_inputs(feats, config), scale, zero_point).reshape(len(pcm) * 6, -1)
     assert device_windows.shape == expected.shape
     diff = np.abs(device_windows.astype(int) - expected.astype(int))
     assert diff.max() <= 1 and np.mean(diff > 0) <= 0.005  # the C front end's float rounding (tests/test_firmware.py)
     out_scale, out_zero_point = io_quantization(model)["output_scale"], io_quantization(model)["output_zero_point"]
     device_scores = evaluate.dequantize(reference.tflm_scores(model, device_windows), out_scale, out_zero_point)
-    device_classes = evaluate.softmax(device_scores).reshape(len(pcm), 3, -1).mean(axis=1).argmax(axis=1)
+    device_classes = evaluate.softmax(device_scores).reshape(len(pcm), 6, -1).mean(axis=1).argmax(axis=1)
     python_classes = evaluate.clip_scores(evaluate.TFLMPredictor(model), feats, config).argmax(axis=1)
     assert np.array_equal(device_classes, python_classes)
 
 
 @pytest.mark.parametrize("settings, expected", [
     ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 3\n#define kClipWindowStrideFrames 30\n",
-     "30 3"),  # a windowed model: the clip's windows, averaged
+     "30 3 1"),  # a windowed model: the clip's windows, averaged
     ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
-     "19 1"),  # one window per clip: each inference decides alone
+     "19 1 1"),  # one window per clip: each inference decides alone
     ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
-     "31 3"),  # a whole-clip model: every fifth of the window, 3 averaged
-    ("#define kNumFrames 155\n", "31 3"),  # a header exported before windowed models
+     "31 3 1"),  # a whole-clip model: every fifth of the window, 3 averaged
+    ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n"
+     "#define kTimeRolls 4\n", "31 3 4"),  # each inference on 4 rotations of the window
+    ("#define kNumFrames 155\n", "31 3 1"),  # a header exported before windowed models
 ])
 def test_the_firmware_inference_schedule_follows_the_clip_windows(settings, expected, tmp_path):
     cc = host_build.compiler()
@@ -180,8 +219,8 @@ def test_the_firmware_inference_schedule_follows_the_clip_windows(settings, expe
         pytest.skip("no C compiler found")
     (tmp_path / "model_settings.h").write_text(settings)
     (tmp_path / "main.c").write_text('#include <stdio.h>\n#include "inference_schedule.h"\nint main(void) {\n'
-                                     '  printf("%d %d", (int)(FIRMWARE_INFERENCE_STRIDE_FRAMES), '
-                                     '(int)(FIRMWARE_AVERAGE_WINDOW));\n  return 0;\n}\n')
+                                     '  printf("%d %d %d", (int)(FIRMWARE_INFERENCE_STRIDE_FRAMES), '
+                                     '(int)(FIRMWARE_AVERAGE_WINDOW), (int)(FIRMWARE_TIME_ROLLS));\n  return 0;\n}\n')
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path), "-I", str(host_build.FIRMWARE),
                     str(tmp_path / "main.c"), "-o", str(tmp_path / "schedule")], check=True)
     assert subprocess.run([str(tmp_path / "schedule")], capture_output=True, text=True).stdout == expected

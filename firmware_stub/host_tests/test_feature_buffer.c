@@ -30,17 +30,26 @@ static void push_frame(int frame) {
   feature_buffer_push(&buffer, features);
 }
 
-/* After `pushed` frames the window holds frames pushed-kNumFrames .. pushed-1, oldest first. */
-static void check_window(int pushed) {
+/* After `pushed` frames the window holds frames pushed-kNumFrames .. pushed-1, oldest first;
+ * rotated by `shift`, position j holds window frame (j - shift) mod kNumFrames (np.roll). */
+static void check_rolled(int pushed, int shift) {
   int c, j;
-  feature_buffer_copy(&buffer, window);
+  if (shift == 0) feature_buffer_copy(&buffer, window);
+  else feature_buffer_copy_rolled(&buffer, (uint32_t)shift, window);
   for (c = 0; c < kNumCoefficients; c++) {
     for (j = 0; j < kNumFrames; j++) {
-      const int frame = pushed - kNumFrames + j;
+      const int frame = pushed - kNumFrames + (j - shift + kNumFrames) % kNumFrames;
       const int expected = frame < 0 ? kInputZeroPoint : value(frame, c);
-      check(window[c * kNumFrames + j] == expected, "window element", c * kNumFrames + j, pushed);
+      check(window[c * kNumFrames + j] == expected, "window element", c * kNumFrames + j, pushed * 1000 + shift);
     }
   }
+}
+
+static void check_window(int pushed) {
+  check_rolled(pushed, 0);
+  check_rolled(pushed, 1);
+  check_rolled(pushed, 3);
+  check_rolled(pushed, kNumFrames - 1);
 }
 
 int main(void) {

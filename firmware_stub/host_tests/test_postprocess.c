@@ -57,9 +57,10 @@ static void check_averaging(void) {
   postprocess_t p;
   postprocess_result_t r;
   int i, c, best;
-  check(postprocess_init(&p, 0, 0.5f) == -1 && postprocess_init(&p, POSTPROCESS_MAX_WINDOW + 1, 0.5f) == -1,
+  check(postprocess_init(&p, 0, 1, 0.5f) == -1 && postprocess_init(&p, POSTPROCESS_MAX_WINDOW + 1, 1, 0.5f) == -1,
         "window out of range refused");
-  check(postprocess_init(&p, 3, 0.0f) == 0, "init");
+  check(postprocess_init(&p, 3, 0, 0.5f) == -1, "no views refused");
+  check(postprocess_init(&p, 3, 1, 0.0f) == 0, "init");
   for (i = 0; i < 5; i++) {
     for (c = 0; c < kCategoryCount; c++) rows[i][c] = (int8_t)(-100 + 3 * c);
     rows[i][(i + 1) % kCategoryCount] = (int8_t)(100 - 10 * i); /* a different winner each time */
@@ -68,7 +69,7 @@ static void check_averaging(void) {
   for (i = 0; i < 5; i++) {
     float avg[kCategoryCount];
     const int first = i >= 2 ? i - 2 : 0;
-    postprocess_update(&p, rows[i], &r);
+    check(postprocess_update(&p, rows[i], &r) == 1, "one view: every output decides");
     for (c = 0; c < kCategoryCount; c++) {
       int k;
       avg[c] = 0.0f;
@@ -79,10 +80,44 @@ static void check_averaging(void) {
     postprocess_top_k(avg, kCategoryCount, 1, &best);
     check(r.top_class == best && close_to(r.top_score, avg[best]) && r.detected, "result is the averaged top-1");
   }
-  postprocess_init(&p, 1, 0.999f);
+  postprocess_init(&p, 1, 1, 0.999f);
   for (c = 0; c < kCategoryCount; c++) rows[0][c] = 0;
   postprocess_update(&p, rows[0], &r);
   check(!r.detected && r.top_class == 0, "flat scores stay under the threshold; tie goes to class 0");
+}
+
+/* Two views per inference, two inferences averaged: after outputs 0..5 the decisions come at
+ * outputs 1, 3, 5, each on the mean of (the mean of each inference's two views). */
+static void check_views(void) {
+  static int8_t rows[6][kCategoryCount];
+  static float probs[6][kCategoryCount];
+  postprocess_t p;
+  postprocess_result_t r;
+  int i, c, best;
+  check(postprocess_init(&p, 2, 2, 0.0f) == 0, "init with views");
+  for (i = 0; i < 6; i++) {
+    for (c = 0; c < kCategoryCount; c++) rows[i][c] = (int8_t)(-90 + 5 * ((c + 7 * i) % 30));
+    probabilities(rows[i], probs[i]);
+  }
+  for (i = 0; i < 6; i++) {
+    float avg[kCategoryCount];
+    r.top_class = -1;
+    if (i % 2 == 0) {
+      check(postprocess_update(&p, rows[i], &r) == 0 && r.top_class == -1, "first view: no decision, result untouched");
+      continue;
+    }
+    check(postprocess_update(&p, rows[i], &r) == 1, "last view decides");
+    for (c = 0; c < kCategoryCount; c++) {
+      const int first = i >= 3 ? i - 3 : 0; /* the last two inferences: up to four views */
+      int k;
+      avg[c] = 0.0f;
+      for (k = first; k <= i; k++) avg[c] += probs[k][c];
+      avg[c] /= (float)(i - first + 1);
+      check(close_to(p.average[c], avg[c]), "average of the views of the last 2 inferences");
+    }
+    postprocess_top_k(avg, kCategoryCount, 1, &best);
+    check(r.top_class == best && close_to(r.top_score, avg[best]), "result is the averaged top-1 over views");
+  }
 }
 
 int main(void) {
@@ -90,6 +125,7 @@ int main(void) {
   check_softmax();
   check_dequantize();
   check_averaging();
+  check_views();
   if (failures) {
     fprintf(stderr, "postprocess: %d of %d checks failed\n", failures, checks);
     return 1;

@@ -35,6 +35,7 @@ DRIVER = """\
 #include "audio_provider.h"
 #include "feature_stream.h"
 #include "frontend.h"
+#include "inference_schedule.h"
 #include "postprocess.h"
 #include "self_test.h"
 feature_stream_t state_feature_stream;
@@ -48,16 +49,20 @@ int main(void) {
   if (self_test_play_golden(&state_feature_stream, model_input_stand_in) == 0)
     self_test_check_input(&report, model_input_stand_in);
   self_test_check_scores(&report, model_input_stand_in);
-  postprocess_init(&state_postprocess, 3, 0.6f);
+  postprocess_init(&state_postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_TIME_ROLLS, 0.6f);
   feature_stream_init(&state_feature_stream);
   audio_provider_init(AUDIO_SOURCE_MICROPHONE);
   for (;;) {
     uint32_t n = audio_provider_read(hop, kHopLength);
     if (n && feature_stream_push(&state_feature_stream, hop, n) == 1 &&
         feature_buffer_full(&state_feature_stream.window)) {
-      feature_buffer_copy(&state_feature_stream.window, model_input_stand_in);
-      postprocess_update(&state_postprocess, model_input_stand_in, &result);
-      if (result.detected && !self_test_passed(&report)) return 1;
+      uint32_t roll;
+      for (roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
+        feature_buffer_copy_rolled(&state_feature_stream.window, roll, model_input_stand_in);
+        if (postprocess_update(&state_postprocess, model_input_stand_in, &result) && result.detected &&
+            !self_test_passed(&report))
+          return 1;
+      }
     }
   }
 }

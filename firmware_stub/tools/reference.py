@@ -41,25 +41,25 @@ def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes, every_
 
     Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``. For a model
     that reads windows, the clip's last window (what the device's feature window holds once the
-    clip's last sample is in), or with ``every_window`` the windows a clip is scored on
-    (``pipeline.model_windows``, ``[n * windows, ...]``).
+    clip's last sample is in), or with ``every_window`` every input a clip is scored on: its windows,
+    each rotated ``model.time_rolls`` ways (``pipeline.model_inputs``, ``[n * inputs, ...]``).
     """
     waves = np.asarray(waves, np.float32)
     feats = pipeline.feature_array(waves, meta.config, meta.normalization)
     if every_window:
-        feats = pipeline.model_windows(feats, meta.config)
+        feats = pipeline.model_inputs(feats, meta.config)
     else:
         feats = feats[:, :, feats.shape[2] - model_input_shape(meta.config)[1]:]
     scale, zero_point = input_quantization(model_bytes)
     return evaluate.quantize(feats, scale, zero_point).reshape(len(feats), -1)
 
 
-def clip_classes(model_bytes: bytes, inputs: np.ndarray, windows_per_clip: int) -> np.ndarray:
-    """The class of each clip from the int8 inputs of its windows (consecutive): the argmax of the mean
+def clip_classes(model_bytes: bytes, inputs: np.ndarray, inputs_per_clip: int) -> np.ndarray:
+    """The class of each clip from its int8 inputs (consecutive: windows, rotations): the argmax of the mean
     softmax of the TFLM scores, as the firmware's post-processing averages its inferences."""
     q = io_quantization(model_bytes)
     scores = evaluate.dequantize(tflm_scores(model_bytes, inputs), q["output_scale"], q["output_zero_point"])
-    return evaluate.softmax(scores).reshape(len(inputs) // windows_per_clip, windows_per_clip, -1).mean(axis=1).argmax(
+    return evaluate.softmax(scores).reshape(len(inputs) // inputs_per_clip, inputs_per_clip, -1).mean(axis=1).argmax(
         axis=1)
 
 
