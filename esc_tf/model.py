@@ -59,8 +59,8 @@ def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: Model
     return keras.Model(inputs, outputs, name="audiocnn_cnn")
 
 
-def _separable_block(x, filters: int):
-    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+def _separable_block(x, filters: int, kernel: int = 3):
+    x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
@@ -87,7 +87,7 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     x = layers.MaxPooling2D(2, padding="same")(x)
     for i, stage in enumerate(stages):
         for filters in stage:
-            x = _separable_block(x, filters)
+            x = _separable_block(x, filters, config.depthwise_kernel)
         if i < len(stages) - 1:
             x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -108,12 +108,15 @@ PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": bu
 
 
 def check_model_config(config: ModelConfig) -> None:
-    """Refuse an unknown preset or impossible stem strides (before any audio is decoded)."""
+    """Refuse an unknown preset, impossible stem strides or an even depthwise kernel (before any audio is decoded)."""
     if config.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
     strides = config.stem_strides
     if len(strides) != 2 or min(strides) < 1:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
+    if config.depthwise_kernel < 1 or config.depthwise_kernel % 2 == 0:
+        raise ConfigError(f"model.depthwise_kernel must be odd and positive (a centred kernel), not "
+                          f"{config.depthwise_kernel}")
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:

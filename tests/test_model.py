@@ -98,6 +98,21 @@ def test_stem_strides_bring_a_finer_front_end_to_the_default_stem_output(front_e
     assert stem_outputs[0] == stem_outputs[1]
 
 
+def test_the_depthwise_kernel_comes_from_the_config_and_a_5x5_micro_wide_fits_the_budgets():
+    config = _micro_wide()
+    config.model.depthwise_kernel = 5
+    model = build_model((64, 155, 1), 50, config.model)
+    kernels = {layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)}
+    assert kernels == {(5, 5)}
+    check_budgets_before_training(config, num_classes=50)
+
+
+@pytest.mark.parametrize("kernel", [0, 4])
+def test_an_even_depthwise_kernel_is_refused(kernel):
+    with pytest.raises(ConfigError, match="depthwise_kernel"):
+        build_model((64, 155, 1), 50, ModelConfig(depthwise_kernel=kernel))
+
+
 @pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
 def test_impossible_stem_strides_are_refused(strides):
     with pytest.raises(ConfigError, match="stem_strides"):
