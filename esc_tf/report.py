@@ -323,6 +323,12 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def run_label(name: str) -> str:
+    """A run folder's short name in tables: what follows ``-folds-`` (the config hash, plus any suffix
+    of a copy such as ``-rolls16``), else its last ``-`` part."""
+    return name.split("-folds-", 1)[1] if "-folds-" in name else name.rsplit("-", 1)[-1]
+
+
 def accuracy_table(run_dirs: list[Path]) -> str:
     """Markdown table of runs: float and int8 (TFLM) accuracy, flash, arena, MACs, time, command."""
     def pm(v: tuple[float, float] | None) -> str:
@@ -334,7 +340,7 @@ def accuracy_table(run_dirs: list[Path]) -> str:
     lines = ["| run | dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
              "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['run'].rsplit('-', 1)[-1]} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
+        lines.append(f"| {run_label(row['run'])} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
                      f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
                      f"{num(row['arena_bytes'])} | {num(row['macs'])}"

@@ -28,6 +28,18 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-268a6bc2  # micro_wide at 300 epochs with log offset 1e-2 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-56880d23  # the default recipe with log offset 1e-3 (today's default)
   runs/esc10-all-dscnn-folds-2a11cc0c      # micro_wide with features.log_offset=0.001, ESC-10
+  runs/esc50-16k-all-dscnn-folds-c8a2319b  # the default recipe (log offset 1e-3) with train.seed=7
+  runs/esc50-16k-all-dscnn-folds-5bf7bea6-rolls16  # 5bf7bea6's fold models scored on 16 rotations (export --rescore) = configs/most_accurate.yaml
+  runs/esc50-16k-all-dscnn-folds-ab3f6d6a-rolls16  # same for ab3f6d6a (seed 7)
+  runs/esc50-16k-all-dscnn-folds-56880d23-rolls16  # the default recipe's models (56880d23) scored on 16 rotations
+  runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
+  runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
+  runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
+  runs/esc50-16k-not-esc10-micro_wide-logoff1e-3-pretrain  # the 40-class source with log offset 1e-3 (fold 1 + deploy/)
+  runs/esc10-all-dscnn-folds-66032d6f      # ESC-10 micro_wide started from that source (log offset 1e-3)
+  runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
+  runs/esc10-all-dscnn-folds-eafcda2c-rolls16      # ESC-10 transfer (eafcda2c, log offset 1e-6) on 16 rotations
+  runs/esc10-all-dscnn-folds-58df7c33-rolls16      # same for 58df7c33 (seed 7)
   runs/esc10-all-dscnn-folds-01fa0613      # micro_wide on ESC-10 read at 22.05 kHz (hop 690, fmax 11025)
   runs/esc50-16k-not-esc10-micro_wide-pretrain  # micro_wide on the 40 classes outside ESC-10 (fold 1 + deploy/): a source
   runs/esc10-all-dscnn-folds-eafcda2c      # micro_wide on ESC-10 started from that source (train.init_from)

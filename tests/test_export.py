@@ -1,6 +1,7 @@
 """Edge stages: pruning, int8 conversion, TFLM checks, the exported files, evaluate CLI."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -16,6 +17,8 @@ from esc_tf.config import ExportConfig, load_config
 from esc_tf.evaluate import ModelError, ModelMeta, TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +211,21 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
         assert scored["sizes"]["inferences_per_clip"] == 3
         assert scored["variants"]["keras_float"]["y_pred"] == new["y_pred"]
     assert "(3 inferences per clip)" in (copy / "report.md").read_text()
+
+
+def test_rotation_sweep_scores_each_fold_on_every_rotation_count(edge_run, tmp_path):
+    """benchmarks/rotation_sweep.py: one rotation is the fold's own float score; the table names every fold."""
+    spec = importlib.util.spec_from_file_location("rotation_sweep", REPO / "benchmarks" / "rotation_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    out = tmp_path / "sweep.md"
+    assert sweep.main([str(edge_run), "--rolls", "1,3", "--out", str(out)]) == 0
+    text = out.read_text()
+    for fold in ("fold1", "fold2"):
+        accuracy = json.loads((edge_run / fold / "result.json").read_text())["accuracy"]
+        row = next(line for line in text.splitlines() if f" {fold} |" in line)
+        assert row.split("|")[2].strip() == f"{accuracy:.4f}"  # R=1
+    assert "| R=1 | R=3 |" in text and "mean of 2 folds" in text
 
 
 def test_representative_clips_are_stratified():

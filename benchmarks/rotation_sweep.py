@@ -1,0 +1,108 @@
+"""How many test-time rotations (``model.time_rolls``) to score a clip on: a sweep over finished runs.
+
+    python benchmarks/rotation_sweep.py RUN [RUN ...] [--rolls 1,2,4,8,12,16,32] [--mel-shifts]
+        [--set data.cache_dir=...] [--out reports/rotation_sweep.md]
+
+Every fold's saved Keras model (float) is scored on its own test clips, each clip's features
+rotated in time by 0..R-1 frames (``pipeline.model_inputs``) for every R of ``--rolls``; the
+softmax over the rotations is averaged, as ``evaluate.clip_scores`` does. With ``--mel-shifts``
+the 16 rotations are also combined with the features moved up or down by one mel band (the edge
+band repeated), a view the firmware does not offer: measured to see whether frequency views add
+anything. Accuracy per fold and the mean over every fold of every run are printed side by side.
+No model is trained; R is chosen on these folds, so confirm a choice on other runs
+(``python -m esc_tf.export --rescore``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from esc_tf import data as data_mod  # noqa: E402
+from esc_tf import pipeline  # noqa: E402
+from esc_tf.config import Config, apply_override, load_config, with_value  # noqa: E402
+from esc_tf.evaluate import MODEL_FILE, ModelMeta, softmax  # noqa: E402
+
+
+def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
+    """Features ``[clips, mels, frames, 1]`` moved up (``bands`` > 0) or down by whole mel bands, the edge band repeated."""
+    if bands == 0:
+        return feats
+    if bands > 0:
+        return np.concatenate([np.repeat(feats[:, :1], bands, axis=1), feats[:, :-bands]], axis=1)
+    return np.concatenate([feats[:, -bands:], np.repeat(feats[:, -1:], -bands, axis=1)], axis=1)
+
+
+def rotation_probabilities(model: keras.Model, feats: np.ndarray, config: Config, rolls: int,
+                           mel_shift: int = 0) -> np.ndarray:
+    """Softmax ``[clips, rolls, classes]`` of the model on each clip rotated by 0..rolls-1 frames."""
+    views = with_value(config, "model.time_rolls", rolls)
+    inputs = pipeline.model_inputs(shift_mels(feats, mel_shift), views)
+    probs = softmax(model.predict(inputs, batch_size=256, verbose=0))
+    return probs.reshape(len(feats), -1, rolls, probs.shape[-1]).mean(axis=1)  # mean over a clip's windows
+
+
+def sweep_fold(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], labels: np.ndarray, config: Config,
+               rolls: list[int], mel_shifts: bool) -> dict[str, float]:
+    """Accuracy of one fold's model for every view set."""
+    result = json.loads((fold_dir / "result.json").read_text())
+    rows = np.array([row_of[name] for name in result["test_files"]])
+    meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
+    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
+    feats = pipeline.feature_array(waves[rows], config, meta.normalization)
+    y = labels[rows]
+    probs = rotation_probabilities(model, feats, config, max(rolls))  # [clips, rotation, classes]
+    scores = {f"R={r}": float(np.mean(probs[:, :r].mean(axis=1).argmax(axis=1) == y)) for r in rolls}
+    if mel_shifts:
+        views = {shift: rotation_probabilities(model, feats, config, 16, shift).mean(axis=1) for shift in (-1, 1)}
+        base = probs[:, :16].mean(axis=1)
+        scores["R=16, mels -1/0/+1"] = float(np.mean((base + views[-1] + views[1]).argmax(axis=1) == y))
+        scores["R=16, mels 0/+1"] = float(np.mean((base + views[1]).argmax(axis=1) == y))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (python -m esc_tf.train)")
+    parser.add_argument("--rolls", default="1,2,4,8,12,16,32", help="rotation counts R to score, comma-separated")
+    parser.add_argument("--mel-shifts", action="store_true", help="also 16 rotations combined with ±1 mel band")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                        help="override the runs' data options (e.g. data.cache_dir)")
+    parser.add_argument("--out", type=Path, help="also write the table as markdown here")
+    args = parser.parse_args(argv)
+    rolls = sorted({int(r) for r in args.rolls.split(",")})
+    table: dict[str, dict[str, float]] = {}
+    for run in args.runs:
+        config = load_config(run / "config.yaml")
+        for assignment in args.set:
+            config = apply_override(config, assignment)
+        meta = data_mod.load_dataset(config)
+        waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
+        row_of = {name: i for i, name in enumerate(meta["filename"])}
+        for fold_dir in sorted(d for d in run.iterdir() if (d / "result.json").is_file()):
+            key = f"{run.name} {fold_dir.name}"
+            table[key] = sweep_fold(fold_dir, waves, row_of, data_mod.labels(meta), config, rolls, args.mel_shifts)
+            print(key, " ".join(f"{k}: {v:.4f}" for k, v in table[key].items()), flush=True)
+    columns = list(next(iter(table.values())))
+    lines = ["| run, fold | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {key} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + " |" for key, row in table.items()]
+    lines.append(f"| **mean of {len(table)} folds** | "
+                 + " | ".join(f"**{np.mean([row[c] for row in table.values()]):.4f}**" for c in columns) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+        args.out.write_text(f"# Test-time rotations: Keras float accuracy per fold\n\n`{command}`\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
