@@ -33,7 +33,8 @@ from esc_tf.evaluate import MODEL_FILE, ModelMeta, softmax  # noqa: E402
 
 
 def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
-    """Features ``[clips, mels, frames, 1]`` moved up (``bands`` > 0) or down by whole mel bands, the edge band repeated."""
+    """Features ``[clips, mels, frames, 1]`` moved up (``bands`` > 0) or down by whole mel bands, the edge
+    band repeated."""
     if bands == 0:
         return feats
     if bands > 0:

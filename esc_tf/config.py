@@ -94,7 +94,7 @@ class ModelConfig:
     # [4, 2] on twice the mels, keep the stem's output, and so the arena, as [2, 2] on the default front end.
     stem_strides: list[int] = field(default_factory=lambda: [2, 2])
     stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
-    depthwise_kernel: int = 3  # dscnn presets: the blocks' depthwise kernel (odd; 5 widens their reach in mels and frames)
+    depthwise_kernel: int = 3  # dscnn presets: the blocks' depthwise kernel (odd; 5 widens their reach)
     # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
     # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),
     # as the device averages its last clip_windows inferences.

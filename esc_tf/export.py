@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                     "deployment model. Finished stages are skipped.")
     parser.add_argument("--run", required=True, help="run folder written by python -m esc_tf.train")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
-                        help="override prune.* / export.* options of the run's config")
+                        help="override prune.* / export.* options of the run's config (with --rescore, "
+                             "model.time_rolls too)")
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
     parser.add_argument("--rescore", action="store_true",
                         help="score every fold's saved model again with new scoring options (--set "

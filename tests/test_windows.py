@@ -83,7 +83,7 @@ def test_model_inputs_are_each_window_rotated_in_time():
     window = feats[1, :, 29:125]  # clip 1, second window
     for roll in range(3):
         np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 3 + roll], np.roll(window, roll, axis=1))
-    np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 3 + 2][:, :2], window[:, -2:])  # the last frames wrap to the front
+    np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 3 + 2][:, :2], window[:, -2:])  # the end wraps to the front
     config.model.time_rolls = 1
     np.testing.assert_array_equal(pipeline.model_inputs(feats, config), pipeline.model_windows(feats, config))
 
