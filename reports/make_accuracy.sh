@@ -33,6 +33,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-ab3f6d6a-rolls16  # same for ab3f6d6a (seed 7)
   runs/esc50-16k-all-dscnn-folds-56880d23-rolls16  # the default recipe's models (56880d23) scored on 16 rotations
   runs/esc50-16k-all-dscnn-folds-c8a2319b-rolls16  # same for c8a2319b (seed 7; not used to choose the 16)
+  runs/esc50-16k-all-dscnn-folds-0c16befa  # configs/most_accurate.yaml with augment.mixup_alpha=1.0
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
