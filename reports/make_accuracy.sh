@@ -34,12 +34,15 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-56880d23-rolls16  # the default recipe's models (56880d23) scored on 16 rotations
   runs/esc50-16k-all-dscnn-folds-c8a2319b-rolls16  # same for c8a2319b (seed 7; not used to choose the 16)
   runs/esc50-16k-all-dscnn-folds-0c16befa  # configs/most_accurate.yaml with augment.mixup_alpha=1.0
+  runs/esc50-16k-all-dscnn-folds-b8a18af0  # configs/most_accurate.yaml with model.depthwise_kernel=5 (fold 1)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
   runs/esc50-16k-not-esc10-micro_wide-logoff1e-3-pretrain  # the 40-class source with log offset 1e-3 (fold 1 + deploy/)
   runs/esc10-all-dscnn-folds-66032d6f      # ESC-10 micro_wide started from that source (log offset 1e-3)
   runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
+  runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
+  runs/esc10-all-dscnn-folds-81c18876-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-eafcda2c-rolls16      # ESC-10 transfer (eafcda2c, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-58df7c33-rolls16      # same for 58df7c33 (seed 7)
   runs/esc10-all-dscnn-folds-01fa0613      # micro_wide on ESC-10 read at 22.05 kHz (hop 690, fmax 11025)
