@@ -51,12 +51,27 @@ static void probabilities(const int8_t *q, float *p) {
   postprocess_softmax(p, kCategoryCount);
 }
 
+/* p's average and result are the mean of probs[first..last] (rows of equal weight) and its top-1. */
+static void check_mean(const postprocess_t *p, const postprocess_result_t *r, float (*probs)[kCategoryCount],
+                       int first, int last, const char *what) {
+  float avg[kCategoryCount];
+  int c, k, best;
+  for (c = 0; c < kCategoryCount; c++) {
+    avg[c] = 0.0f;
+    for (k = first; k <= last; k++) avg[c] += probs[k][c];
+    avg[c] /= (float)(last - first + 1);
+    check(close_to(p->average[c], avg[c]), what);
+  }
+  postprocess_top_k(avg, kCategoryCount, 1, &best);
+  check(r->top_class == best && close_to(r->top_score, avg[best]), "result is the averaged top-1");
+}
+
 static void check_averaging(void) {
   static int8_t rows[5][kCategoryCount];
   static float probs[5][kCategoryCount];
   postprocess_t p;
   postprocess_result_t r;
-  int i, c, best;
+  int i, c;
   check(postprocess_init(&p, 0, 1, 0.5f) == -1 && postprocess_init(&p, POSTPROCESS_MAX_WINDOW + 1, 1, 0.5f) == -1,
         "window out of range refused");
   check(postprocess_init(&p, 3, 0, 0.5f) == -1, "no views refused");
@@ -67,18 +82,8 @@ static void check_averaging(void) {
     probabilities(rows[i], probs[i]);
   }
   for (i = 0; i < 5; i++) {
-    float avg[kCategoryCount];
-    const int first = i >= 2 ? i - 2 : 0;
-    check(postprocess_update(&p, rows[i], &r) == 1, "one view: every output decides");
-    for (c = 0; c < kCategoryCount; c++) {
-      int k;
-      avg[c] = 0.0f;
-      for (k = first; k <= i; k++) avg[c] += probs[k][c];
-      avg[c] /= (float)(i - first + 1);
-      check(close_to(p.average[c], avg[c]), "average of the last 3 inferences");
-    }
-    postprocess_top_k(avg, kCategoryCount, 1, &best);
-    check(r.top_class == best && close_to(r.top_score, avg[best]) && r.detected, "result is the averaged top-1");
+    check(postprocess_update(&p, rows[i], &r) == 1 && r.detected, "one view: every output decides");
+    check_mean(&p, &r, probs, i >= 2 ? i - 2 : 0, i, "average of the last 3 inferences");
   }
   postprocess_init(&p, 1, 1, 0.999f);
   for (c = 0; c < kCategoryCount; c++) rows[0][c] = 0;
@@ -93,30 +98,21 @@ static void check_views(void) {
   static float probs[6][kCategoryCount];
   postprocess_t p;
   postprocess_result_t r;
-  int i, c, best;
+  int i, c;
   check(postprocess_init(&p, 2, 2, 0.0f) == 0, "init with views");
   for (i = 0; i < 6; i++) {
     for (c = 0; c < kCategoryCount; c++) rows[i][c] = (int8_t)(-90 + 5 * ((c + 7 * i) % 30));
     probabilities(rows[i], probs[i]);
   }
   for (i = 0; i < 6; i++) {
-    float avg[kCategoryCount];
     r.top_class = -1;
     if (i % 2 == 0) {
       check(postprocess_update(&p, rows[i], &r) == 0 && r.top_class == -1, "first view: no decision, result untouched");
       continue;
     }
     check(postprocess_update(&p, rows[i], &r) == 1, "last view decides");
-    for (c = 0; c < kCategoryCount; c++) {
-      const int first = i >= 3 ? i - 3 : 0; /* the last two inferences: up to four views */
-      int k;
-      avg[c] = 0.0f;
-      for (k = first; k <= i; k++) avg[c] += probs[k][c];
-      avg[c] /= (float)(i - first + 1);
-      check(close_to(p.average[c], avg[c]), "average of the views of the last 2 inferences");
-    }
-    postprocess_top_k(avg, kCategoryCount, 1, &best);
-    check(r.top_class == best && close_to(r.top_score, avg[best]), "result is the averaged top-1 over views");
+    /* The last two inferences: up to four views, all of equal weight. */
+    check_mean(&p, &r, probs, i >= 3 ? i - 3 : 0, i, "average of the views of the last 2 inferences");
   }
 }
 
