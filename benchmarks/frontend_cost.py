@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from esc_tf import features as F  # noqa: E402
-from esc_tf.config import Config, apply_override  # noqa: E402
+from esc_tf.config import Config, apply_overrides  # noqa: E402
 from esc_tf.frontend_c import sparse_mel, write_frontend_header  # noqa: E402
 
 SOURCES = Path(__file__).resolve().parents[1] / "firmware_stub" / "frontend"
@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--cmsis-dsp", type=Path, help="CMSIS-DSP source tree, to size the CMSIS build")
     args = parser.parse_args(argv)
-    config = Config()
-    for assignment in args.overrides:
-        config = apply_override(config, assignment)
+    config = apply_overrides(Config(), args.overrides)
     f = config.features
     frames_per_second = config.audio.sample_rate / f.hop_length
     print(f"front end: {f.kind}, fft {f.fft_length}, hop {f.hop_length}, {f.num_mel_bins} mels, "

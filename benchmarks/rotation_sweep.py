@@ -15,7 +15,6 @@ No model is trained; R is chosen on these folds, so confirm a choice on other ru
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,8 +27,9 @@ import tf_keras as keras  # noqa: E402
 
 from esc_tf import data as data_mod  # noqa: E402
 from esc_tf import pipeline  # noqa: E402
-from esc_tf.config import Config, apply_override, load_config, with_value  # noqa: E402
-from esc_tf.evaluate import MODEL_FILE, ModelMeta, softmax  # noqa: E402
+from esc_tf.config import Config, apply_overrides, load_config, with_value  # noqa: E402
+from esc_tf.edge import fold_model_and_test_features  # noqa: E402
+from esc_tf.evaluate import softmax  # noqa: E402
 
 
 def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
@@ -54,11 +54,7 @@ def rotation_probabilities(model: keras.Model, feats: np.ndarray, config: Config
 def sweep_fold(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], labels: np.ndarray, config: Config,
                rolls: list[int], mel_shifts: bool) -> dict[str, float]:
     """Accuracy of one fold's model for every view set."""
-    result = json.loads((fold_dir / "result.json").read_text())
-    rows = np.array([row_of[name] for name in result["test_files"]])
-    meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
-    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
-    feats = pipeline.feature_array(waves[rows], config, meta.normalization)
+    model, _, feats, rows = fold_model_and_test_features(fold_dir, waves, row_of, config)
     y = labels[rows]
     probs = rotation_probabilities(model, feats, config, max(rolls))  # [clips, rotation, classes]
     scores = {f"R={r}": float(np.mean(probs[:, :r].mean(axis=1).argmax(axis=1) == y)) for r in rolls}
@@ -82,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     rolls = sorted({int(r) for r in args.rolls.split(",")})
     table: dict[str, dict[str, float]] = {}
     for run in args.runs:
-        config = load_config(run / "config.yaml")
-        for assignment in args.set:
-            config = apply_override(config, assignment)
+        config = apply_overrides(load_config(run / "config.yaml"), args.set)
         meta = data_mod.load_dataset(config)
         waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
         row_of = {name: i for i, name in enumerate(meta["filename"])}

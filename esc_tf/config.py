@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -295,6 +295,13 @@ def apply_override(config: Config, assignment: str) -> Config:
     if not sep:
         raise ConfigError(f"override {assignment!r} must look like section.field=value")
     return with_value(config, key, raw)
+
+
+def apply_overrides(config: Config, assignments: Iterable[str]) -> Config:
+    """:func:`apply_override` for each ``section.field=value`` string, in order."""
+    for assignment in assignments:
+        config = apply_override(config, assignment)
+    return config
 
 
 def describe_options() -> str:

@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report, transfer
-from esc_tf.config import Config, ConfigError, apply_override, load_config, save_config
+from esc_tf.config import Config, ConfigError, apply_overrides, load_config, save_config
 from esc_tf.distill import check_teachers, load_teacher
 from esc_tf.evaluate import MODEL_FILE, LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.export import gzip_size, measure_arena, write_deployment
@@ -136,9 +136,7 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
                     progress: bool = True) -> None:
     """Per-fold comparison for every finished fold without one, then the deployment export."""
     started = time.time()
-    config = load_config(run_dir / "config.yaml")
-    for assignment in overrides or []:
-        config = apply_override(config, assignment)
+    config = apply_overrides(load_config(run_dir / "config.yaml"), overrides or [])
     meta = data_mod.load_dataset(config)
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
@@ -166,6 +164,17 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
     report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
 
 
+def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int],
+                                  config: Config) -> tuple[keras.Model, ModelMeta, np.ndarray, np.ndarray]:
+    """A finished fold's saved model, its metadata, its test clips' features and their rows in ``waves``
+    (``row_of``: file name -> row); the features are normalised as the fold's model was trained."""
+    result = load_fold_result(fold_dir)
+    rows = np.array([row_of[name] for name in result.test_files], int)
+    model_meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
+    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
+    return model, model_meta, pipeline.feature_array(waves[rows], config, model_meta.normalization), rows
+
+
 def _scoring_override(assignment: str) -> bool:
     return assignment.partition("=")[0].strip() in SCORING_OPTIONS
 
@@ -179,31 +188,23 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
     if (run_dir / DEPLOY_DIR).exists():
         raise ConfigError(f"{run_dir / DEPLOY_DIR}: a rescored run's deployment model would not match its scores; "
                           "rescore a copy of the run without deploy/")
-    config = load_config(run_dir / "config.yaml")
-    for assignment in filter(_scoring_override, overrides):
-        config = apply_override(config, assignment)
+    scoring = [a for a in overrides if _scoring_override(a)]
+    config = apply_overrides(load_config(run_dir / "config.yaml"), scoring)
     check_window_config(config)
-    data_config = config
-    for assignment in overrides:
-        data_config = apply_override(data_config, assignment)
+    data_config = apply_overrides(config, overrides)
     meta = data_mod.load_dataset(data_config)
     waves = data_mod.load_waveforms(meta, config.audio, data_config.data.cache_dir, progress=progress)
     row_of = {name: i for i, name in enumerate(meta["filename"])}
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
         result = load_fold_result(fold_dir)
-        test_rows = np.array([row_of[name] for name in result.test_files], int)
-        model_meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
-        model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
-        feats = pipeline.feature_array(waves[test_rows], config, model_meta.normalization)
+        model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
         y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
         result.y_pred, result.accuracy = y_pred.tolist(), float(np.mean(y_pred == np.array(result.y_true)))
         (fold_dir / EDGE_FILE).unlink(missing_ok=True)
         _write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
-        meta_config = model_meta.config
-        for assignment in filter(_scoring_override, overrides):
-            meta_config = apply_override(meta_config, assignment)
-        ModelMeta(meta_config, model_meta.normalization, model_meta.class_names, model_meta.trained_on).save(fold_dir)
+        ModelMeta(apply_overrides(model_meta.config, scoring), model_meta.normalization, model_meta.class_names,
+                  model_meta.trained_on).save(fold_dir)
         if progress:
             print(f"[rescore] {fold_dir.name}: float {result.accuracy:.4f}", flush=True)
     save_config(config, run_dir / "config.yaml")
-    run_edge_stages(run_dir, [a for a in overrides if not _scoring_override(a)], deploy_model=False, progress=progress)
+    run_edge_stages(run_dir, [a for a in overrides if a not in scoring], deploy_model=False, progress=progress)

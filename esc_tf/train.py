@@ -28,7 +28,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from esc_tf import data as data_mod
 from esc_tf import augment, pipeline, report, transfer
-from esc_tf.config import (Config, ConfigError, apply_override, describe_options, load_config,
+from esc_tf.config import (Config, ConfigError, apply_override, apply_overrides, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
 from esc_tf.distill import Teacher, check_teachers, load_teacher
@@ -346,9 +346,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for key, value in flags.items():
         if value is not None:
             config = apply_override(config, f"{key}={value}")
-    for assignment in args.set:
-        config = apply_override(config, assignment)
-    return config
+    return apply_overrides(config, args.set)
 
 
 def main(argv: list[str] | None = None) -> int:
