@@ -95,6 +95,9 @@ class ModelConfig:
     stem_strides: list[int] = field(default_factory=lambda: [2, 2])
     stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
     depthwise_kernel: int = 3  # dscnn presets: the blocks' depthwise kernel (odd; 5 widens their reach)
+    # dscnn presets: how each pooling step halves the map. "max": 2x2 max; "max3": overlapping 3x3 max, stride 2;
+    # "avg3": 3x3 mean, stride 2 (a box low-pass before subsampling, so a sound's phase on the grid matters less).
+    pool: str = "max"
     # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
     # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),
     # as the device averages its last clip_windows inferences.

@@ -59,6 +59,13 @@ def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: Model
     return keras.Model(inputs, outputs, name="audiocnn_cnn")
 
 
+POOLS: dict[str, Callable[[], layers.Layer]] = {
+    "max": lambda: layers.MaxPooling2D(2, padding="same"),
+    "max3": lambda: layers.MaxPooling2D(3, strides=2, padding="same"),
+    "avg3": lambda: layers.AveragePooling2D(3, strides=2, padding="same"),  # TFLite, like Keras, averages valid cells only
+}
+
+
 def _separable_block(x, filters: int, kernel: int = 3):
     x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
@@ -74,7 +81,7 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
 
     The strided stem (``config.stem_filters`` channels, ``config.stem_strides``) and the pool right
     after it keep the largest activation pair small; the wide blocks come after the feature map has shrunk.
-    ``stages`` lists the blocks' widths per resolution, with a 2x2 max-pool between stages;
+    ``stages`` lists the blocks' widths per resolution, with a pool (``config.pool``) halving the map between stages;
     by default one block per entry of ``config.stage_filters``.
     """
     if stages is None:
@@ -84,12 +91,12 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
                       use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
-    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = POOLS[config.pool]()(x)
     for i, stage in enumerate(stages):
         for filters in stage:
             x = _separable_block(x, filters, config.depthwise_kernel)
         if i < len(stages) - 1:
-            x = layers.MaxPooling2D(2, padding="same")(x)
+            x = POOLS[config.pool]()(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(num_classes)(x)
@@ -108,9 +115,12 @@ PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": bu
 
 
 def check_model_config(config: ModelConfig) -> None:
-    """Refuse an unknown preset, impossible stem strides or an even depthwise kernel (before any audio is decoded)."""
+    """Refuse an unknown preset or pool, impossible stem strides or an even depthwise kernel (before any audio
+    is decoded)."""
     if config.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
+    if config.pool not in POOLS:
+        raise ConfigError(f"unknown model.pool {config.pool!r}; choose from {', '.join(POOLS)}")
     strides = config.stem_strides
     if len(strides) != 2 or min(strides) < 1:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")

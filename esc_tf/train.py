@@ -42,7 +42,8 @@ RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
-                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel"),
+                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
+                          "pool"),
                 "augment": ("mix_domain",)}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 

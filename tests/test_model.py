@@ -113,6 +113,31 @@ def test_an_even_depthwise_kernel_is_refused(kernel):
         build_model((64, 155, 1), 50, ModelConfig(depthwise_kernel=kernel))
 
 
+@pytest.mark.parametrize("pool, layer_type, pool_size", [("max", keras.layers.MaxPooling2D, (2, 2)),
+                                                         ("max3", keras.layers.MaxPooling2D, (3, 3)),
+                                                         ("avg3", keras.layers.AveragePooling2D, (3, 3))])
+def test_the_pool_comes_from_the_config_and_keeps_the_map_sizes(pool, layer_type, pool_size):
+    config = ModelConfig(pool=pool)
+    model = build_model((64, 155, 1), 50, config)
+    pools = [layer for layer in model.layers if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D))]
+    assert len(pools) == 1 + len(config.stage_filters) - 1
+    assert all(type(layer) is layer_type and layer.pool_size == pool_size and layer.strides == (2, 2)
+               for layer in pools)
+    default_shapes = [layer.output.shape for layer in build_model((64, 155, 1), 50, ModelConfig()).layers]
+    assert [layer.output.shape for layer in model.layers] == default_shapes
+
+
+def test_an_averaging_pool_runs_in_tflm_within_the_budgets():
+    config = _most_accurate()
+    config.model.pool = "avg3"
+    check_budgets_before_training(config, num_classes=50)  # converts to int8 and allocates it in TFLM
+
+
+def test_an_unknown_pool_is_refused():
+    with pytest.raises(ConfigError, match="model.pool"):
+        build_model((64, 155, 1), 50, ModelConfig(pool="median"))
+
+
 @pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
 def test_impossible_stem_strides_are_refused(strides):
     with pytest.raises(ConfigError, match="stem_strides"):
