@@ -98,6 +98,9 @@ class ModelConfig:
     # dscnn presets: how each pooling step halves the map. "max": 2x2 max; "max3": overlapping 3x3 max, stride 2;
     # "avg3": 3x3 mean, stride 2 (a box low-pass before subsampling, so a sound's phase on the grid matters less).
     pool: str = "max"
+    # dscnn presets: how the last map becomes one vector. "mean": global mean. "mean+max": mean over the mel
+    # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away.
+    head: str = "mean"
     # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
     # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),
     # as the device averages its last clip_windows inferences.

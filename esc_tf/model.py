@@ -66,6 +66,15 @@ POOLS: dict[str, Callable[[], layers.Layer]] = {
 }
 
 
+def _mean_and_max_over_time(x):
+    """Mean over the mel rows, then the sum of the mean and the max over time (PANNs' clip head)."""
+    x = layers.AveragePooling2D((x.shape[1], 1))(x)
+    return layers.Add()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+
+
+HEADS: dict[str, Callable] = {"mean": lambda x: layers.GlobalAveragePooling2D()(x), "mean+max": _mean_and_max_over_time}
+
+
 def _separable_block(x, filters: int, kernel: int = 3):
     x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
@@ -97,7 +106,7 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
             x = _separable_block(x, filters, config.depthwise_kernel)
         if i < len(stages) - 1:
             x = POOLS[config.pool]()(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = HEADS[config.head](x)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(num_classes)(x)
     return keras.Model(inputs, outputs, name="audiocnn_dscnn")
@@ -115,12 +124,13 @@ PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": bu
 
 
 def check_model_config(config: ModelConfig) -> None:
-    """Refuse an unknown preset or pool, impossible stem strides or an even depthwise kernel (before any audio
+    """Refuse an unknown preset, pool or head, impossible stem strides or an even depthwise kernel (before any audio
     is decoded)."""
     if config.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {config.preset!r}; choose from {', '.join(PRESETS)}")
-    if config.pool not in POOLS:
-        raise ConfigError(f"unknown model.pool {config.pool!r}; choose from {', '.join(POOLS)}")
+    for option, choices in (("pool", POOLS), ("head", HEADS)):
+        if getattr(config, option) not in choices:
+            raise ConfigError(f"unknown model.{option} {getattr(config, option)!r}; choose from {', '.join(choices)}")
     strides = config.stem_strides
     if len(strides) != 2 or min(strides) < 1:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")

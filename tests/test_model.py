@@ -133,9 +133,25 @@ def test_an_averaging_pool_runs_in_tflm_within_the_budgets():
     check_budgets_before_training(config, num_classes=50)  # converts to int8 and allocates it in TFLM
 
 
-def test_an_unknown_pool_is_refused():
-    with pytest.raises(ConfigError, match="model.pool"):
-        build_model((64, 155, 1), 50, ModelConfig(pool="median"))
+@pytest.mark.parametrize("option, value", [("pool", "median"), ("head", "attention")])
+def test_an_unknown_pool_or_head_is_refused(option, value):
+    with pytest.raises(ConfigError, match=f"model.{option}"):
+        build_model((64, 155, 1), 50, ModelConfig(**{option: value}))
+
+
+def test_the_mean_and_max_head_is_the_mean_over_mels_then_mean_plus_max_over_time():
+    model = build_model((64, 155, 1), 50, ModelConfig(head="mean+max", stem_filters=4, stage_filters=[6, 8]))
+    last_map = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D)).input
+    probe = keras.Model(model.inputs, [last_map, model.layers[-3].output])
+    maps, pooled = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
+    over_mels = maps.numpy().mean(axis=1)
+    np.testing.assert_allclose(pooled, over_mels.mean(axis=1) + over_mels.max(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_mean_and_max_head_runs_in_tflm_within_the_budgets():
+    config = _most_accurate()
+    config.model.head = "mean+max"
+    check_budgets_before_training(config, num_classes=50)
 
 
 @pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
