@@ -35,6 +35,9 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-c8a2319b-rolls16  # same for c8a2319b (seed 7; not used to choose the 16)
   runs/esc50-16k-all-dscnn-folds-0c16befa  # configs/most_accurate.yaml with augment.mixup_alpha=1.0
   runs/esc50-16k-all-dscnn-folds-b8a18af0  # configs/most_accurate.yaml with model.depthwise_kernel=5 (fold 1)
+  runs/esc50-16k-all-dscnn-folds-8779ff98  # configs/most_accurate.yaml with model.pool=avg3 (fold 1)
+  runs/esc50-16k-all-dscnn-folds-ea85f7b3  # configs/most_accurate.yaml with model.pool=max3 (fold 1)
+  runs/esc50-16k-all-dscnn-folds-873fb638  # configs/most_accurate.yaml with model.head=mean+max (fold 1)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
