@@ -98,6 +98,9 @@ class ModelConfig:
     # dscnn presets: how each pooling step halves the map. "max": 2x2 max; "max3": overlapping 3x3 max, stride 2;
     # "avg3": 3x3 mean, stride 2 (a box low-pass before subsampling, so a sound's phase on the grid matters less).
     pool: str = "max"
+    # dscnn presets: how many leading stages use a full 3x3 convolution (Conv-BN-ReLU) instead of a
+    # depthwise-separable block: more MACs and capacity where the map is largest, for few parameters.
+    full_conv_stages: int = 0
     # dscnn presets: how the last map becomes one vector. "mean": global mean. "mean+max": mean over the mel
     # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away.
     head: str = "mean"

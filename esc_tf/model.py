@@ -75,6 +75,12 @@ def _mean_and_max_over_time(x):
 HEADS: dict[str, Callable] = {"mean": lambda x: layers.GlobalAveragePooling2D()(x), "mean+max": _mean_and_max_over_time}
 
 
+def _full_conv_block(x, filters: int, kernel: int = 3):
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.ReLU()(x)
+
+
 def _separable_block(x, filters: int, kernel: int = 3):
     x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
@@ -90,6 +96,7 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
 
     The strided stem (``config.stem_filters`` channels, ``config.stem_strides``) and the pool right
     after it keep the largest activation pair small; the wide blocks come after the feature map has shrunk.
+    The first ``config.full_conv_stages`` stages use full convolutions instead of separable blocks.
     ``stages`` lists the blocks' widths per resolution, with a pool (``config.pool``) halving the map between stages;
     by default one block per entry of ``config.stage_filters``.
     """
@@ -102,8 +109,9 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     x = layers.ReLU()(x)
     x = POOLS[config.pool]()(x)
     for i, stage in enumerate(stages):
+        block = _full_conv_block if i < config.full_conv_stages else _separable_block
         for filters in stage:
-            x = _separable_block(x, filters, config.depthwise_kernel)
+            x = block(x, filters, config.depthwise_kernel)
         if i < len(stages) - 1:
             x = POOLS[config.pool]()(x)
     x = HEADS[config.head](x)
@@ -134,6 +142,8 @@ def check_model_config(config: ModelConfig) -> None:
     strides = config.stem_strides
     if len(strides) != 2 or min(strides) < 1:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
+    if config.full_conv_stages < 0:
+        raise ConfigError(f"model.full_conv_stages must be 0 or more, not {config.full_conv_stages}")
     if config.depthwise_kernel < 1 or config.depthwise_kernel % 2 == 0:
         raise ConfigError(f"model.depthwise_kernel must be odd and positive (a centred kernel), not "
                           f"{config.depthwise_kernel}")

@@ -43,7 +43,7 @@ RESULT_FILE = "result.json"
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
-                          "pool", "head"),
+                          "pool", "head", "full_conv_stages"),
                 "augment": ("mix_domain",)}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 

@@ -21,7 +21,8 @@ import tf_keras as keras
 from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
-NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters")  # what the weights' shapes follow (pooling: not the input)
+NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "depthwise_kernel",  # what the weights' shapes follow
+                   "full_conv_stages")  # (not the pools, head or input: they hold no weights)
 
 
 def source_dir(config: Config) -> Path | None:

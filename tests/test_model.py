@@ -133,6 +133,18 @@ def test_an_averaging_pool_runs_in_tflm_within_the_budgets():
     check_budgets_before_training(config, num_classes=50)  # converts to int8 and allocates it in TFLM
 
 
+def test_leading_stages_can_be_full_convolutions_and_a_full_first_stage_fits_the_budgets():
+    config = _most_accurate()
+    config.model.full_conv_stages = 1
+    model = build_model((64, 155, 1), 50, config.model)
+    full = [layer.filters for layer in model.layers if type(layer) is keras.layers.Conv2D and layer.kernel_size == (3, 3)]
+    assert full == [config.model.stem_filters, config.model.stage_filters[0]]
+    assert sum(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in model.layers) == 3
+    check_budgets_before_training(config, num_classes=50)
+    with pytest.raises(ConfigError, match="full_conv_stages"):
+        build_model((64, 155, 1), 50, ModelConfig(full_conv_stages=-1))
+
+
 @pytest.mark.parametrize("option, value", [("pool", "median"), ("head", "attention")])
 def test_an_unknown_pool_or_head_is_refused(option, value):
     with pytest.raises(ConfigError, match=f"model.{option}"):

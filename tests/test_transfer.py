@@ -100,6 +100,10 @@ def test_a_source_that_reads_other_features_or_builds_another_network_is_refused
     config = esc10_config(mixed_dataset, tmp_path, source_run)
     config.model.preset = "dscnn"
     _refused(config, tmp_path, "builds another network.*preset")
+    for option, value in (("depthwise_kernel", 5), ("full_conv_stages", 1)):
+        config = esc10_config(mixed_dataset, tmp_path, source_run)
+        setattr(config.model, option, value)
+        _refused(config, tmp_path, f"builds another network.*{option}: [01-9]+ vs {value}")
 
 
 def test_settings_that_do_not_shape_the_weights_may_differ(source_run, mixed_dataset, tmp_path):
