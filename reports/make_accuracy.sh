@@ -31,6 +31,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-c8a2319b  # the default recipe (log offset 1e-3) with train.seed=7
   runs/esc50-16k-all-dscnn-folds-5bf7bea6-rolls16  # 5bf7bea6's fold models scored on 16 rotations (export --rescore) = configs/most_accurate.yaml
   runs/esc50-16k-all-dscnn-folds-ab3f6d6a-rolls16  # same for ab3f6d6a (seed 7)
+  runs/esc50-16k-all-dscnn-folds-2f949dc0  # configs/most_accurate.yaml trained as it is, train.seed=123
   runs/esc50-16k-all-dscnn-folds-56880d23-rolls16  # the default recipe's models (56880d23) scored on 16 rotations
   runs/esc50-16k-all-dscnn-folds-c8a2319b-rolls16  # same for c8a2319b (seed 7; not used to choose the 16)
   runs/esc50-16k-all-dscnn-folds-0c16befa  # configs/most_accurate.yaml with augment.mixup_alpha=1.0
