@@ -32,6 +32,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-5bf7bea6-rolls16  # 5bf7bea6's fold models scored on 16 rotations (export --rescore) = configs/most_accurate.yaml
   runs/esc50-16k-all-dscnn-folds-ab3f6d6a-rolls16  # same for ab3f6d6a (seed 7)
   runs/esc50-16k-all-dscnn-folds-2f949dc0  # configs/most_accurate.yaml trained as it is, train.seed=123
+  runs/esc50-16k-all-dscnn-folds-2f949dc0-rolls1  # 2f949dc0 scored on one view (export --rescore --set model.time_rolls=1)
   runs/esc50-16k-all-dscnn-folds-56880d23-rolls16  # the default recipe's models (56880d23) scored on 16 rotations
   runs/esc50-16k-all-dscnn-folds-c8a2319b-rolls16  # same for c8a2319b (seed 7; not used to choose the 16)
   runs/esc50-16k-all-dscnn-folds-0c16befa  # configs/most_accurate.yaml with augment.mixup_alpha=1.0
@@ -39,6 +40,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-8779ff98  # configs/most_accurate.yaml with model.pool=avg3 (fold 1)
   runs/esc50-16k-all-dscnn-folds-ea85f7b3  # configs/most_accurate.yaml with model.pool=max3 (fold 1)
   runs/esc50-16k-all-dscnn-folds-873fb638  # configs/most_accurate.yaml with model.head=mean+max (fold 1)
+  runs/esc50-16k-all-dscnn-folds-d301ea73  # configs/most_accurate.yaml with model.full_conv_stages=1 (fold 1)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
