@@ -48,6 +48,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-66032d6f      # ESC-10 micro_wide started from that source (log offset 1e-3)
   runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
+  runs/esc10-all-dscnn-folds-0d13697e      # same transfer with train.seed=123
   runs/esc10-all-dscnn-folds-81c18876-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-eafcda2c-rolls16      # ESC-10 transfer (eafcda2c, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-58df7c33-rolls16      # same for 58df7c33 (seed 7)
