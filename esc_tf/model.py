@@ -75,8 +75,8 @@ def _mean_and_max_over_time(x):
 HEADS: dict[str, Callable] = {"mean": lambda x: layers.GlobalAveragePooling2D()(x), "mean+max": _mean_and_max_over_time}
 
 
-def _full_conv_block(x, filters: int, kernel: int = 3):
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
+def _full_conv_block(x, filters: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
 
@@ -109,9 +109,11 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
     x = layers.ReLU()(x)
     x = POOLS[config.pool]()(x)
     for i, stage in enumerate(stages):
-        block = _full_conv_block if i < config.full_conv_stages else _separable_block
         for filters in stage:
-            x = block(x, filters, config.depthwise_kernel)
+            if i < config.full_conv_stages:
+                x = _full_conv_block(x, filters)
+            else:
+                x = _separable_block(x, filters, config.depthwise_kernel)
         if i < len(stages) - 1:
             x = POOLS[config.pool]()(x)
     x = HEADS[config.head](x)
