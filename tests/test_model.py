@@ -127,20 +127,19 @@ def test_the_pool_comes_from_the_config_and_keeps_the_map_sizes(pool, layer_type
     assert [layer.output.shape for layer in model.layers] == default_shapes
 
 
-def test_an_averaging_pool_runs_in_tflm_within_the_budgets():
+@pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("full_conv_stages", 1)])
+def test_the_measured_variants_of_the_most_accurate_recipe_run_in_tflm_within_the_budgets(option, value):
     config = _most_accurate()
-    config.model.pool = "avg3"
+    setattr(config.model, option, value)
     check_budgets_before_training(config, num_classes=50)  # converts to int8 and allocates it in TFLM
 
 
-def test_leading_stages_can_be_full_convolutions_and_a_full_first_stage_fits_the_budgets():
-    config = _most_accurate()
-    config.model.full_conv_stages = 1
-    model = build_model((64, 155, 1), 50, config.model)
+def test_leading_stages_can_be_full_convolutions():
+    config = ModelConfig(full_conv_stages=1, depthwise_kernel=5)
+    model = build_model((64, 155, 1), 50, config)
     full = [layer.filters for layer in model.layers if type(layer) is keras.layers.Conv2D and layer.kernel_size == (3, 3)]
-    assert full == [config.model.stem_filters, config.model.stage_filters[0]]
-    assert sum(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in model.layers) == 3
-    check_budgets_before_training(config, num_classes=50)
+    assert full == [config.stem_filters, config.stage_filters[0]]
+    assert [layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)] == [(5, 5)] * 3
     with pytest.raises(ConfigError, match="full_conv_stages"):
         build_model((64, 155, 1), 50, ModelConfig(full_conv_stages=-1))
 
@@ -158,12 +157,6 @@ def test_the_mean_and_max_head_is_the_mean_over_mels_then_mean_plus_max_over_tim
     maps, pooled = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
     over_mels = maps.numpy().mean(axis=1)
     np.testing.assert_allclose(pooled, over_mels.mean(axis=1) + over_mels.max(axis=1), rtol=1e-5, atol=1e-6)
-
-
-def test_the_mean_and_max_head_runs_in_tflm_within_the_budgets():
-    config = _most_accurate()
-    config.model.head = "mean+max"
-    check_budgets_before_training(config, num_classes=50)
 
 
 @pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
