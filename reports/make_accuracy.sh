@@ -40,7 +40,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-8779ff98  # configs/most_accurate.yaml with model.pool=avg3 (fold 1)
   runs/esc50-16k-all-dscnn-folds-ea85f7b3  # configs/most_accurate.yaml with model.pool=max3 (fold 1)
   runs/esc50-16k-all-dscnn-folds-873fb638  # configs/most_accurate.yaml with model.head=mean+max (fold 1)
-  runs/esc50-16k-all-dscnn-folds-d301ea73  # configs/most_accurate.yaml with model.full_conv_stages=1 (fold 1)
+  runs/esc50-16k-all-dscnn-folds-d301ea73  # configs/most_accurate.yaml with model.full_conv_stages=1 (fold 1, then 2,3,5)
   runs/esc50-16k-all-dscnn-folds-a66a2c28  # configs/most_accurate.yaml with augment.speed_prob=0.8, speed_range=[0.85,1.15] (fold 1)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
@@ -50,6 +50,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
   runs/esc10-all-dscnn-folds-0d13697e      # same transfer with train.seed=123
+  runs/esc10-all-dscnn-folds-0d13697e-rolls16  # 0d13697e scored on 16 rotations (export --rescore)
   runs/esc10-all-dscnn-folds-81c18876-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-eafcda2c-rolls16      # ESC-10 transfer (eafcda2c, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-58df7c33-rolls16      # same for 58df7c33 (seed 7)
