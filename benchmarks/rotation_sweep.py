@@ -54,7 +54,7 @@ def rotation_probabilities(model: keras.Model, feats: np.ndarray, config: Config
 def sweep_fold(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], labels: np.ndarray, config: Config,
                rolls: list[int], mel_shifts: bool) -> dict[str, float]:
     """Accuracy of one fold's model for every view set."""
-    model, _, feats, rows = fold_model_and_test_features(fold_dir, waves, row_of, config)
+    _, model, _, feats, rows = fold_model_and_test_features(fold_dir, waves, row_of, config)
     y = labels[rows]
     probs = rotation_probabilities(model, feats, config, max(rolls))  # [clips, rotation, classes]
     scores = {f"R={r}": float(np.mean(probs[:, :r].mean(axis=1).argmax(axis=1) == y)) for r in rolls}

@@ -29,7 +29,7 @@ from esc_tf.features import Normalization, check_window_config, inferences_per_c
 from esc_tf.model import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
-from esc_tf.train import RESULT_FILE, _write_json_atomic, fit_model, load_fold_result
+from esc_tf.train import RESULT_FILE, FoldResult, _write_json_atomic, fit_model, load_fold_result
 
 EDGE_FILE = "edge.json"
 DEPLOY_DIR = "deploy"
@@ -164,15 +164,15 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
     report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
 
 
-def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int],
-                                  config: Config) -> tuple[keras.Model, ModelMeta, np.ndarray, np.ndarray]:
-    """A finished fold's saved model, its metadata, its test clips' features and their rows in ``waves``
-    (``row_of``: file name -> row); the features are normalised as the fold's model was trained."""
+def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], config: Config
+                                  ) -> tuple[FoldResult, keras.Model, ModelMeta, np.ndarray, np.ndarray]:
+    """A finished fold's result, saved model, its metadata, its test clips' features and their rows in
+    ``waves`` (``row_of``: file name -> row); the features are normalised as the fold's model was trained."""
     result = load_fold_result(fold_dir)
     rows = np.array([row_of[name] for name in result.test_files], int)
     model_meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
     model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
-    return model, model_meta, pipeline.feature_array(waves[rows], config, model_meta.normalization), rows
+    return result, model, model_meta, pipeline.feature_array(waves[rows], config, model_meta.normalization), rows
 
 
 def _scoring_override(assignment: str) -> bool:
@@ -196,8 +196,7 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
     waves = data_mod.load_waveforms(meta, config.audio, data_config.data.cache_dir, progress=progress)
     row_of = {name: i for i, name in enumerate(meta["filename"])}
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
-        result = load_fold_result(fold_dir)
-        model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
+        result, model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
         y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
         result.y_pred, result.accuracy = y_pred.tolist(), float(np.mean(y_pred == np.array(result.y_true)))
         (fold_dir / EDGE_FILE).unlink(missing_ok=True)
