@@ -132,6 +132,10 @@ class TrainConfig:
     teacher_runs: list[str] = field(default_factory=list)  # finished runs whose models teach this one (esc_tf.distill)
     distill_weight: float = 0.5  # share of the teachers' probabilities in each training target
     init_from: str = ""  # a finished run (its deploy/ model) on other classes to start from (esc_tf.transfer)
+    # An ESC-50-layout folder whose clips of other classes train alongside this run's, each class with an
+    # output that is dropped after training (esc_tf.auxiliary); auxiliary_subset picks those classes.
+    auxiliary_dir: str = ""
+    auxiliary_subset: str = "not-esc10"
     verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
 

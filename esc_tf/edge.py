@@ -21,6 +21,7 @@ import tf_keras as keras
 
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report, transfer
+from esc_tf.auxiliary import load_auxiliary
 from esc_tf.config import Config, ConfigError, apply_overrides, load_config, save_config
 from esc_tf.distill import check_teachers, load_teacher
 from esc_tf.evaluate import MODEL_FILE, LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
@@ -110,6 +111,7 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
     start = time.time()
     check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
     transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
+    auxiliary = load_auxiliary(config, meta)
     out_dir = run_dir / DEPLOY_DIR
     out_dir.mkdir(exist_ok=True)
     y = data_mod.labels(meta)
@@ -118,15 +120,16 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
                                                    config.data.random_state)
     model, normalization, history = fit_model(
         waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
-        teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
+        teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]),
+        auxiliary=auxiliary)
     model.save(out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
     model_meta = ModelMeta(config, normalization, data_mod.class_names(meta),
-                           meta["filename"].tolist())
+                           meta["filename"].tolist() + (auxiliary.filenames if auxiliary else []))
     extra = {"params": int(model.count_params()), "macs": count_macs(model),
              "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
-             "trained_on_clips": len(meta), "calibration_clips": len(calibration_rows),
+             "trained_on_clips": len(meta) + (len(auxiliary.filenames) if auxiliary else 0), "calibration_clips": len(calibration_rows),
              "wall_seconds": time.time() - start}
     return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
                             extra=extra, publish_dir=config.export.publish_dir or None)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from esc_tf import transfer, viz
+from esc_tf import auxiliary, transfer, viz
 from esc_tf.config import Config, FeatureConfig, config_from_dict
 from esc_tf.evaluate import META_FILE, MODEL_FILE
 from esc_tf.features import model_input_shape, window_starts
@@ -236,6 +236,13 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += _teachers_markdown(summary["teachers"])
     if summary.get("init_from"):
         lines += _source_markdown(summary["init_from"])
+    if summary.get("auxiliary"):
+        aux = summary["auxiliary"]
+        lines += ["## Auxiliary classes (`train.auxiliary_dir`)", "",
+                  f"Every model also trained on {aux['clips']} clips of {aux['classes']} other classes from "
+                  f"`{aux['dir']}` (subset {aux['subset']}), none of this dataset's classes or clips; their "
+                  "classifier outputs were dropped after training, so the scores above are over this "
+                  "dataset's classes only.", ""]
     lines += ["## Per-class scores (pooled test predictions)", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for name, s in summary["per_class"].items():
@@ -262,6 +269,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
         summary["teachers"] = summarize_teachers(config.train.teacher_runs, [r.name for r in results])
     if config.train.init_from:
         summary["init_from"] = summarize_source(config)
+    if config.train.auxiliary_dir:
+        summary["auxiliary"] = auxiliary.describe(config)
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)
@@ -318,6 +327,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
         "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
         "teachers": r.get("teachers", []),
         "init_from": r.get("init_from"),
+        "auxiliary": r.get("auxiliary"),
         "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
         if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
     }
@@ -340,7 +350,9 @@ def accuracy_table(run_dirs: list[Path]) -> str:
     lines = ["| run | dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
              "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {run_label(row['run'])} | {row['dataset']} ({row['subset']}) | {row['preset']} | "
+        auxiliary_label = f" + {row['auxiliary']['classes']} auxiliary classes" if row["auxiliary"] else ""
+        lines.append(f"| {run_label(row['run'])} | {row['dataset']} ({row['subset']}){auxiliary_label} | "
+                     f"{row['preset']} | "
                      f"{row['features']} | {row['folds']} | "
                      f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
                      f"{num(row['arena_bytes'])} | {num(row['macs'])}"

@@ -28,6 +28,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from esc_tf import data as data_mod
 from esc_tf import augment, pipeline, report, transfer
+from esc_tf.auxiliary import AuxiliaryClips, keep_classes, load_auxiliary, load_auxiliary_metadata, with_auxiliary
 from esc_tf.config import (Config, ConfigError, apply_override, apply_overrides, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
@@ -41,7 +42,8 @@ from esc_tf.model import PRESETS, build_model, check_model_config, recalibrate_b
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
-LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from"),
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from",
+                          "auxiliary_dir", "auxiliary_subset"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
                           "pool", "head", "full_conv_stages"),
                 "augment": ("mix_domain",)}
@@ -146,24 +148,28 @@ class _EpochLogger(keras.callbacks.Callback):
 def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
               num_classes: int, config: Config, workdir: Path, seed: int,
               teacher_for: Callable[[Normalization], Teacher | None] | None = None,
+              auxiliary: AuxiliaryClips | None = None,
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
     """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only.
 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
     ``teacher_for(normalization)`` gives the teachers that soften the targets (see :mod:`esc_tf.distill`).
+    ``auxiliary`` clips of other classes train alongside ``fit_rows``; the returned model has
+    ``num_classes`` outputs all the same (see :mod:`esc_tf.auxiliary`).
     """
     check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
-    cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT of the training clips serves all below
-    normalization = normalization_stats(waves[fit_rows], config, mel=cache[0])
+    fit_waves, fit_y, outputs = with_auxiliary(waves[fit_rows], y[fit_rows], num_classes, auxiliary)
+    cache = pipeline.mel_cache(fit_waves, config)  # one STFT of the training clips serves all below
+    normalization = normalization_stats(fit_waves, config, mel=cache[0])
     teacher = teacher_for(normalization) if teacher_for is not None else None
-    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization, seed=seed,
+    train_ds = pipeline.train_dataset(fit_waves, fit_y, outputs, config, normalization, seed=seed,
                                       cache=cache, teacher=teacher)
     val_ds = None
     if len(val_rows):
-        val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
-    model = build_model((*model_input_shape(config), 1), num_classes, config.model)
+        val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], outputs, config, normalization)
+    model = build_model((*model_input_shape(config), 1), outputs, config.model)
     transfer.initialise(model, config)
     model.compile(optimizer=make_optimizer(config),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -184,8 +190,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         callbacks.append(lr)
     class_weight = None
     if config.train.class_weights:
-        classes = np.arange(num_classes)
-        weights = compute_class_weight("balanced", classes=classes, y=y[fit_rows])
+        classes = np.arange(outputs)
+        weights = compute_class_weight("balanced", classes=classes, y=fit_y)
         class_weight = dict(zip(classes.tolist(), weights.tolist()))
     train_ds, steps_per_epoch = pipeline.continuous(train_ds)
     history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
@@ -193,12 +199,16 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
                         verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
         recalibrate_batch_norm(model, pipeline.recalibration_inputs(cache[0], config, normalization))
+    if outputs != num_classes:
+        model = keep_classes(model, num_classes, build_model((*model_input_shape(config), 1), num_classes,
+                                                             config.model))
     return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
 def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,
-               fold_dir: Path) -> FoldResult:
-    """Train one model on ``split.train``, stop on ``split.val``, score it on ``split.test``."""
+               fold_dir: Path, auxiliary: AuxiliaryClips | None = None) -> FoldResult:
+    """Train one model on ``split.train`` (and ``auxiliary`` clips), stop on ``split.val``, score it on
+    ``split.test``."""
     start = time.time()
     split.check_disjoint()
     y = data_mod.labels(meta)
@@ -206,12 +216,14 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     test_files = meta["filename"].iloc[split.test].tolist()
     model, normalization, history = fit_model(
         waves, y, split.train, split.val, num_classes, config, fold_dir, seed=config.train.seed + (split.test_fold or 0),
-        teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
+        teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files),
+        auxiliary=auxiliary)
     test_features = pipeline.feature_array(waves[split.test], config, normalization)
     y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
     model.save(fold_dir / MODEL_FILE)
     _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
-    trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist()
+    trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist() + \
+        (auxiliary.filenames if auxiliary else [])
     ModelMeta(config, normalization, data_mod.class_names(meta), trained_on).save(fold_dir)
     return FoldResult(
         name=split.name,
@@ -254,8 +266,9 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     augment.check_mix_domain(config.augment)
     if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
-    if config.train.init_from:
-        config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
+    for option in ("init_from", "auxiliary_dir"):
+        if getattr(config.train, option):
+            config = with_value(config, f"train.{option}", str(Path(getattr(config.train, option)).resolve()))
     check_model_config(config.model)
     started = time.time()
     meta = data_mod.load_dataset(config)
@@ -268,7 +281,9 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
         test_files["deploy"] = []  # the deployment model has no test clips
     check_teachers(config, test_files, data_mod.class_names(meta))
     transfer.check_source(config, data_mod.class_names(meta), names.tolist())
+    load_auxiliary_metadata(config, meta)  # refuses before any audio is decoded
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+    auxiliary = load_auxiliary(config, meta, progress=progress)
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
     fresh = not run_dir.exists()
@@ -285,7 +300,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
                   f"test {len(split.test)} clips", flush=True)
             fold_dir.mkdir(exist_ok=True)
             write_split(split, meta, fold_dir)
-            result = train_fold(split, meta, waves, config, fold_dir)
+            result = train_fold(split, meta, waves, config, fold_dir, auxiliary)
             _write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
             print(f"[{i}/{len(splits)}] {split.name}: test accuracy {result.accuracy:.4f} "
                   f"({result.epochs_trained} epochs, {result.wall_seconds:.0f} s)", flush=True)
