@@ -128,11 +128,21 @@ def _run_each(features: np.ndarray, input_details: dict, output_details: dict,
     return np.stack(out)
 
 
-class LiteRTPredictor:
-    """The TensorFlow Lite interpreter (float or int8 models)."""
+# LiteRT's kernel sets. "default" applies the XNNPACK delegate, whose int8 arithmetic rounds differently
+# from TFLM's; "reference" (the builtin reference kernels) computes what TFLM computes, bit for bit
+# (measured: reports/interpreter_parity.md; tested in tests/test_export.py).
+LITERT_KERNELS = {"default": "AUTO", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
 
-    def __init__(self, model_bytes: bytes) -> None:
-        self.interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1)
+
+class LiteRTPredictor:
+    """The TensorFlow Lite interpreter (float or int8 models), with one of :data:`LITERT_KERNELS`."""
+
+    def __init__(self, model_bytes: bytes, kernels: str = "default") -> None:
+        if kernels not in LITERT_KERNELS:
+            raise ValueError(f"unknown LiteRT kernels {kernels!r}; use one of {', '.join(LITERT_KERNELS)}")
+        resolver = getattr(tf.lite.experimental.OpResolverType, LITERT_KERNELS[kernels])
+        self.interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1,
+                                               experimental_op_resolver_type=resolver)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

@@ -78,6 +78,20 @@ def test_c_array_is_the_model_and_runs_identically(edge_run):
     np.testing.assert_array_equal(TFLMPredictor(parsed)(x), TFLMPredictor(model)(x))
 
 
+@pytest.mark.parametrize("model_path", ["deploy", "published"])
+def test_litert_reference_kernels_compute_what_tflm_computes(edge_run, model_path):
+    """LiteRT's reference kernels give TFLM's int8 outputs bit for bit (the default XNNPACK kernels need not),
+    on this run's model and on the published dscnn deployment model."""
+    path = edge_run / "deploy" / "model_int8.tflite" if model_path == "deploy" else REPO / "tflite" / "model_int8.tflite"
+    model = path.read_bytes()
+    tflm = TFLMPredictor(model)
+    shape = tuple(tflm.input["shape"][1:])
+    x = np.random.default_rng(1).standard_normal((8, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(evaluate.LiteRTPredictor(model, kernels="reference")(x), tflm(x))
+    with pytest.raises(ValueError, match="unknown LiteRT kernels"):
+        evaluate.LiteRTPredictor(model, kernels="fast")
+
+
 def test_settings_header_matches_the_model(edge_run):
     deploy = edge_run / "deploy"
     text = (deploy / "model_settings.h").read_text()
@@ -213,11 +227,17 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
     assert "(3 inferences per clip)" in (copy / "report.md").read_text()
 
 
+def _benchmark(name: str):
+    """A script of benchmarks/ loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_rotation_sweep_scores_each_fold_on_every_rotation_count(edge_run, tmp_path):
     """benchmarks/rotation_sweep.py: one rotation is the fold's own float score; the table names every fold."""
-    spec = importlib.util.spec_from_file_location("rotation_sweep", REPO / "benchmarks" / "rotation_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = _benchmark("rotation_sweep")
     out = tmp_path / "sweep.md"
     assert sweep.main([str(edge_run), "--rolls", "1,3", "--out", str(out)]) == 0
     text = out.read_text()
@@ -240,3 +260,18 @@ def test_quantize_rounds_like_tflite():
     x = np.array([0.5, -0.5, 1.5, -1.5, 1000.0, -1000.0])
     assert evaluate.quantize(x, 1.0, 0).tolist() == [1, -1, 2, -2, 127, -128]
     assert evaluate.quantize(np.array([0.26]), 0.1, -3).tolist() == [0]
+
+
+def test_interpreter_parity_finds_the_reference_kernels_identical_to_tflm(edge_run, tmp_path):
+    """benchmarks/interpreter_parity.py: TFLM's row is the edge stage's int8 TFLM score; the reference
+    kernels differ in no output."""
+    out = tmp_path / "parity.md"
+    assert _benchmark("interpreter_parity").main([str(edge_run), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    for fold in ("fold1", "fold2"):
+        edge_result = json.loads((edge_run / fold / "edge.json").read_text())
+        cells = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:6]]
+                 for line in lines if f" {fold} |" in line}
+        assert set(cells) == {"tflm", "litert_default", "litert_optimized", "litert_reference"}
+        assert cells["tflm"] == ["0.00000", "0.0000", f"{edge_result['variants']['int8_tflm']['accuracy']:.4f}"]
+        assert cells["litert_reference"][:2] == ["0.00000", "0.0000"]
