@@ -127,7 +127,8 @@ def test_the_pool_comes_from_the_config_and_keeps_the_map_sizes(pool, layer_type
     assert [layer.output.shape for layer in model.layers] == default_shapes
 
 
-@pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("full_conv_stages", 1)])
+@pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("full_conv_stages", 1),
+                                           ("stage_filters", [48, 128, 208, 208])])
 def test_the_measured_variants_of_the_most_accurate_recipe_run_in_tflm_within_the_budgets(option, value):
     config = _most_accurate()
     setattr(config.model, option, value)
