@@ -6,6 +6,7 @@ and per-class scores concatenate those test predictions over folds.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import platform
@@ -316,7 +317,7 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     int8 = edge.get("variants", {}).get("int8_tflm")
     sizes = edge.get("sizes_mean_over_folds", {})
     return {
-        "run": Path(run_dir).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
+        "run": Path(r.get("run_dir", run_dir)).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
         "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"], _windows(cfg)),
         "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
         "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
@@ -367,13 +368,28 @@ def accuracy_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def find_report(run_dir: Path, saved: Path | None) -> Path | None:
+    """``run_dir`` when it holds a report, else the folder under ``saved`` whose report.json was written
+    for a run of that name (fnmatch pattern), else None (said on stderr)."""
+    if (run_dir / "report.json").is_file():
+        return run_dir
+    for path in sorted(saved.glob("*/report.json")) if saved else []:
+        if fnmatch.fnmatch(Path(json.loads(path.read_text()).get("run_dir", "")).name, run_dir.name):
+            return path.parent
+    print(f"{run_dir}: no report.json, here or saved under {saved}; left out", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m esc_tf.report",
                                      description="Markdown accuracy table of finished runs.")
     parser.add_argument("runs", nargs="+", help="run folders with report.json")
+    parser.add_argument("--reports", type=Path, help="for a run folder that is missing, use the saved copy of its "
+                        "report (REPORTS/*/report.json naming that run; the name may hold shell wildcards)")
     parser.add_argument("--out", help="write the table here (default: print)")
     args = parser.parse_args(argv)
-    table = accuracy_table([Path(r) for r in args.runs])
+    found = [d for d in (find_report(Path(r), args.reports) for r in args.runs) if d is not None]
+    table = accuracy_table(found)
     if args.out:
         Path(args.out).write_text(table)
     else:

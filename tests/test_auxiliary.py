@@ -13,6 +13,7 @@ from esc_tf import auxiliary, edge, train
 from esc_tf.config import Config, ConfigError
 from esc_tf.evaluate import ModelMeta
 from esc_tf.model import build_model
+from esc_tf.report import accuracy_table
 from tests.conftest import CLASSES, OTHER_CLASSES, make_dataset, small_config
 
 
@@ -72,6 +73,7 @@ def test_a_joint_run_trains_on_both_and_keeps_this_runs_classes(mixed_dataset, t
     assert report["auxiliary"] == {"dir": str(mixed_dataset.resolve()), "subset": "not-esc10", "classes": 2,
                                    "clips": len(others)}
     assert "Auxiliary classes" in (run_dir / "report.md").read_text()
+    assert f"| {mixed_dataset.name} (esc10) + 2 auxiliary classes |" in accuracy_table([run_dir])
 
     edge.run_edge_stages(run_dir, progress=False)  # the int8 model and the deployment model have 3 outputs
     fold = json.loads((run_dir / "fold1" / "edge.json").read_text())

@@ -1,8 +1,10 @@
-"""Labels of the accuracy table (esc_tf.report)."""
+"""Labels and sources of the accuracy table (esc_tf.report)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
+from esc_tf import report
 from esc_tf.config import FeatureConfig
 from esc_tf.report import _features_label, run_label
 
@@ -19,3 +21,20 @@ def test_run_label_is_the_config_hash_with_the_suffix_of_a_rescored_copy():
     assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6") == "5bf7bea6"
     assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6-rolls16") == "5bf7bea6-rolls16"
     assert run_label("esc50-16k-not-esc10-micro_wide-pretrain") == "pretrain"
+
+
+def test_a_missing_run_folder_is_read_from_its_saved_report(exported_run, tmp_path, capsys):
+    """reports/make_accuracy.sh on a fresh checkout: no runs/, the reports saved in reports/<folder>/."""
+    saved = tmp_path / "reports" / "some-name"
+    saved.mkdir(parents=True)
+    for name in ("report.json", "commands.txt"):
+        shutil.copy(exported_run / name, saved / name)
+    gone = tmp_path / "runs" / exported_run.name
+    pattern = tmp_path / "runs" / (exported_run.name[:-4] + "*")
+    out = tmp_path / "table.md"
+    argv = [str(gone), str(pattern), str(tmp_path / "runs" / "never-saved"), "--reports", str(tmp_path / "reports")]
+    assert report.main(argv + ["--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith(f"| {run_label(exported_run.name)} |")]
+    assert len(rows) == 2  # found by name and by pattern, labelled by the run it was written for
+    assert f"- `{exported_run.name}`: `" in out.read_text()  # with its commands
+    assert "never-saved: no report.json" in capsys.readouterr().err
