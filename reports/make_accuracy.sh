@@ -52,6 +52,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
   runs/esc10-all-dscnn-folds-0d13697e      # same transfer with train.seed=123
   runs/esc10-all-dscnn-folds-0d13697e-rolls16  # 0d13697e scored on 16 rotations (export --rescore)
+  runs/esc10-all-dscnn-folds-65b2ece0      # micro_wide on ESC-10 trained alongside the other 40 classes (train.auxiliary_dir)
   runs/esc10-all-dscnn-folds-81c18876-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-eafcda2c-rolls16      # ESC-10 transfer (eafcda2c, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-58df7c33-rolls16      # same for 58df7c33 (seed 7)
