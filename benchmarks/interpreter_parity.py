@@ -24,8 +24,9 @@ import numpy as np  # noqa: E402
 
 from esc_tf import data as data_mod  # noqa: E402
 from esc_tf import pipeline  # noqa: E402
-from esc_tf.config import Config, apply_overrides, load_config  # noqa: E402
-from esc_tf.edge import fold_model_and_test_features  # noqa: E402
+from esc_tf.config import Config  # noqa: E402
+from esc_tf.edge import fold_model_and_test_features, run_clips  # noqa: E402
+from esc_tf.report import write_benchmark_table  # noqa: E402
 from esc_tf.evaluate import LITERT_KERNELS, LiteRTPredictor, TFLMPredictor, softmax  # noqa: E402
 
 
@@ -57,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows: list[str] = []
     for run in args.runs:
-        config = apply_overrides(load_config(run / "config.yaml"), args.set)
-        meta = data_mod.load_dataset(config)
-        waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
-        row_of = {name: i for i, name in enumerate(meta["filename"])}
+        config, meta, waves, row_of = run_clips(run, args.set)
         for fold_dir in sorted(d for d in run.iterdir()
                                if (d / "result.json").is_file() and (d / "model_int8.tflite").is_file()):
             result = compare_fold(fold_dir, waves, row_of, data_mod.labels(meta), config)
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(header + rows)
     print(text)
     if args.out:
-        command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-        args.out.write_text(f"# LiteRT kernels against TFLM on the same int8 models\n\n`{command}`\n\n{text}\n")
+        write_benchmark_table(args.out, "LiteRT kernels against TFLM on the same int8 models", text, argv)
     return 0
 
 

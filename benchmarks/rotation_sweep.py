@@ -27,8 +27,9 @@ import tf_keras as keras  # noqa: E402
 
 from esc_tf import data as data_mod  # noqa: E402
 from esc_tf import pipeline  # noqa: E402
-from esc_tf.config import Config, apply_overrides, load_config, with_value  # noqa: E402
-from esc_tf.edge import fold_model_and_test_features  # noqa: E402
+from esc_tf.config import Config, with_value  # noqa: E402
+from esc_tf.edge import fold_model_and_test_features, run_clips  # noqa: E402
+from esc_tf.report import write_benchmark_table  # noqa: E402
 from esc_tf.evaluate import softmax  # noqa: E402
 
 
@@ -78,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rolls = sorted({int(r) for r in args.rolls.split(",")})
     table: dict[str, dict[str, float]] = {}
     for run in args.runs:
-        config = apply_overrides(load_config(run / "config.yaml"), args.set)
-        meta = data_mod.load_dataset(config)
-        waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
-        row_of = {name: i for i, name in enumerate(meta["filename"])}
+        config, meta, waves, row_of = run_clips(run, args.set)
         for fold_dir in sorted(d for d in run.iterdir() if (d / "result.json").is_file()):
             key = f"{run.name} {fold_dir.name}"
             table[key] = sweep_fold(fold_dir, waves, row_of, data_mod.labels(meta), config, rolls, args.mel_shifts)
@@ -94,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-        args.out.write_text(f"# Test-time rotations: Keras float accuracy per fold\n\n`{command}`\n\n{text}\n")
+        write_benchmark_table(args.out, "Test-time rotations: Keras float accuracy per fold", text, argv)
     return 0
 
 

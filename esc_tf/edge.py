@@ -167,6 +167,15 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
     report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
 
 
+def run_clips(run_dir: Path, overrides: list[str]) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
+    """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
+    row of each file name."""
+    config = apply_overrides(load_config(run_dir / "config.yaml"), overrides)
+    meta = data_mod.load_dataset(config)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
+    return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
+
+
 def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], config: Config
                                   ) -> tuple[FoldResult, keras.Model, ModelMeta, np.ndarray, np.ndarray]:
     """A finished fold's result, saved model, its metadata, its test clips' features and their rows in

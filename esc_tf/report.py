@@ -65,6 +65,13 @@ def invocation() -> str:
     return shlex.join(["python", *sys.argv])
 
 
+def write_benchmark_table(path: Path, title: str, table: str, argv: list[str] | None = None) -> None:
+    """Write a benchmark's markdown ``table`` to ``path`` under ``title`` and the command that made it
+    (``argv``: the arguments its ``main`` was given, when not this process's own)."""
+    command = invocation() if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    Path(path).write_text(f"# {title}\n\n`{command}`\n\n{table}\n")
+
+
 def record_command(run_dir: Path) -> list[str]:
     """Append this invocation to ``run_dir/commands.txt``; return every command recorded."""
     path = Path(run_dir) / "commands.txt"
