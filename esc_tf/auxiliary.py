@@ -78,6 +78,11 @@ def with_auxiliary(waves: np.ndarray, labels: np.ndarray, num_classes: int,
             num_classes + auxiliary.num_classes)
 
 
+def with_auxiliary_files(filenames: list[str], auxiliary: AuxiliaryClips | None) -> list[str]:
+    """This run's training file names followed by the auxiliary clips' (a model's ``trained_on``)."""
+    return filenames + (auxiliary.filenames if auxiliary else [])
+
+
 def keep_classes(model: keras.Model, num_classes: int, build: keras.Model) -> keras.Model:
     """``build`` (the same network with ``num_classes`` outputs) given ``model``'s weights and the
     first ``num_classes`` outputs of its classifier."""

@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from esc_tf import data as data_mod
 from esc_tf import pipeline, report, transfer
-from esc_tf.auxiliary import load_auxiliary
+from esc_tf.auxiliary import load_auxiliary, with_auxiliary_files
 from esc_tf.config import Config, ConfigError, apply_overrides, load_config, save_config
 from esc_tf.distill import check_teachers, load_teacher
 from esc_tf.evaluate import MODEL_FILE, LiteRTPredictor, ModelMeta, TFLMPredictor, clip_scores, keras_predictor
@@ -126,10 +126,10 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
     model_meta = ModelMeta(config, normalization, data_mod.class_names(meta),
-                           meta["filename"].tolist() + (auxiliary.filenames if auxiliary else []))
+                           with_auxiliary_files(meta["filename"].tolist(), auxiliary))
     extra = {"params": int(model.count_params()), "macs": count_macs(model),
              "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
-             "trained_on_clips": len(meta) + (len(auxiliary.filenames) if auxiliary else 0), "calibration_clips": len(calibration_rows),
+             "trained_on_clips": len(model_meta.trained_on), "calibration_clips": len(calibration_rows),
              "wall_seconds": time.time() - start}
     return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
                             extra=extra, publish_dir=config.export.publish_dir or None)

@@ -324,7 +324,8 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
     int8 = edge.get("variants", {}).get("int8_tflm")
     sizes = edge.get("sizes_mean_over_folds", {})
     return {
-        "run": Path(r.get("run_dir", run_dir)).name, "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
+        "run": Path(r.get("run_dir", run_dir)).name,  # a saved copy of a report is labelled by its run
+        "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
         "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"], _windows(cfg)),
         "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
         "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,

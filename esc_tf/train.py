@@ -28,7 +28,8 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from esc_tf import data as data_mod
 from esc_tf import augment, pipeline, report, transfer
-from esc_tf.auxiliary import AuxiliaryClips, keep_classes, load_auxiliary, load_auxiliary_metadata, with_auxiliary
+from esc_tf.auxiliary import (AuxiliaryClips, keep_classes, load_auxiliary, load_auxiliary_metadata, with_auxiliary,
+                              with_auxiliary_files)
 from esc_tf.config import (Config, ConfigError, apply_override, apply_overrides, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
@@ -222,8 +223,8 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
     model.save(fold_dir / MODEL_FILE)
     _write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
-    trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist() + \
-        (auxiliary.filenames if auxiliary else [])
+    trained_on = with_auxiliary_files(meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist(),
+                                      auxiliary)
     ModelMeta(config, normalization, data_mod.class_names(meta), trained_on).save(fold_dir)
     return FoldResult(
         name=split.name,

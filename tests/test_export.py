@@ -82,8 +82,7 @@ def test_c_array_is_the_model_and_runs_identically(edge_run):
 def test_litert_reference_kernels_compute_what_tflm_computes(edge_run, model_path):
     """LiteRT's reference kernels give TFLM's int8 outputs bit for bit (the default XNNPACK kernels need not),
     on this run's model and on the published dscnn deployment model."""
-    path = edge_run / "deploy" / "model_int8.tflite" if model_path == "deploy" else REPO / "tflite" / "model_int8.tflite"
-    model = path.read_bytes()
+    model = (edge_run / "deploy" if model_path == "deploy" else REPO / "tflite").joinpath("model_int8.tflite").read_bytes()
     tflm = TFLMPredictor(model)
     shape = tuple(tflm.input["shape"][1:])
     x = np.random.default_rng(1).standard_normal((8, *shape)).astype(np.float32)
