@@ -38,6 +38,10 @@ class AuxiliaryClips:
         return len(self.class_names)
 
 
+def _auxiliary_metadata(config: Config) -> pd.DataFrame:
+    return data_mod.select_subset(data_mod.read_metadata(config.train.auxiliary_dir), config.train.auxiliary_subset)
+
+
 def load_auxiliary_metadata(config: Config, meta: pd.DataFrame) -> pd.DataFrame | None:
     """The auxiliary clips' metadata after checking them against this run's clips (``meta``); None
     without ``train.auxiliary_dir``. Reads no audio, so it can run before anything is written."""
@@ -47,7 +51,7 @@ def load_auxiliary_metadata(config: Config, meta: pd.DataFrame) -> pd.DataFrame 
     who = f"train.auxiliary_dir {t.auxiliary_dir}"
     if t.teacher_runs:
         raise ConfigError(f"{who}: teachers (train.teacher_runs) know only this run's classes; use one or the other")
-    aux = data_mod.select_subset(data_mod.read_metadata(t.auxiliary_dir), t.auxiliary_subset)
+    aux = _auxiliary_metadata(config)
     shared = sorted(set(aux["category"]) & set(meta["category"]))
     if shared:
         raise ConfigError(f"{who} (subset {t.auxiliary_subset}): it holds {len(shared)} of this run's classes "
@@ -97,6 +101,6 @@ def describe(config: Config) -> dict | None:
     t = config.train
     if not t.auxiliary_dir:
         return None
-    aux = data_mod.select_subset(data_mod.read_metadata(t.auxiliary_dir), t.auxiliary_subset)
+    aux = _auxiliary_metadata(config)
     return {"dir": t.auxiliary_dir, "subset": t.auxiliary_subset, "classes": len(data_mod.class_names(aux)),
             "clips": len(aux)}

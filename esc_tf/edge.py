@@ -139,9 +139,7 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
                     progress: bool = True) -> None:
     """Per-fold comparison for every finished fold without one, then the deployment export."""
     started = time.time()
-    config = apply_overrides(load_config(run_dir / "config.yaml"), overrides or [])
-    meta = data_mod.load_dataset(config)
-    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+    config, meta, waves, _ = run_clips(run_dir, overrides or [], progress)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
     if config.export.edge_eval:
         for i, fold_dir in enumerate(fold_dirs, 1):
@@ -167,12 +165,13 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
     report.write_report(run_dir, results, data_mod.class_names(meta), config, time.time() - started)
 
 
-def run_clips(run_dir: Path, overrides: list[str]) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
+def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
+              ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
     """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
     row of each file name."""
     config = apply_overrides(load_config(run_dir / "config.yaml"), overrides)
     meta = data_mod.load_dataset(config)
-    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
     return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
 
 
@@ -203,10 +202,7 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
     scoring = [a for a in overrides if _scoring_override(a)]
     config = apply_overrides(load_config(run_dir / "config.yaml"), scoring)
     check_window_config(config)
-    data_config = apply_overrides(config, overrides)
-    meta = data_mod.load_dataset(data_config)
-    waves = data_mod.load_waveforms(meta, config.audio, data_config.data.cache_dir, progress=progress)
-    row_of = {name: i for i, name in enumerate(meta["filename"])}
+    _, _, waves, row_of = run_clips(run_dir, overrides, progress)
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
         result, model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
         y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
