@@ -51,6 +51,9 @@ def load_auxiliary_metadata(config: Config, meta: pd.DataFrame) -> pd.DataFrame 
     who = f"train.auxiliary_dir {t.auxiliary_dir}"
     if t.teacher_runs:
         raise ConfigError(f"{who}: teachers (train.teacher_runs) know only this run's classes; use one or the other")
+    if config.model.branches > 1:
+        raise ConfigError(f"{who}: the auxiliary outputs are cut from one classifier, and model.branches "
+                          f"{config.model.branches} has several; use one or the other")
     aux = _auxiliary_metadata(config)
     shared = sorted(set(aux["category"]) & set(meta["category"]))
     if shared:

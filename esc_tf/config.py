@@ -113,6 +113,9 @@ class ModelConfig:
     # time_rolls - 1 frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls
     # inferences per window, each on a rotated copy of its feature ring. Training is unchanged.
     time_rolls: int = 1
+    # dscnn presets: copies of the blocks and classifier after the shared stem, each trained on its own loss;
+    # the model outputs the mean of their logits, so one .tflite holds an ensemble (train.fit_model).
+    branches: int = 1
 
 
 @dataclass

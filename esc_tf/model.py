@@ -22,6 +22,7 @@ from tf_keras import layers
 
 from esc_tf.config import ConfigError, ModelConfig
 
+ENSEMBLE_OUTPUT = "ensemble_logits"  # the layer averaging the branches' logits (model.branches > 1)
 Builder = Callable[[tuple[int, int, int], int, ModelConfig], keras.Model]
 
 
@@ -107,7 +108,17 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
                       use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
-    x = POOLS[config.pool]()(x)
+    stem = POOLS[config.pool]()(x)
+    branches = [_dscnn_branch(stem, num_classes, config, stages,
+                              name=f"branch{b}_logits" if config.branches > 1 else None)
+                for b in range(config.branches)]
+    outputs = layers.Average(name=ENSEMBLE_OUTPUT)(branches) if len(branches) > 1 else branches[0]
+    return keras.Model(inputs, outputs, name="audiocnn_dscnn")
+
+
+def _dscnn_branch(x, num_classes: int, config: ModelConfig, stages: tuple[tuple[int, ...], ...],
+                  name: str | None):
+    """The blocks, pools, head and classifier after the stem: logits."""
     for i, stage in enumerate(stages):
         for filters in stage:
             if i < config.full_conv_stages:
@@ -118,8 +129,14 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
             x = POOLS[config.pool]()(x)
     x = HEADS[config.head](x)
     x = layers.Dropout(config.dropout)(x)
-    outputs = layers.Dense(num_classes)(x)
-    return keras.Model(inputs, outputs, name="audiocnn_dscnn")
+    return layers.Dense(num_classes, name=name)(x)
+
+
+def branch_logits(model: keras.Model) -> list:
+    """The logits of each branch of a ``model.branches`` ensemble (the inputs of its averaging output
+    layer); empty for a network with one branch."""
+    last = model.layers[-1]
+    return list(last.input) if last.name == ENSEMBLE_OUTPUT else []
 
 
 def build_dscnn_deep(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
@@ -131,6 +148,7 @@ def build_dscnn_deep(input_shape: tuple[int, int, int], num_classes: int, config
 
 PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": build_dscnn,
                                "dscnn_deep": build_dscnn_deep}
+BRANCHING_PRESETS = ("dscnn", "dscnn_deep")
 
 
 def check_model_config(config: ModelConfig) -> None:
@@ -146,6 +164,11 @@ def check_model_config(config: ModelConfig) -> None:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
     if config.full_conv_stages < 0:
         raise ConfigError(f"model.full_conv_stages must be 0 or more, not {config.full_conv_stages}")
+    if config.branches < 1:
+        raise ConfigError(f"model.branches must be 1 or more, not {config.branches}")
+    if config.branches > 1 and config.preset not in BRANCHING_PRESETS:
+        raise ConfigError(f"model.branches applies to the {' and '.join(BRANCHING_PRESETS)} presets, not "
+                          f"{config.preset!r}")
     if config.depthwise_kernel < 1 or config.depthwise_kernel % 2 == 0:
         raise ConfigError(f"model.depthwise_kernel must be odd and positive (a centred kernel), not "
                           f"{config.depthwise_kernel}")

@@ -38,7 +38,8 @@ from esc_tf.evaluate import MODEL_FILE, ModelError, ModelMeta, clip_scores, kera
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import (Normalization, check_feature_config, check_window_config, model_input_shape,
                              normalization_stats)
-from esc_tf.model import PRESETS, build_model, check_model_config, recalibrate_batch_norm
+from esc_tf.model import (ENSEMBLE_OUTPUT, PRESETS, branch_logits, build_model, check_model_config,
+                          recalibrate_batch_norm)
 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
@@ -46,7 +47,7 @@ RESULT_FILE = "result.json"
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from",
                           "auxiliary_dir", "auxiliary_subset"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
-                          "pool", "head", "full_conv_stages"),
+                          "pool", "head", "full_conv_stages", "branches"),
                 "augment": ("mix_domain",)}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
@@ -172,9 +173,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], outputs, config, normalization)
     model = build_model((*model_input_shape(config), 1), outputs, config.model)
     transfer.initialise(model, config)
-    model.compile(optimizer=make_optimizer(config),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    trainee = compiled_for_training(model, config)
     callbacks: list[keras.callbacks.Callback] = [
         _EpochLogger(),
         keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), write_graph=False),
@@ -195,15 +194,39 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         weights = compute_class_weight("balanced", classes=classes, y=fit_y)
         class_weight = dict(zip(classes.tolist(), weights.tolist()))
     train_ds, steps_per_epoch = pipeline.continuous(train_ds)
-    history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-                        epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
-                        verbose=config.train.verbose)
+    history = trainee.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                          epochs=config.train.epochs, callbacks=callbacks, class_weight=class_weight,
+                          verbose=config.train.verbose)
     if config.train.recalibrate_batch_norm:
         recalibrate_batch_norm(model, pipeline.recalibration_inputs(cache[0], config, normalization))
     if outputs != num_classes:
         model = keep_classes(model, num_classes, build_model((*model_input_shape(config), 1), num_classes,
                                                              config.model))
-    return model, normalization, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return model, normalization, {_history_key(k): [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def compiled_for_training(model: keras.Model, config: Config) -> keras.Model:
+    """``model`` compiled with its loss, or for a ``model.branches`` ensemble a model of the same layers
+    with each branch's logits as outputs too, each branch learning from its own loss.
+
+    Branches trained only through the mean of their logits co-adapt and ensemble less; the mean
+    output is still reported (weight 0) as ``accuracy``.
+    """
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    branches = branch_logits(model)
+    if not branches:
+        model.compile(optimizer=make_optimizer(config), loss=loss, metrics=["accuracy"])
+        return model
+    trainee = keras.Model(model.inputs, [model.output, *branches])
+    trainee.compile(optimizer=make_optimizer(config), loss=loss,
+                    loss_weights=[0.0] + [1 / len(branches)] * len(branches),
+                    metrics=[["accuracy"]] + [[] for _ in branches])
+    return trainee
+
+
+def _history_key(key: str) -> str:
+    """A branch ensemble's history key under the name a one-output model's has (its mean output's accuracy)."""
+    return key.replace(f"{ENSEMBLE_OUTPUT}_accuracy", "accuracy")
 
 
 def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,

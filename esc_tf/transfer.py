@@ -22,7 +22,7 @@ from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
 NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "depthwise_kernel",  # what the weights' shapes follow
-                   "full_conv_stages")  # (not the pools, head or input: they hold no weights)
+                   "full_conv_stages", "branches")  # (not the pools, head or input: they hold no weights)
 
 
 def source_dir(config: Config) -> Path | None:
@@ -41,6 +41,9 @@ def check_source(config: Config, class_names: list[str], filenames: list[str],
     model_dir = source_dir(config)
     if model_dir is None:
         return None
+    if config.model.branches > 1:
+        raise ConfigError(f"{who} {config.train.init_from}: model.branches {config.model.branches} would need each "
+                          "branch started from the source's one network; start an ensemble from scratch")
     if not (model_dir / MODEL_FILE).is_file() or not (model_dir / META_FILE).is_file():
         raise ConfigError(f"{who} {config.train.init_from}: no {MODEL_FILE} with its {META_FILE} in "
                           f"{model_dir} (train that run with export.deploy=true first)")

@@ -107,3 +107,9 @@ def test_auxiliary_classes_with_teachers_are_refused(mixed_dataset, tmp_path):
     config.train.teacher_runs = [str(tmp_path / "teacher")]
     with pytest.raises(ConfigError, match="use one or the other"):
         auxiliary.load_auxiliary_metadata(config, pd.read_csv(mixed_dataset / "meta" / "esc50.csv"))
+
+
+def test_auxiliary_classes_with_a_branch_ensemble_are_refused(mixed_dataset, tmp_path):
+    config = joint_config(mixed_dataset, tmp_path)
+    config.model.preset, config.model.branches, config.export.deploy = "dscnn", 2, False
+    _refused(config, tmp_path, "model.branches 2 has several")

@@ -8,10 +8,11 @@ import pytest
 import tf_keras as keras
 
 from esc_tf.config import Config, ConfigError, ModelConfig, load_config
-from esc_tf.evaluate import ModelError
+from esc_tf.evaluate import ModelError, measure_arena
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import model_input_shape
-from esc_tf.model import PRESETS, build_model
+from esc_tf.model import PRESETS, branch_logits, build_model
+from esc_tf.quantize import to_int8_tflite
 
 
 def test_seed_preset_is_the_original_design():
@@ -169,3 +170,38 @@ def test_impossible_stem_strides_are_refused(strides):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model((13, 61, 1), 3, ModelConfig(preset="huge"))
+
+
+def test_branches_share_the_stem_and_output_the_mean_of_their_logits():
+    config = ModelConfig(branches=3, stem_filters=4, stage_filters=[6, 8])
+    model = build_model((64, 155, 1), 5, config)
+    stems = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D and layer.kernel_size == (3, 3)]
+    assert len(stems) == 1
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)] == \
+        ["branch0_logits", "branch1_logits", "branch2_logits"]
+    probe = keras.Model(model.inputs, [model.output, *branch_logits(model)])
+    mean, *each = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
+    np.testing.assert_allclose(mean, np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(each[0], each[1])  # each branch starts from its own weights
+    assert branch_logits(build_model((64, 155, 1), 5, ModelConfig())) == []
+
+
+def test_the_ensemble_recipe_fits_the_budgets_and_tflm_runs_its_branches_one_after_the_other():
+    """Two branches at the arena of one: the shared stem's output is the largest activation, and
+    TFLM keeps only its pooled copy while the first branch runs."""
+    config = load_config(RECIPES / "micro_ensemble.yaml")
+    assert config.model.branches == 2
+    check_budgets_before_training(config, num_classes=50)
+    one = load_config(RECIPES / "micro_ensemble.yaml")
+    one.model.branches = 1
+    shape = (*model_input_shape(config), 1)
+    calibration = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+    arenas = [measure_arena(to_int8_tflite(build_model(shape, 50, c.model), calibration)) for c in (config, one)]
+    assert arenas[0] - arenas[1] < 10_000  # the second branch's per-channel data only; interleaved: ~18 KB more
+
+
+@pytest.mark.parametrize("model_config, message", [(ModelConfig(branches=0), "model.branches must be 1 or more"),
+                                                   (ModelConfig(preset="cnn", branches=2), "applies to the dscnn")])
+def test_impossible_branches_are_refused(model_config, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model((64, 155, 1), 50, model_config)

@@ -318,3 +318,47 @@ def test_an_impossible_optimizer_setting_is_refused(dataset_dir, tmp_path, capsy
     assert train.main(args) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_each_branch_of_an_ensemble_learns_from_its_own_loss():
+    """The gradient reaching one branch's classifier does not depend on the other branch: trained through
+    the mean of their logits, the branches would co-adapt instead of forming an ensemble."""
+    import tensorflow as tf
+    from esc_tf.model import build_model
+    config = Config()
+    config.model.branches, config.model.stem_filters, config.model.stage_filters = 2, 4, [6, 8]
+    model = build_model((64, 31, 1), 3, config.model)
+    trainee = train.compiled_for_training(model, config)
+    x = np.random.default_rng(0).standard_normal((4, 64, 31, 1)).astype(np.float32)
+    y = tf.constant(np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
+    first, second = (model.get_layer(f"branch{b}_logits") for b in (0, 1))
+
+    def gradient_of_first_classifier() -> np.ndarray:
+        with tf.GradientTape() as tape:
+            outputs = trainee(x, training=False)
+            loss = trainee.compute_loss(x, y, outputs)
+        return tape.gradient(loss, first.kernel).numpy()
+
+    before = gradient_of_first_classifier()
+    second.set_weights([w * 3 + 1 for w in second.get_weights()])
+    np.testing.assert_allclose(gradient_of_first_classifier(), before, rtol=1e-5, atol=1e-7)
+    assert np.abs(before).max() > 0
+
+
+def test_a_branch_ensemble_learns_and_runs_int8_in_tflm(tmp_path):
+    from esc_tf.edge import run_edge_stages
+    config = Config()
+    config.data.data_dir = str(make_dataset(tmp_path / "esc50", clips_per_class_per_fold=6))
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.folds = [1]
+    config.audio.clip_seconds = 1.0
+    config.model.branches = 2
+    config.train.epochs, config.train.batch_size, config.train.verbose = 30, 8, 0
+    config.export.deploy = False
+    run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    run_edge_stages(run_dir, progress=False)
+    result = json.loads((run_dir / "fold1" / "result.json").read_text())
+    assert {"branch0_logits_loss", "branch1_logits_loss", "accuracy"} <= set(result["history"])
+    assert result["accuracy"] > 0.8  # chance is 1/3
+    edge = json.loads((run_dir / "fold1" / "edge.json").read_text())
+    assert edge["variants"]["int8_tflm"]["accuracy"] > 0.8

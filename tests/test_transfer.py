@@ -147,3 +147,9 @@ def test_a_teacher_started_from_a_model_of_the_students_classes_is_refused(sourc
 
 def test_a_missing_source_is_refused(mixed_dataset, tmp_path):
     _refused(esc10_config(mixed_dataset, tmp_path, tmp_path / "nowhere"), tmp_path, "no model.keras")
+
+
+def test_a_branch_ensemble_started_from_a_source_is_refused(source_run, mixed_dataset, tmp_path):
+    config = esc10_config(mixed_dataset, tmp_path, source_run)
+    config.model.preset, config.model.branches, config.export.deploy = "dscnn", 2, False
+    _refused(config, tmp_path, "start an ensemble from scratch")
