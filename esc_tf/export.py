@@ -83,26 +83,33 @@ def check_for_device(int8_model: bytes, export: ExportConfig) -> DeviceCheck:
     return DeviceCheck(ops, measured, arena_with_margin(measured, export), len(int8_model))
 
 
-def check_budgets_before_training(config: Config, num_classes: int) -> None:
-    """Refuse, before any training, a recipe whose model cannot fit the export budgets.
+def int8_before_training(config: Config, num_classes: int) -> bytes:
+    """The int8 model of ``config``'s network before any training, as large as the trained one will be.
 
-    The arena depends on the architecture only, and the int8 size nearly so, so the untrained
-    model converted with random calibration data measures both (a few seconds).
+    The arena depends on the architecture only, and the int8 size nearly so: the untrained model,
+    given random biases and BatchNorm statistics as a trained one has (:func:`esc_tf.model.as_if_trained`),
+    converted with random calibration data measures both (a few seconds).
     """
+    from esc_tf.model import as_if_trained, build_model  # late: building models pulls in Keras layers
+    from esc_tf.quantize import to_int8_tflite
+    shape = model_input_shape(config)
+    model = as_if_trained(build_model((*shape, 1), num_classes, config.model))
+    calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
+    return to_int8_tflite(model, calibration)
+
+
+def check_budgets_before_training(config: Config, num_classes: int) -> None:
+    """Refuse, before any training, a recipe whose model cannot fit the export budgets
+    (measured on :func:`int8_before_training`)."""
     export = config.export
     if not (export.flash_budget_bytes or export.arena_budget_bytes):
         return
-    from esc_tf.model import build_model  # late: building models pulls in Keras layers
-    from esc_tf.quantize import to_int8_tflite
-    shape = model_input_shape(config)
-    model = build_model((*shape, 1), num_classes, config.model)
-    calibration = np.random.default_rng(0).standard_normal((4, *shape, 1)).astype(np.float32)
     try:
-        check_for_device(to_int8_tflite(model, calibration), export)
+        check_for_device(int8_before_training(config, num_classes), export)
     except ModelError as exc:
-        raise ModelError(f"preset {config.model.preset!r} on {shape[0]} x {shape[1]} features cannot be "
-                         f"deployed: {exc}. Change the recipe, or set export.deploy=false to train it anyway "
-                         "(0 lifts a budget)") from exc
+        raise ModelError(f"preset {config.model.preset!r} on {' x '.join(map(str, model_input_shape(config)))} "
+                         f"features cannot be deployed: {exc}. Change the recipe, or set export.deploy=false to "
+                         "train it anyway (0 lifts a budget)") from exc
 
 
 def arena_with_margin(measured: int, export: ExportConfig) -> int:

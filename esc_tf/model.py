@@ -212,6 +212,24 @@ def recalibrate_batch_norm(model: keras.Model, features: np.ndarray, batch_size:
             target.moving_variance.assign(variance)
 
 
+def as_if_trained(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Give ``model`` (in place) distinct random biases and BatchNorm parameters and statistics, as training
+    leaves them; returns it.
+
+    Converted untrained, the zero biases and identity BatchNorms fold into identical bias tensors, which the
+    TFLite converter stores once: the int8 file comes out 3-6 KB smaller than the trained model's.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, variance = (w.shape for w in layer.get_weights())
+            layer.set_weights([1 + 0.1 * rng.standard_normal(gamma), 0.1 * rng.standard_normal(beta),
+                               0.1 * rng.standard_normal(mean), 1 + 0.1 * rng.random(variance)])
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(0.1 * rng.standard_normal(layer.bias.shape))
+    return model
+
+
 def count_macs(model: keras.Model) -> int:
     """Multiply-accumulates of one inference, from the Conv, depthwise Conv and Dense layers."""
     macs = 0

@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from esc_tf.config import Config, ConfigError, ModelConfig, load_config
 from esc_tf.evaluate import ModelError, measure_arena
-from esc_tf.export import check_budgets_before_training
+from esc_tf.export import check_budgets_before_training, check_for_device, int8_before_training
 from esc_tf.features import model_input_shape
 from esc_tf.model import PRESETS, branch_logits, build_model
 from esc_tf.quantize import to_int8_tflite
@@ -186,18 +186,36 @@ def test_branches_share_the_stem_and_output_the_mean_of_their_logits():
     assert branch_logits(build_model((64, 155, 1), 5, ModelConfig())) == []
 
 
-def test_the_ensemble_recipe_fits_the_budgets_and_tflm_runs_its_branches_one_after_the_other():
-    """Two branches at the arena of one: the shared stem's output is the largest activation, and
-    TFLM keeps only its pooled copy while the first branch runs."""
+def test_two_branches_need_the_arena_of_one_and_the_measured_ensemble_is_over_the_flash_budget():
+    """TFLM runs the branches one after the other and the shared stem's output, the largest activation,
+    is freed before the first branch runs, so a second branch adds only its per-channel data to the
+    arena. configs/micro_ensemble.yaml, as measured, is 135 KB of int8 (over 128 KB); 32/96/120/120 fits."""
     config = load_config(RECIPES / "micro_ensemble.yaml")
     assert config.model.branches == 2
-    check_budgets_before_training(config, num_classes=50)
-    one = load_config(RECIPES / "micro_ensemble.yaml")
-    one.model.branches = 1
+    with pytest.raises(ModelError, match="flash budget"):
+        check_budgets_before_training(config, num_classes=50)
+    config.model.stage_filters = [32, 96, 120, 120]
+    fitting = check_for_device(int8_before_training(config, 50), config.export)  # raises over either budget
+    config.model.branches = 1
+    one = measure_arena(int8_before_training(config, 50))
+    assert fitting.arena_measured - one < 10_000  # interleaved branches would hold two stem outputs: ~18 KB more
+
+
+def test_the_size_measured_before_training_is_the_trained_models():
+    """Untrained, the zero biases fold into identical tensors the converter stores once; the budget check
+    gives the network trained-like biases, so a recipe it passes is not refused after hours of training."""
+    config = Config()
     shape = (*model_input_shape(config), 1)
-    calibration = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
-    arenas = [measure_arena(to_int8_tflite(build_model(shape, 50, c.model), calibration)) for c in (config, one)]
-    assert arenas[0] - arenas[1] < 10_000  # the second branch's per-channel data only; interleaved: ~18 KB more
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, *shape)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = build_model(shape, 50, config.model)
+    model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.fit(x, np.eye(50)[rng.integers(0, 50, 8)], batch_size=4, epochs=1, verbose=0)
+    trained = len(to_int8_tflite(model, x[:4]))
+    untrained = len(to_int8_tflite(build_model(shape, 50, config.model), x[:4]))
+    assert abs(len(int8_before_training(config, 50)) - trained) < 64
+    assert trained - untrained > 2000  # measured: 2,856 B for the default network
 
 
 @pytest.mark.parametrize("model_config, message", [(ModelConfig(branches=0), "model.branches must be 1 or more"),
