@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from esc_tf import auxiliary, transfer, viz
-from esc_tf.config import Config, FeatureConfig, config_from_dict
+from esc_tf.config import Config, ExportConfig, FeatureConfig, config_from_dict
 from esc_tf.evaluate import META_FILE, MODEL_FILE
 from esc_tf.features import model_input_shape, window_starts
 from esc_tf.viz import EDGE_VARIANTS
@@ -130,6 +130,19 @@ def summarize_edge(edge: list[dict[str, Any]]) -> dict[str, Any]:
             "calibration_clips": [e["calibration_clips"] for e in edge]}
 
 
+def over_budget(edge: list[dict[str, Any]], export: ExportConfig) -> list[str]:
+    """What of the fold models' largest int8 file and arena exceeds the export budgets (a run trained with
+    ``export.deploy=false`` is not refused, so its report says it)."""
+    over = []
+    for key, what, budget, option in (("int8_bytes", "int8 .tflite", export.flash_budget_bytes, "flash_budget_bytes"),
+                                      ("tflm_arena_bytes", "TFLM arena", export.arena_budget_bytes,
+                                       "arena_budget_bytes")):
+        largest = max(int(e["sizes"][key]) for e in edge)
+        if budget and largest > budget:
+            over.append(f"{what} {largest} B is over the {budget} B budget (`export.{option}`)")
+    return over
+
+
 def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[str]:
     v = edge["variants"]
     pruned = edge["kernel_sparsity"] > 0
@@ -152,7 +165,8 @@ def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[
               + (f" ({int(sz['inferences_per_clip'])} inferences per clip)" if sz.get("inferences_per_clip", 1) > 1
                  else "") + "; "
               f"float .tflite {int(sz['float_tflite_bytes'])} B; int8 .tflite {int(sz['int8_bytes'])} B; "
-              f"TFLM arena {int(sz['tflm_arena_bytes'])} B (measured minimum).", "",
+              f"TFLM arena {int(sz['tflm_arena_bytes'])} B (measured minimum)."
+              + "".join(f" **Not deployable: {o}.**" for o in edge.get("over_budget", [])), "",
               "Pruning was off (`prune.enabled: false`): the rows named pruned hold the same model as the unpruned "
               "ones." if not pruned else
               "What pruning bought (kernel sparsity "
@@ -273,6 +287,7 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     edge = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/edge.json"))]
     if edge:
         summary["edge"] = summarize_edge(edge)
+        summary["edge"]["over_budget"] = over_budget(edge, config.export)
     if config.train.teacher_runs:
         summary["teachers"] = summarize_teachers(config.train.teacher_runs, [r.name for r in results])
     if config.train.init_from:

@@ -45,6 +45,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-a66a2c28  # configs/most_accurate.yaml with augment.speed_prob=0.8, speed_range=[0.85,1.15] (fold 1)
   runs/esc50-16k-all-dscnn-folds-c4889994  # configs/most_accurate.yaml with model.stage_filters=[48,128,208,208] (fold 1)
   runs/esc50-16k-all-dscnn-folds-6a078666  # configs/most_accurate.yaml with train.batch_size=16 (folds 1, 2, 3)
+  runs/esc50-16k-all-dscnn-folds-e4cff5a3  # configs/micro_ensemble.yaml: two branches in one model (model.branches=2; int8 over the flash budget)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)

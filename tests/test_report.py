@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
-from esc_tf import report
-from esc_tf.config import FeatureConfig
+from esc_tf import report, train
+from esc_tf.config import FeatureConfig, load_config
+from esc_tf.evaluate import MODEL_FILE, ModelMeta
 from esc_tf.report import _features_label, run_label
 
 
@@ -38,3 +40,20 @@ def test_a_missing_run_folder_is_read_from_its_saved_report(exported_run, tmp_pa
     assert len(rows) == 2  # found by name and by pattern, labelled by the run it was written for
     assert f"- `{exported_run.name}`: `" in out.read_text()  # with its commands
     assert "never-saved: no report.json" in capsys.readouterr().err
+
+
+def test_a_report_says_when_its_fold_models_exceed_the_budgets(exported_run, tmp_path):
+    """A run trained with export.deploy=false is not refused over budget; its report says so."""
+    copy = tmp_path / exported_run.name
+    shutil.copytree(exported_run, copy)
+    config = load_config(copy / "config.yaml")
+    results = [train.load_fold_result(d) for d in sorted(copy.glob("fold*"))]
+    class_names = ModelMeta.for_model(copy / "fold1" / MODEL_FILE).class_names
+    report.write_report(copy, results, class_names, config, 0.0)
+    assert "Not deployable" not in (copy / "report.md").read_text()
+    size = json.loads((copy / "fold1" / "edge.json").read_text())["sizes"]["int8_bytes"]
+    config.export.flash_budget_bytes, config.export.arena_budget_bytes = int(size) - 1, 0
+    summary = report.write_report(copy, results, class_names, config, 0.0)
+    assert summary["edge"]["over_budget"] == [f"int8 .tflite {int(size)} B is over the {int(size) - 1} B budget "
+                                              "(`export.flash_budget_bytes`)"]
+    assert f"**Not deployable: int8 .tflite {int(size)} B" in (copy / "report.md").read_text()
