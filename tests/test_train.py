@@ -31,7 +31,7 @@ def test_two_epochs_beat_chance(finished_run):
     assert report["test_clips"] == 12
 
 
-def test_the_default_recipe_learns_the_synthetic_classes(tmp_path):
+def default_recipe_config(tmp_path: Path) -> Config:
     """The built-in default (log-mels, dscnn, full augmentation) on more clips and epochs than the
     two-epoch mechanics runs: it needs them (strided stem, strong augmentation), real data has them."""
     config = Config()
@@ -39,10 +39,14 @@ def test_the_default_recipe_learns_the_synthetic_classes(tmp_path):
     config.data.cache_dir = str(tmp_path / "cache")
     config.data.folds = [1]
     config.audio.clip_seconds = 1.0
-    config.train.epochs = 30
-    config.train.batch_size = 8
-    config.train.verbose = 0
-    config.export.edge_eval = config.export.deploy = False
+    config.train.epochs, config.train.batch_size, config.train.verbose = 30, 8, 0
+    config.export.deploy = False
+    return config
+
+
+def test_the_default_recipe_learns_the_synthetic_classes(tmp_path):
+    config = default_recipe_config(tmp_path)
+    config.export.edge_eval = False
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     assert json.loads((run_dir / "report.json").read_text())["mean_accuracy"] > 0.8  # chance is 1/3
 
@@ -347,14 +351,8 @@ def test_each_branch_of_an_ensemble_learns_from_its_own_loss():
 
 def test_a_branch_ensemble_learns_and_runs_int8_in_tflm(tmp_path):
     from esc_tf.edge import run_edge_stages
-    config = Config()
-    config.data.data_dir = str(make_dataset(tmp_path / "esc50", clips_per_class_per_fold=6))
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.data.folds = [1]
-    config.audio.clip_seconds = 1.0
+    config = default_recipe_config(tmp_path)
     config.model.branches = 2
-    config.train.epochs, config.train.batch_size, config.train.verbose = 30, 8, 0
-    config.export.deploy = False
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     run_edge_stages(run_dir, progress=False)
     result = json.loads((run_dir / "fold1" / "result.json").read_text())
