@@ -67,19 +67,29 @@ def model_ops(model_bytes: bytes) -> list[str]:
     return ops
 
 
+def budget_excess(int8_bytes: int | None, arena_bytes: int | None, export: ExportConfig) -> list[str]:
+    """What of an int8 model's size and measured TFLM arena exceeds the export budgets (None: not measured)."""
+    excess = []
+    if int8_bytes is not None and export.flash_budget_bytes and int8_bytes > export.flash_budget_bytes:
+        excess.append(f"int8 model is {int8_bytes} bytes, over the flash budget of {export.flash_budget_bytes} "
+                      "bytes (export.flash_budget_bytes)")
+    if arena_bytes is not None and export.arena_budget_bytes and arena_bytes > export.arena_budget_bytes:
+        excess.append(f"TFLM arena needs {arena_bytes} bytes, over the budget of {export.arena_budget_bytes} "
+                      "bytes (export.arena_budget_bytes)")
+    return excess
+
+
 def check_for_device(int8_model: bytes, export: ExportConfig) -> DeviceCheck:
     """Refuse a model TFLM cannot run or that exceeds the flash or arena budget."""
-    if export.flash_budget_bytes and len(int8_model) > export.flash_budget_bytes:
-        raise ModelError(f"int8 model is {len(int8_model)} bytes, over the flash budget of "
-                         f"{export.flash_budget_bytes} bytes (export.flash_budget_bytes)")
+    for excess in budget_excess(len(int8_model), None, export):  # before the arena is measured
+        raise ModelError(excess)
     ops = model_ops(int8_model)
     custom = [op for op in ops if op.startswith("CUSTOM:")]
     if custom:
         raise ModelError(f"model uses custom op(s) {', '.join(custom)}, which TFLM does not provide")
     measured = measure_arena(int8_model)  # raises with TFLM's message when an op is missing
-    if export.arena_budget_bytes and measured > export.arena_budget_bytes:
-        raise ModelError(f"TFLM arena needs {measured} bytes, over the budget of "
-                         f"{export.arena_budget_bytes} bytes (export.arena_budget_bytes)")
+    for excess in budget_excess(None, measured, export):
+        raise ModelError(excess)
     return DeviceCheck(ops, measured, arena_with_margin(measured, export), len(int8_model))
 
 

@@ -23,6 +23,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from esc_tf import auxiliary, transfer, viz
 from esc_tf.config import Config, ExportConfig, FeatureConfig, config_from_dict
 from esc_tf.evaluate import META_FILE, MODEL_FILE
+from esc_tf.export import budget_excess
 from esc_tf.features import model_input_shape, window_starts
 from esc_tf.viz import EDGE_VARIANTS
 
@@ -133,14 +134,8 @@ def summarize_edge(edge: list[dict[str, Any]]) -> dict[str, Any]:
 def over_budget(edge: list[dict[str, Any]], export: ExportConfig) -> list[str]:
     """What of the fold models' largest int8 file and arena exceeds the export budgets (a run trained with
     ``export.deploy=false`` is not refused, so its report says it)."""
-    over = []
-    for key, what, budget, option in (("int8_bytes", "int8 .tflite", export.flash_budget_bytes, "flash_budget_bytes"),
-                                      ("tflm_arena_bytes", "TFLM arena", export.arena_budget_bytes,
-                                       "arena_budget_bytes")):
-        largest = max(int(e["sizes"][key]) for e in edge)
-        if budget and largest > budget:
-            over.append(f"{what} {largest} B is over the {budget} B budget (`export.{option}`)")
-    return over
+    return budget_excess(max(int(e["sizes"]["int8_bytes"]) for e in edge),
+                         max(int(e["sizes"]["tflm_arena_bytes"]) for e in edge), export)
 
 
 def _edge_markdown(edge: dict[str, Any], deploy: dict[str, Any] | None) -> list[str]:

@@ -54,6 +54,6 @@ def test_a_report_says_when_its_fold_models_exceed_the_budgets(exported_run, tmp
     size = json.loads((copy / "fold1" / "edge.json").read_text())["sizes"]["int8_bytes"]
     config.export.flash_budget_bytes, config.export.arena_budget_bytes = int(size) - 1, 0
     summary = report.write_report(copy, results, class_names, config, 0.0)
-    assert summary["edge"]["over_budget"] == [f"int8 .tflite {int(size)} B is over the {int(size) - 1} B budget "
-                                              "(`export.flash_budget_bytes`)"]
-    assert f"**Not deployable: int8 .tflite {int(size)} B" in (copy / "report.md").read_text()
+    assert summary["edge"]["over_budget"] == [f"int8 model is {int(size)} bytes, over the flash budget of "
+                                              f"{int(size) - 1} bytes (export.flash_budget_bytes)"]
+    assert f"**Not deployable: int8 model is {int(size)} bytes" in (copy / "report.md").read_text()
