@@ -45,7 +45,7 @@ RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from",
-                          "auxiliary_dir", "auxiliary_subset"),
+                          "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
                           "pool", "head", "full_conv_stages", "branches"),
                 "augment": ("mix_domain",)}
@@ -130,6 +130,14 @@ def check_optimizer(config: Config) -> None:
     if not 0 <= config.train.ema_momentum < 1:
         raise ConfigError(f"train.ema_momentum must be in [0, 1) (0: no weight average), not "
                           f"{config.train.ema_momentum}")
+    if not 0 <= config.train.label_smoothing < 1:
+        raise ConfigError(f"train.label_smoothing must be in [0, 1) (0: the targets as they are), not "
+                          f"{config.train.label_smoothing}")
+
+
+def training_loss(config: Config) -> keras.losses.Loss:
+    """Cross-entropy on logits, with ``train.label_smoothing`` applied to the (mixed) targets."""
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.train.label_smoothing)
 
 
 def check_schedule(config: Config, has_validation: bool) -> None:
@@ -212,7 +220,7 @@ def compiled_for_training(model: keras.Model, config: Config) -> keras.Model:
     Branches trained only through the mean of their logits co-adapt and ensemble less; the mean
     output is still reported (weight 0) as ``accuracy``.
     """
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    loss = training_loss(config)
     branches = branch_logits(model)
     if not branches:
         model.compile(optimizer=make_optimizer(config), loss=loss, metrics=["accuracy"])

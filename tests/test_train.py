@@ -315,8 +315,23 @@ def test_options_added_later_keep_the_folders_of_older_runs(tmp_path):
     assert not train.run_dir_for(config).name.endswith(older_hash)
 
 
+def test_label_smoothing_spreads_part_of_each_target_over_the_classes():
+    import tensorflow as tf
+    import tf_keras as keras
+    config = Config()
+    config.train.label_smoothing = 0.2
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    trainee = train.compiled_for_training(model, config)
+    x, y = np.random.default_rng(0).normal(size=(5, 3)), np.eye(4)[[0, 1, 2, 3, 0]] * 0.7 + 0.3 / 4
+    logits = model(x).numpy()
+    smoothed = y * 0.8 + 0.2 / 4
+    expected = -np.mean(np.sum(smoothed * tf.nn.log_softmax(logits).numpy(), axis=1))
+    np.testing.assert_allclose(trainee.evaluate(x, y, verbose=0)[0], expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("assignment, message", [("train.ema_momentum=1", "train.ema_momentum must be in [0, 1)"),
-                                                 ("train.weight_decay=-0.1", "train.weight_decay must be >= 0")])
+                                                 ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
+                                                 ("train.label_smoothing=1", "train.label_smoothing must be in [0, 1)")])
 def test_an_impossible_optimizer_setting_is_refused(dataset_dir, tmp_path, capsys, assignment, message):
     args = ["--data-dir", str(dataset_dir), "--runs-root", str(tmp_path / "runs"), "--set", assignment]
     assert train.main(args) == 1
