@@ -128,7 +128,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # > 0: AdamW, decoupled decay of the kernels (not BatchNorm or biases)
     ema_momentum: float = 0.0  # > 0: keep the exponential moving average of the weights (e.g. 0.998)
     label_smoothing: float = 0.0  # share of each target spread evenly over the classes (after mixup)
-    lr_schedule: str = "cosine"  # "cosine", "plateau" or "constant"
+    lr_schedule: str = "cosine"  # "cosine", "onecycle" (warm-up, then cosine), "plateau" or "constant"
     early_stopping_patience: int = 40
     class_weights: bool = False
     recalibrate_batch_norm: bool = True  # BN statistics from the un-augmented training clips after fit

@@ -102,12 +102,29 @@ def _lr_callback(config: Config) -> keras.callbacks.Callback | None:
         return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                  patience=max(1, t.early_stopping_patience // 3),
                                                  min_lr=t.learning_rate / 64, verbose=0)
+    if t.lr_schedule in ("cosine", "onecycle"):
+        return keras.callbacks.LearningRateScheduler(lambda epoch: scheduled_learning_rate(epoch, config))
+    return None  # constant
+
+
+def _cosine_from(start: float, end: float, progress: float) -> float:
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def scheduled_learning_rate(epoch: int, config: Config) -> float:
+    """Learning rate of ``epoch`` (from 0) under ``train.lr_schedule`` ``cosine`` or ``onecycle``.
+
+    cosine: ``train.learning_rate`` annealed to 0 over ``train.epochs``. onecycle (Smith's 1cycle,
+    with PyTorch's OneCycleLR defaults): up from 1/25 of ``train.learning_rate`` to it over the first
+    30 % of the epochs, then down to 1/25e4 of it, both halves cosine-shaped.
+    """
+    t = config.train
     if t.lr_schedule == "cosine":
-        return keras.callbacks.LearningRateScheduler(
-            lambda epoch: t.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / t.epochs)))
-    if t.lr_schedule == "constant":
-        return None
-    raise ConfigError(f"train.lr_schedule must be plateau, cosine or constant, not {t.lr_schedule!r}")
+        return _cosine_from(t.learning_rate, 0.0, epoch / t.epochs)
+    start, end, peak_epoch = t.learning_rate / 25, t.learning_rate / 25e4, 0.3 * t.epochs
+    if epoch < peak_epoch:
+        return _cosine_from(start, t.learning_rate, epoch / peak_epoch)
+    return _cosine_from(t.learning_rate, end, (epoch - peak_epoch) / (t.epochs - peak_epoch))
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
@@ -140,11 +157,17 @@ def training_loss(config: Config) -> keras.losses.Loss:
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.train.label_smoothing)
 
 
+LR_SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
+
+
 def check_schedule(config: Config, has_validation: bool) -> None:
-    """Refuse a schedule that needs validation clips when there are none."""
+    """Refuse an unknown schedule, or one that needs validation clips when there are none."""
+    if config.train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not "
+                          f"{config.train.lr_schedule!r}")
     if not has_validation and config.train.lr_schedule == "plateau":
         raise ConfigError("train.lr_schedule 'plateau' watches the validation loss; with data.val_fraction 0 "
-                          "use 'cosine' or 'constant'")
+                          "use 'cosine', 'onecycle' or 'constant'")
 
 
 class _EpochLogger(keras.callbacks.Callback):

@@ -315,6 +315,19 @@ def test_options_added_later_keep_the_folders_of_older_runs(tmp_path):
     assert not train.run_dir_for(config).name.endswith(older_hash)
 
 
+def test_onecycle_warms_up_to_the_learning_rate_then_anneals_and_cosine_starts_at_it():
+    config = Config()
+    config.train.epochs, config.train.learning_rate = 100, 0.01
+    config.train.lr_schedule = "onecycle"
+    rates = [train.scheduled_learning_rate(epoch, config) for epoch in range(100)]
+    assert rates[0] == pytest.approx(0.01 / 25) and max(rates) == pytest.approx(0.01)
+    assert int(np.argmax(rates)) == 30 and rates[-1] < 0.01 / 1000
+    assert np.all(np.diff(rates[:31]) > 0) and np.all(np.diff(rates[30:]) < 0)
+    config.train.lr_schedule = "cosine"
+    cosine = [train.scheduled_learning_rate(epoch, config) for epoch in range(100)]
+    assert cosine[0] == 0.01 and cosine[50] == pytest.approx(0.005) and np.all(np.diff(cosine) < 0)
+
+
 def test_label_smoothing_spreads_part_of_each_target_over_the_classes():
     import tensorflow as tf
     import tf_keras as keras
@@ -331,8 +344,9 @@ def test_label_smoothing_spreads_part_of_each_target_over_the_classes():
 
 @pytest.mark.parametrize("assignment, message", [("train.ema_momentum=1", "train.ema_momentum must be in [0, 1)"),
                                                  ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
-                                                 ("train.label_smoothing=1", "train.label_smoothing must be in [0, 1)")])
-def test_an_impossible_optimizer_setting_is_refused(dataset_dir, tmp_path, capsys, assignment, message):
+                                                 ("train.label_smoothing=1", "train.label_smoothing must be in [0, 1)"),
+                                                 ("train.lr_schedule=linear", "train.lr_schedule must be one of")])
+def test_an_impossible_training_setting_is_refused(dataset_dir, tmp_path, capsys, assignment, message):
     args = ["--data-dir", str(dataset_dir), "--runs-root", str(tmp_path / "runs"), "--set", assignment]
     assert train.main(args) == 1
     assert message in capsys.readouterr().err
