@@ -51,6 +51,7 @@ RUNS=(
   runs/esc10-all-dscnn-folds-e66dff5e      # same with train.seed=7
   runs/esc50-16k-all-dscnn-folds-7631c039  # configs/most_accurate.yaml with model.dropout=0.5
   runs/esc50-16k-all-dscnn-folds-86f319c1  # configs/most_accurate.yaml with train.label_smoothing=0.1 (folds 1, 2)
+  runs/esc50-16k-all-dscnn-folds-c06308c2  # configs/most_accurate.yaml with train.lr_schedule=onecycle, train.learning_rate=0.006
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
