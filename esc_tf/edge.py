@@ -30,7 +30,7 @@ from esc_tf.features import Normalization, check_window_config, inferences_per_c
 from esc_tf.model import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
-from esc_tf.train import RESULT_FILE, FoldResult, _write_json_atomic, fit_model, load_fold_result
+from esc_tf.train import RESULT_FILE, FoldResult, _write_json_atomic, fit_model, load_fold_result, training_loss
 
 EDGE_FILE = "edge.json"
 DEPLOY_DIR = "deploy"
@@ -47,7 +47,7 @@ def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.nd
                                       seed=config.train.seed, cache=cache)
     val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization) \
         if len(val_rows) else None
-    pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune)
+    pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune, training_loss(config))
     if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
         recalibrate_batch_norm(pruned, pipeline.recalibration_inputs(cache[0], config, normalization))
     return pruned

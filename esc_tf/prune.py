@@ -16,8 +16,9 @@ from esc_tf.pipeline import continuous
 
 
 def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None,
-                        config: PruneConfig, verbose: int = 0) -> keras.Model:
-    """Prune ``model``'s kernels to ``config.target_sparsity`` along a polynomial schedule.
+                        config: PruneConfig, loss: keras.losses.Loss, verbose: int = 0) -> keras.Model:
+    """Prune ``model``'s kernels to ``config.target_sparsity`` along a polynomial schedule, fine-tuning
+    on ``loss`` (the one the model trained on: ``train.training_loss``).
 
     Sparsity ramps up over the first 70 % of the fine-tuning steps and is held for the rest.
     The input model is left untouched; a new, stripped model is returned.
@@ -30,8 +31,7 @@ def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: t
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     pruned = tfmot.sparsity.keras.prune_low_magnitude(clone, pruning_schedule=schedule)
-    pruned.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                   loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    pruned.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
     pruned.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
                epochs=config.fine_tune_epochs, verbose=verbose,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
