@@ -102,7 +102,8 @@ class ModelConfig:
     # depthwise-separable block: more MACs and capacity where the map is largest, for few parameters.
     full_conv_stages: int = 0
     # dscnn presets: how the last map becomes one vector. "mean": global mean. "mean+max": mean over the mel
-    # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away.
+    # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away. "mel-rows": the
+    # mean over time of each remaining mel row, rows concatenated (the classifier sees where in the spectrum).
     head: str = "mean"
     # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
     # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),

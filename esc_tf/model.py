@@ -73,7 +73,14 @@ def _mean_and_max_over_time(x):
     return layers.Add()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
 
 
-HEADS: dict[str, Callable] = {"mean": lambda x: layers.GlobalAveragePooling2D()(x), "mean+max": _mean_and_max_over_time}
+def _mean_over_time_per_mel_row(x):
+    """Mean over time of each mel row of the last map, the rows side by side: the classifier sees in which
+    part of the spectrum a pattern lies, which a global mean discards."""
+    return layers.Flatten()(layers.AveragePooling2D((1, x.shape[2]))(x))
+
+
+HEADS: dict[str, Callable] = {"mean": lambda x: layers.GlobalAveragePooling2D()(x), "mean+max": _mean_and_max_over_time,
+                              "mel-rows": _mean_over_time_per_mel_row}
 
 
 def _full_conv_block(x, filters: int):

@@ -128,7 +128,8 @@ def test_the_pool_comes_from_the_config_and_keeps_the_map_sizes(pool, layer_type
     assert [layer.output.shape for layer in model.layers] == default_shapes
 
 
-@pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("full_conv_stages", 1),
+@pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("head", "mel-rows"),
+                                           ("full_conv_stages", 1),
                                            ("stage_filters", [48, 128, 208, 208])])
 def test_the_measured_variants_of_the_most_accurate_recipe_run_in_tflm_within_the_budgets(option, value):
     config = _most_accurate()
@@ -159,6 +160,16 @@ def test_the_mean_and_max_head_is_the_mean_over_mels_then_mean_plus_max_over_tim
     maps, pooled = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
     over_mels = maps.numpy().mean(axis=1)
     np.testing.assert_allclose(pooled, over_mels.mean(axis=1) + over_mels.max(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_mel_rows_head_keeps_each_mel_row_mean_over_time():
+    model = build_model((64, 155, 1), 50, ModelConfig(head="mel-rows", stem_filters=4, stage_filters=[6, 8]))
+    last_map = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D)).input
+    probe = keras.Model(model.inputs, [last_map, model.layers[-3].output])
+    maps, pooled = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
+    rows, channels = maps.shape[1], maps.shape[3]
+    assert rows > 1 and pooled.shape == (2, rows * channels)
+    np.testing.assert_allclose(pooled, maps.numpy().mean(axis=2).reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("strides", [[2], [2, 0], [1, 2, 2]])
