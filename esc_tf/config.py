@@ -101,6 +101,10 @@ class ModelConfig:
     # dscnn presets: how many leading stages use a full 3x3 convolution (Conv-BN-ReLU) instead of a
     # depthwise-separable block: more MACs and capacity where the map is largest, for few parameters.
     full_conv_stages: int = 0
+    # dscnn presets: the stages (1 = first) whose blocks end with squeeze-and-excitation (Hu et al.): the block's
+    # global mean, a bottleneck (channels / 16) and a sigmoid rescale its channels, so each clip weighs its own
+    # channels. Few parameters; all of it runs in TFLM (MEAN, CONV_2D, LOGISTIC, MUL).
+    squeeze_excite_stages: list[int] = field(default_factory=list)
     # dscnn presets: how the last map becomes one vector. "mean": global mean. "mean+max": mean over the mel
     # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away. "mel-rows": the
     # mean over time of each remaining mel row, rows concatenated (the classifier sees where in the spectrum).

@@ -89,13 +89,26 @@ def _full_conv_block(x, filters: int):
     return layers.ReLU()(x)
 
 
-def _separable_block(x, filters: int, kernel: int = 3):
+SQUEEZE_EXCITE_REDUCTION = 16  # channels / this in the bottleneck (Hu et al.'s default)
+
+
+def _squeeze_excite(x):
+    """Rescale the channels of ``x`` by sigmoid gates computed from their means over the map."""
+    channels = x.shape[-1]
+    gates = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    gates = layers.Conv2D(max(1, channels // SQUEEZE_EXCITE_REDUCTION), 1, activation="relu")(gates)
+    gates = layers.Conv2D(channels, 1, activation="sigmoid")(gates)
+    return layers.Multiply()([x, gates])
+
+
+def _separable_block(x, filters: int, kernel: int = 3, squeeze_excite: bool = False):
     x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
-    return layers.ReLU()(x)
+    x = layers.ReLU()(x)
+    return _squeeze_excite(x) if squeeze_excite else x
 
 
 def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig,
@@ -104,7 +117,8 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
 
     The strided stem (``config.stem_filters`` channels, ``config.stem_strides``) and the pool right
     after it keep the largest activation pair small; the wide blocks come after the feature map has shrunk.
-    The first ``config.full_conv_stages`` stages use full convolutions instead of separable blocks.
+    The first ``config.full_conv_stages`` stages use full convolutions instead of separable blocks; the separable
+    blocks of the stages in ``config.squeeze_excite_stages`` end with squeeze-and-excitation.
     ``stages`` lists the blocks' widths per resolution, with a pool (``config.pool``) halving the map between stages;
     by default one block per entry of ``config.stage_filters``.
     """
@@ -131,7 +145,8 @@ def _dscnn_branch(x, num_classes: int, config: ModelConfig, stages: tuple[tuple[
             if i < config.full_conv_stages:
                 x = _full_conv_block(x, filters)
             else:
-                x = _separable_block(x, filters, config.depthwise_kernel)
+                x = _separable_block(x, filters, config.depthwise_kernel,
+                                     squeeze_excite=i + 1 in config.squeeze_excite_stages)
         if i < len(stages) - 1:
             x = POOLS[config.pool]()(x)
     x = HEADS[config.head](x)
@@ -171,6 +186,10 @@ def check_model_config(config: ModelConfig) -> None:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
     if config.full_conv_stages < 0:
         raise ConfigError(f"model.full_conv_stages must be 0 or more, not {config.full_conv_stages}")
+    stage_numbers = range(1, len(config.stage_filters) + 1)
+    if any(stage not in stage_numbers for stage in config.squeeze_excite_stages):
+        raise ConfigError(f"model.squeeze_excite_stages must list stages 1 to {len(config.stage_filters)} (separable "
+                          f"blocks after model.full_conv_stages), not {config.squeeze_excite_stages}")
     if config.branches < 1:
         raise ConfigError(f"model.branches must be 1 or more, not {config.branches}")
     if config.branches > 1 and config.preset not in BRANCHING_PRESETS:

@@ -22,7 +22,7 @@ from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
 NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "depthwise_kernel",  # what the weights' shapes follow
-                   "full_conv_stages", "branches")  # (not the pools, head or input: they hold no weights)
+                   "full_conv_stages", "branches", "squeeze_excite_stages")  # (not the pools, head or input: they hold no weights)
 
 
 def source_dir(config: Config) -> Path | None:

@@ -129,7 +129,7 @@ def test_the_pool_comes_from_the_config_and_keeps_the_map_sizes(pool, layer_type
 
 
 @pytest.mark.parametrize("option, value", [("pool", "avg3"), ("head", "mean+max"), ("head", "mel-rows"),
-                                           ("full_conv_stages", 1),
+                                           ("full_conv_stages", 1), ("squeeze_excite_stages", [3]),
                                            ("stage_filters", [48, 128, 208, 208])])
 def test_the_measured_variants_of_the_most_accurate_recipe_run_in_tflm_within_the_budgets(option, value):
     config = _most_accurate()
@@ -160,6 +160,20 @@ def test_the_mean_and_max_head_is_the_mean_over_mels_then_mean_plus_max_over_tim
     maps, pooled = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
     over_mels = maps.numpy().mean(axis=1)
     np.testing.assert_allclose(pooled, over_mels.mean(axis=1) + over_mels.max(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_squeeze_excitation_gates_the_channels_of_the_chosen_stages_only():
+    config = ModelConfig(stem_filters=4, stage_filters=[6, 8, 10], squeeze_excite_stages=[2])
+    model = build_model((64, 155, 1), 50, config)
+    (gate,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Multiply)]
+    block_output, gates = gate.input
+    assert block_output.shape[-1] == 8 and tuple(gates.shape[1:]) == (1, 1, 8)
+    probe = keras.Model(model.inputs, [block_output, gates, gate.output])
+    x, g, y = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
+    assert 0 < g.numpy().min() and g.numpy().max() < 1  # sigmoid gates
+    np.testing.assert_allclose(y, x.numpy() * g.numpy(), rtol=1e-6)
+    with pytest.raises(ConfigError, match="squeeze_excite_stages"):
+        build_model((64, 155, 1), 50, ModelConfig(stage_filters=[6, 8], squeeze_excite_stages=[3]))
 
 
 def test_the_mel_rows_head_keeps_each_mel_row_mean_over_time():
