@@ -9,7 +9,7 @@
 - ``model_op_resolver.h``: a ``MicroMutableOpResolver`` registering exactly the model's ops
 - ``frontend_tables.h``: the device front end's tables (window, mel, DCT, normalisation)
 - ``model_meta.json`` (front end, normalisation, labels, for evaluate/predict) and
-  ``export.json`` (sizes, arena, ops)
+  ``export.json`` (sizes, where the int8 model's bytes go, arena, ops)
 
 Before anything is written the int8 model must load in the TFLM interpreter (so no op is
 missing) and fit the configured flash and arena budgets.
@@ -65,6 +65,35 @@ def model_ops(model_bytes: bytes) -> list[str]:
         else:
             ops.append(names[builtin])
     return ops
+
+
+def flash_breakdown(model_bytes: bytes) -> dict[str, int]:
+    """Where the bytes of a ``.tflite`` model go: constant tensors by type (int8 weights, int32 biases,
+    other), quantisation parameters (float32 scales, int64 zero points, min/max), tensor names, and the
+    rest (graph structure, metadata, alignment). The parts add up to ``len(model_bytes)``.
+
+    Per-channel quantisation stores a scale and a zero point per output channel for each kernel and
+    its bias, so a narrow channel costs flash beyond its weights."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(model_bytes, 0)
+    parts = {"int8_weights": 0, "int32_biases": 0, "other_constants": 0, "quantization_params": 0,
+             "tensor_names": 0}
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            size = model.Buffers(tensor.Buffer()).DataLength()
+            kind = {schema.TensorType.INT8: "int8_weights", schema.TensorType.INT32: "int32_biases"}.get(
+                tensor.Type(), "other_constants")
+            parts[kind] += size
+            parts["tensor_names"] += len(tensor.Name() or b"")
+            q = tensor.Quantization()
+            if q is not None:
+                parts["quantization_params"] += (4 * (q.ScaleLength() + q.MinLength() + q.MaxLength())
+                                                 + 8 * q.ZeroPointLength())
+    parts["structure_and_metadata"] = len(model_bytes) - sum(parts.values())
+    return parts
 
 
 def budget_excess(int8_bytes: int | None, arena_bytes: int | None, export: ExportConfig) -> list[str]:
@@ -235,7 +264,7 @@ def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes,
     summary = {"ops": check.ops, "arena_measured_bytes": check.arena_measured,
                "arena_size_bytes": check.arena_size, "float_tflite_bytes": len(float_model),
                "int8_tflite_bytes": len(int8_model), "int8_tflite_gzip_bytes": gzip_size(int8_model),
-               **quant, **(extra or {})}
+               "int8_tflite_breakdown_bytes": flash_breakdown(int8_model), **quant, **(extra or {})}
     files: dict[str, str | bytes] = {
         "model_float.tflite": float_model, "model_int8.tflite": int8_model,
         **model_data_files(int8_model),

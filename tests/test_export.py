@@ -66,6 +66,20 @@ def test_exported_files_exist_and_are_published(edge_run):
         assert "do not edit" in (published / header).read_text().splitlines()[1]
 
 
+def test_the_flash_breakdown_adds_up_and_counts_each_int8_kernel_once(edge_run):
+    deploy = edge_run / "deploy"
+    model = (deploy / "model_int8.tflite").read_bytes()
+    parts = json.loads((deploy / "export.json").read_text())["int8_tflite_breakdown_bytes"]
+    assert parts == export.flash_breakdown(model)
+    assert sum(parts.values()) == len(model) and min(parts.values()) >= 0
+    interpreter = tf.lite.Interpreter(model_content=model)
+    constants = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.int8 and
+                 len(t["quantization_parameters"]["scales"]) > 1]  # per-channel kernels
+    assert constants and parts["int8_weights"] == sum(int(np.prod(t["shape"])) for t in constants)
+    assert parts["quantization_params"] >= 12 * sum(t["shape"][0] if t["shape"][0] > 1 else t["shape"][-1]
+                                                    for t in constants)
+
+
 def test_c_array_is_the_model_and_runs_identically(edge_run):
     deploy = edge_run / "deploy"
     model = (deploy / "model_int8.tflite").read_bytes()
