@@ -52,6 +52,8 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-7631c039  # configs/most_accurate.yaml with model.dropout=0.5
   runs/esc50-16k-all-dscnn-folds-86f319c1  # configs/most_accurate.yaml with train.label_smoothing=0.1 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-c06308c2  # configs/most_accurate.yaml with train.lr_schedule=onecycle, train.learning_rate=0.006
+  runs/esc50-16k-all-dscnn-folds-7525b652  # configs/most_accurate.yaml with model.head=mel-rows (folds 1, 2; stopped in fold 3)
+  runs/esc50-16k-all-dscnn-folds-8c063275  # configs/most_accurate.yaml with augment.shift_seconds=2.5 (folds 1, 2)
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
   runs/esc10-all-dscnn-folds-e3e43f48-rolls16      # same for e3e43f48 (seed 7)
   runs/esc10-all-dscnn-folds-2a11cc0c-rolls16      # same for 2a11cc0c (log offset 1e-3)
