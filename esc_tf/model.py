@@ -186,10 +186,11 @@ def check_model_config(config: ModelConfig) -> None:
         raise ConfigError(f"model.stem_strides must be two positive (mel, frame) strides, not {strides}")
     if config.full_conv_stages < 0:
         raise ConfigError(f"model.full_conv_stages must be 0 or more, not {config.full_conv_stages}")
-    stage_numbers = range(1, len(config.stage_filters) + 1)
-    if any(stage not in stage_numbers for stage in config.squeeze_excite_stages):
-        raise ConfigError(f"model.squeeze_excite_stages must list stages 1 to {len(config.stage_filters)} (separable "
-                          f"blocks after model.full_conv_stages), not {config.squeeze_excite_stages}")
+    separable = range(config.full_conv_stages + 1, len(config.stage_filters) + 1)
+    if any(stage not in separable for stage in config.squeeze_excite_stages):
+        raise ConfigError(f"model.squeeze_excite_stages must list stages of separable blocks, {separable.start} to "
+                          f"{separable.stop - 1} (1 = first; model.full_conv_stages={config.full_conv_stages}), not "
+                          f"{config.squeeze_excite_stages}")
     if config.branches < 1:
         raise ConfigError(f"model.branches must be 1 or more, not {config.branches}")
     if config.branches > 1 and config.preset not in BRANCHING_PRESETS:

@@ -21,8 +21,9 @@ import tf_keras as keras
 from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.evaluate import META_FILE, MODEL_FILE, ModelMeta
 
-NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "depthwise_kernel",  # what the weights' shapes follow
-                   "full_conv_stages", "branches", "squeeze_excite_stages")  # (not the pools, head or input: they hold no weights)
+# What the weights' shapes follow (not the pools, head or input: they hold no weights).
+NETWORK_OPTIONS = ("preset", "stem_filters", "stage_filters", "depthwise_kernel", "full_conv_stages", "branches",
+                   "squeeze_excite_stages")
 
 
 def source_dir(config: Config) -> Path | None:

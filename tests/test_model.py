@@ -172,8 +172,10 @@ def test_squeeze_excitation_gates_the_channels_of_the_chosen_stages_only():
     x, g, y = probe(np.random.default_rng(0).standard_normal((2, 64, 155, 1)).astype(np.float32))
     assert 0 < g.numpy().min() and g.numpy().max() < 1  # sigmoid gates
     np.testing.assert_allclose(y, x.numpy() * g.numpy(), rtol=1e-6)
-    with pytest.raises(ConfigError, match="squeeze_excite_stages"):
-        build_model((64, 155, 1), 50, ModelConfig(stage_filters=[6, 8], squeeze_excite_stages=[3]))
+    for stages, full_conv_stages in (([3], 0), ([0], 0), ([1], 1)):  # no such stage; a full-convolution stage
+        with pytest.raises(ConfigError, match="squeeze_excite_stages"):
+            build_model((64, 155, 1), 50, ModelConfig(stage_filters=[6, 8], squeeze_excite_stages=stages,
+                                                      full_conv_stages=full_conv_stages))
 
 
 def test_the_mel_rows_head_keeps_each_mel_row_mean_over_time():
