@@ -139,7 +139,8 @@ class TrainConfig:
     recalibrate_batch_norm: bool = True  # BN statistics from the un-augmented training clips after fit
     seed: int = 42
     teacher_runs: list[str] = field(default_factory=list)  # finished runs whose models teach this one (esc_tf.distill)
-    distill_weight: float = 0.5  # share of the teachers' probabilities in each training target
+    distill_weight: float = 0.5  # share of the loss taken by the teachers' probabilities (esc_tf.distill)
+    distill_temperature: float = 1.0  # softmax temperature of teachers and student in the distillation term
     init_from: str = ""  # a finished run (its deploy/ model) on other classes to start from (esc_tf.transfer)
     # An ESC-50-layout folder whose clips of other classes train alongside this run's, each class with an
     # output that is dropped after training (esc_tf.auxiliary); auxiliary_subset picks those classes.

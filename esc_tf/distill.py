@@ -6,11 +6,14 @@ that trained on any of the student's test clips is refused before training start
 distilled score is still a score on clips neither the student nor its teachers trained on.
 
 The teachers run inside the training pipeline on exactly the augmented, mixed batch the
-student sees, and the student's target becomes ``(1 - w) * label + w * teacher probabilities``
-(``w`` = ``train.distill_weight``). Cross-entropy against that blend is Hinton et al.'s
-distillation loss at temperature 1 (the soft term's KL divergence differs from its
-cross-entropy by the teachers' entropy, a constant), so the model, loss and callbacks of an
-ordinary fit stay as they are.
+student sees. Each target row carries the (mixed) label and the teachers' mean probabilities
+at temperature ``T`` side by side (:meth:`Teacher.targets`), and :class:`DistillationLoss` is
+Hinton et al.'s ``(1 - w) * CE(label, softmax(z)) + w * T**2 * CE(teacher_T, softmax(z / T))``
+(``w`` = ``train.distill_weight``, ``T`` = ``train.distill_temperature``; the soft term's KL
+divergence differs from its cross-entropy by the teachers' entropy, a constant). At ``T = 1`` it
+is cross-entropy against the blend ``(1 - w) * label + w * teacher``. A teacher is nearly certain
+of the clips it trained on (the student's), so at ``T = 1`` its probabilities add little beyond
+the labels; ``T > 1`` brings out how it ranks the other classes.
 """
 from __future__ import annotations
 
@@ -37,22 +40,67 @@ class Teacher:
     scales: list[np.ndarray]  # per teacher, [coefficients, 1, 1]: student-normalised -> teacher-normalised
     offsets: list[np.ndarray]
     weight: float
+    temperature: float = 1.0
 
     def probabilities(self, x: tf.Tensor) -> tf.Tensor:
-        """Mean softmax of the teachers on student features ``[clips, coefficients, frames, 1]``."""
+        """Mean softmax of the teachers' logits / temperature on student features ``[clips, coefficients,
+        frames, 1]``."""
         if x.shape[0] is None:
             raise ValueError("teachers need the number of clips known when the graph is built (to bound memory)")
         total = None
         parts = [slice(i, i + BATCH) for i in range(0, x.shape[0], BATCH)]
         for model, scale, offset in zip(self.models, self.scales, self.offsets):
-            probs = tf.concat([tf.nn.softmax(model(x[part] * scale + offset, training=False)) for part in parts],
-                              axis=0)
+            probs = tf.concat([tf.nn.softmax(model(x[part] * scale + offset, training=False) / self.temperature)
+                               for part in parts], axis=0)
             total = probs if total is None else total + probs
         return total / len(self.models)
 
     def targets(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        """The student's training targets: labels ``y`` blended with the teachers' probabilities on ``x``."""
-        return (1.0 - self.weight) * y + self.weight * self.probabilities(x)
+        """The student's training targets ``[clips, 2 * classes]``: labels ``y``, then the teachers'
+        probabilities on ``x`` (read apart by :class:`DistillationLoss`)."""
+        return tf.concat([y, self.probabilities(x)], axis=-1)
+
+    @staticmethod
+    def target_width(num_classes: int) -> int:
+        """Columns of a target made by :meth:`targets`: the labels, then the teachers' probabilities."""
+        return 2 * num_classes
+
+
+class DistillationLoss(keras.losses.Loss):
+    """Hinton's distillation loss on logits, for targets made by :meth:`Teacher.targets`.
+
+    ``(1 - weight) * CE(smoothed label, softmax(z)) + weight * T**2 * CE(teacher, softmax(z / T))``;
+    the ``T**2`` keeps the soft term's gradients the size of the hard term's as ``T`` grows.
+    Targets as wide as the logits (validation clips, pruning's fine-tuning) are plain labels:
+    cross-entropy against them alone.
+    """
+
+    def __init__(self, weight: float, temperature: float, label_smoothing: float = 0.0,
+                 name: str = "distillation_loss"):
+        super().__init__(name=name)
+        self.weight, self.temperature = weight, temperature
+        self._hard = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing,
+                                                          reduction=keras.losses.Reduction.NONE)
+        self._soft = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.NONE)
+        self.label_smoothing = label_smoothing
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "weight": self.weight, "temperature": self.temperature,
+                "label_smoothing": self.label_smoothing}
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        classes = y_pred.shape[-1]
+        hard = self._hard(y_true[..., :classes], y_pred)
+        if y_true.shape[-1] == classes:
+            return hard
+        soft = self._soft(y_true[..., classes:], y_pred / self.temperature)
+        return (1.0 - self.weight) * hard + self.weight * self.temperature ** 2 * soft
+
+
+def label_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Top-1 agreement with the label columns of a target (the teachers' columns, if any, ignored)."""
+    labels = y_true[..., :y_pred.shape[-1]]
+    return tf.cast(tf.equal(tf.argmax(labels, axis=-1), tf.argmax(y_pred, axis=-1)), tf.float32)
 
 
 def _renormalization(student: Normalization, teacher: Normalization) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +147,9 @@ def check_teachers(config: Config, test_files: dict[str, list[str]], class_names
         return
     if not 0.0 < config.train.distill_weight <= 1.0:
         raise ConfigError(f"train.distill_weight must be in (0, 1], not {config.train.distill_weight}")
+    if not config.train.distill_temperature >= 1.0:
+        raise ConfigError(f"train.distill_temperature must be >= 1 (1: the teachers' own probabilities), not "
+                          f"{config.train.distill_temperature}")
     for part, files in test_files.items():
         for model_dir in teacher_dirs(config, part):
             checked_teacher_meta(model_dir, config, class_names, files)
@@ -120,4 +171,4 @@ def load_teacher(config: Config, part: str, student: Normalization, class_names:
         scale, offset = _renormalization(student, meta.normalization)
         scales.append(scale)
         offsets.append(offset)
-    return Teacher(models, scales, offsets, config.train.distill_weight)
+    return Teacher(models, scales, offsets, config.train.distill_weight, config.train.distill_temperature)

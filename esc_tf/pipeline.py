@@ -65,8 +65,8 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs.
 
     ``cache``: :func:`mel_cache` of ``waves`` when the caller already has it.
-    ``teacher``: blends its probabilities on each augmented clip into the targets
-    (:mod:`esc_tf.distill`), so the targets are no longer one-hot.
+    ``teacher``: its probabilities on each augmented clip are set beside the labels in the targets
+    (``[clips, 2 * classes]``, read by :class:`esc_tf.distill.DistillationLoss`).
 
     Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
     The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
@@ -105,10 +105,11 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
 
     x_shape = [len(waves), *model_input_shape(config), 1]
+    y_shape = [len(waves), teacher.target_width(num_classes) if teacher is not None else num_classes]
 
     def epoch(_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.py_function(augmented_epoch, [], [tf.float32, tf.float32])
-        return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, [len(waves), num_classes])
+        return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, y_shape)
 
     ds = tf.data.Dataset.from_tensors(0).map(epoch).flat_map(lambda x, y: _batches(x, y, config.train.batch_size))
     num_batches = -(-len(waves) // config.train.batch_size)  # known length: progress bars, pruning schedules

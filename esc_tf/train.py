@@ -33,7 +33,7 @@ from esc_tf.auxiliary import (AuxiliaryClips, keep_classes, load_auxiliary, load
 from esc_tf.config import (Config, ConfigError, apply_override, apply_overrides, describe_options, load_config,
                            save_config, with_value)
 from esc_tf.data import DatasetError, Split
-from esc_tf.distill import Teacher, check_teachers, load_teacher
+from esc_tf.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
 from esc_tf.evaluate import MODEL_FILE, ModelError, ModelMeta, clip_scores, keras_predictor
 from esc_tf.export import check_budgets_before_training
 from esc_tf.features import (Normalization, check_feature_config, check_window_config, model_input_shape,
@@ -44,7 +44,8 @@ from esc_tf.model import (ENSEMBLE_OUTPUT, PRESETS, branch_logits, build_model, 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
-LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight", "init_from",
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight",
+                          "distill_temperature", "init_from",
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
                           "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
@@ -153,8 +154,19 @@ def check_optimizer(config: Config) -> None:
 
 
 def training_loss(config: Config) -> keras.losses.Loss:
-    """Cross-entropy on logits, with ``train.label_smoothing`` applied to the (mixed) targets."""
-    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.train.label_smoothing)
+    """Cross-entropy on logits, with ``train.label_smoothing`` applied to the (mixed) labels; with
+    teachers, the distillation loss (:class:`esc_tf.distill.DistillationLoss`)."""
+    t = config.train
+    if t.teacher_runs:
+        return DistillationLoss(t.distill_weight, t.distill_temperature, t.label_smoothing)
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=t.label_smoothing)
+
+
+def training_metrics(config: Config) -> list:
+    """Accuracy against the labels of the training targets (with teachers, their columns are ignored)."""
+    if config.train.teacher_runs:
+        return [keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
+    return ["accuracy"]
 
 
 LR_SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
@@ -246,12 +258,12 @@ def compiled_for_training(model: keras.Model, config: Config) -> keras.Model:
     loss = training_loss(config)
     branches = branch_logits(model)
     if not branches:
-        model.compile(optimizer=make_optimizer(config), loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=make_optimizer(config), loss=loss, metrics=training_metrics(config))
         return model
     trainee = keras.Model(model.inputs, [model.output, *branches])
     trainee.compile(optimizer=make_optimizer(config), loss=loss,
                     loss_weights=[0.0] + [1 / len(branches)] * len(branches),
-                    metrics=[["accuracy"]] + [[] for _ in branches])
+                    metrics=[training_metrics(config)] + [[] for _ in branches])
     return trainee
 
 

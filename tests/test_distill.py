@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -26,17 +27,62 @@ def _constant_model(logits: list[float], input_shape: tuple[int, int, int]) -> k
     return keras.Model(inputs, outputs)
 
 
-def test_targets_blend_labels_with_the_teachers_mean_probabilities():
+def _two_constant_teachers(weight: float, temperature: float = 1.0) -> distill.Teacher:
     shape = (3, 4, 1)
     identity = (np.ones((3, 1, 1), np.float32), np.zeros((3, 1, 1), np.float32))
-    teacher = distill.Teacher([_constant_model([0.0, 0.0, np.log(2.0)], shape),
-                               _constant_model([np.log(3.0), 0.0, 0.0], shape)],
-                              [identity[0]] * 2, [identity[1]] * 2, weight=0.25)
-    x = tf.random.normal([300, *shape])  # more than one inference chunk (distill.BATCH)
+    return distill.Teacher([_constant_model([0.0, 0.0, np.log(2.0)], shape),
+                            _constant_model([np.log(3.0), 0.0, 0.0], shape)],
+                           [identity[0]] * 2, [identity[1]] * 2, weight=weight, temperature=temperature)
+
+
+def test_targets_set_the_teachers_mean_probabilities_beside_the_labels():
+    teacher = _two_constant_teachers(weight=0.25)
+    x = tf.random.normal([300, 3, 4, 1])  # more than one inference chunk (distill.BATCH)
     y = tf.one_hot(np.arange(300) % 3, 3)
     mean_probs = (np.array([0.25, 0.25, 0.5]) + np.array([0.6, 0.2, 0.2])) / 2
     np.testing.assert_allclose(teacher.probabilities(x).numpy(), np.tile(mean_probs, (300, 1)), rtol=1e-6)
-    np.testing.assert_allclose(teacher.targets(x, y).numpy(), 0.75 * y.numpy() + 0.25 * mean_probs, rtol=1e-6)
+    targets = teacher.targets(x, y).numpy()
+    np.testing.assert_allclose(targets, np.concatenate([y.numpy(), np.tile(mean_probs, (300, 1))], axis=1), rtol=1e-6)
+
+
+def test_a_temperature_softens_each_teachers_probabilities_before_they_are_averaged():
+    teacher = _two_constant_teachers(weight=0.5, temperature=2.0)
+    # softmax(logits / 2): [1, 1, sqrt 2] and [sqrt 3, 1, 1], each normalised, then averaged.
+    first, second = np.array([1, 1, np.sqrt(2)]), np.array([np.sqrt(3), 1, 1])
+    expected = (first / first.sum() + second / second.sum()) / 2
+    np.testing.assert_allclose(teacher.probabilities(tf.zeros([5, 3, 4, 1])).numpy(), np.tile(expected, (5, 1)),
+                               rtol=1e-6)
+
+
+def _cross_entropy(target: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    log_softmax = logits - logits.max(axis=-1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(axis=-1, keepdims=True))
+    return -(target * log_softmax).sum(axis=-1)
+
+
+def test_the_distillation_loss_is_hintons():
+    rng = np.random.default_rng(0)
+    labels = rng.dirichlet(np.ones(4) * 0.3, size=6).astype(np.float32)  # mixed-up labels
+    soft = rng.dirichlet(np.ones(4), size=6).astype(np.float32)
+    logits = rng.normal(0, 3, size=(6, 4)).astype(np.float32)
+    targets = np.concatenate([labels, soft], axis=1)
+    loss = distill.DistillationLoss(weight=0.9, temperature=4.0)(targets, logits).numpy()
+    expected = 0.1 * _cross_entropy(labels, logits) + 0.9 * 16 * _cross_entropy(soft, logits / 4)
+    np.testing.assert_allclose(loss, expected.mean(), rtol=1e-5)
+    # At temperature 1 it is cross-entropy against the blend of labels and teachers.
+    blend = distill.DistillationLoss(weight=0.25, temperature=1.0)(targets, logits).numpy()
+    np.testing.assert_allclose(blend, _cross_entropy(0.75 * labels + 0.25 * soft, logits).mean(), rtol=1e-5)
+    # Plain labels (validation clips, pruning's fine-tuning): cross-entropy against them alone.
+    plain = distill.DistillationLoss(weight=0.9, temperature=4.0)(labels, logits).numpy()
+    np.testing.assert_allclose(plain, _cross_entropy(labels, logits).mean(), rtol=1e-5)
+
+
+def test_training_accuracy_reads_the_label_columns_only():
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
+    teacher_columns = np.eye(3, dtype=np.float32)[[1, 1, 1, 1]] * 10  # would win an argmax over all 6 columns
+    logits = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]
+    hits = distill.label_accuracy(np.concatenate([labels, teacher_columns], axis=1), logits).numpy()
+    np.testing.assert_array_equal(hits, [1, 1, 0, 1])
 
 
 def test_a_teacher_sees_the_features_in_its_own_normalisation():
@@ -50,9 +96,9 @@ def test_a_teacher_sees_the_features_in_its_own_normalisation():
                                teacher.apply(raw).numpy()[..., None], rtol=1e-5, atol=1e-5)
 
 
-def test_the_training_pipeline_feeds_the_blended_targets(dataset_dir, tmp_path):
+def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_dir, tmp_path):
     config = small_config(dataset_dir, tmp_path)
-    config.augment.enabled = False  # plain one-hot labels, so the blend is known exactly
+    config.augment.enabled = False  # plain one-hot labels, so the targets are known exactly
     meta = data.load_dataset(config)
     waves = data.load_waveforms(meta, config.audio, progress=False)[:10]
     labels = data.labels(meta)[:10]
@@ -64,7 +110,8 @@ def test_the_training_pipeline_feeds_the_blended_targets(dataset_dir, tmp_path):
         waves, labels, 3, config, norm, seed=0, teacher=teacher).as_numpy_iterator()])
     order = np.concatenate([y for _, y in pipeline.train_dataset(
         waves, labels, 3, config, norm, seed=0).as_numpy_iterator()])  # same seed: same shuffle, plain labels
-    np.testing.assert_allclose(pipeline_targets, 0.6 * order + 0.4 * np.array([0.25, 0.5, 0.25]), rtol=1e-6)
+    np.testing.assert_array_equal(pipeline_targets[:, :3], order)
+    np.testing.assert_allclose(pipeline_targets[:, 3:], np.tile([0.25, 0.5, 0.25], (len(order), 1)), rtol=1e-6)
 
 
 def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_run, dataset_dir, tmp_path):
@@ -72,7 +119,8 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
     config.data.folds = [1]
     config.prune.enabled = False
     config.train.teacher_runs = [str(exported_run)]
-    config.train.distill_weight = 0.5
+    config.train.distill_weight = 0.9
+    config.train.distill_temperature = 4.0
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["config"]["train"]["teacher_runs"] == [str(exported_run)]
@@ -85,6 +133,19 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
     edge.run_edge_stages(run_dir, progress=False)  # the deployment model learns from the teacher's deploy/
     assert (run_dir / "deploy" / "model.keras").is_file()
     assert json.loads((run_dir / "deploy" / "export.json").read_text())["int8_tflite_bytes"] > 0
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("distill_weight", 0.0, "train.distill_weight must be in (0, 1]"),
+    ("distill_temperature", 0.5, "train.distill_temperature must be >= 1"),
+])
+def test_distillation_settings_that_cannot_teach_are_refused(exported_run, dataset_dir, tmp_path, option, value,
+                                                             message):
+    config = small_config(dataset_dir, tmp_path)
+    config.train.teacher_runs = [str(exported_run)]
+    setattr(config.train, option, value)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        distill.check_teachers(config, {"fold1": []}, ["a", "b", "c"])
 
 
 def test_a_teacher_that_trained_on_the_test_clips_is_refused(exported_run, dataset_dir, tmp_path):
