@@ -54,6 +54,7 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-c06308c2  # configs/most_accurate.yaml with train.lr_schedule=onecycle, train.learning_rate=0.006
   runs/esc50-16k-all-dscnn-folds-7525b652  # configs/most_accurate.yaml with model.head=mel-rows (folds 1, 2; stopped in fold 3)
   runs/esc50-16k-all-dscnn-folds-8c063275  # configs/most_accurate.yaml with augment.shift_seconds=2.5 (folds 1, 2)
+  runs/esc50-16k-all-dscnn-folds-69a9c5cf  # configs/most_accurate.yaml with model.squeeze_excite_stages=[3] (folds 1, 2)
   runs/esc10-all-dscnn-folds-6c9d3abe      # ESC-10 transfer from the retrained source, seed 42, 16 rotations
   runs/esc10-all-dscnn-folds-14f0f1e5      # same with train.lr_schedule=onecycle
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
