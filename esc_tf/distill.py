@@ -10,8 +10,9 @@ student sees. Each target row carries the (mixed) label and the teachers' mean p
 at temperature ``T`` side by side (:meth:`Teacher.targets`), and :class:`DistillationLoss` is
 Hinton et al.'s ``(1 - w) * CE(label, softmax(z)) + w * T**2 * CE(teacher_T, softmax(z / T))``
 (``w`` = ``train.distill_weight``, ``T`` = ``train.distill_temperature``; the soft term's KL
-divergence differs from its cross-entropy by the teachers' entropy, a constant). At ``T = 1`` it
-is cross-entropy against the blend ``(1 - w) * label + w * teacher``. A teacher is nearly certain
+divergence differs from its cross-entropy by the teachers' entropy, a constant). At ``T = 1``
+without label smoothing it is cross-entropy against the blend ``(1 - w) * label + w * teacher``
+(``train.label_smoothing`` smooths the label term only). A teacher is nearly certain
 of the clips it trained on (the student's), so at ``T = 1`` its probabilities add little beyond
 the labels; ``T > 1`` brings out how it ranks the other classes.
 """
@@ -147,6 +148,10 @@ def check_teachers(config: Config, test_files: dict[str, list[str]], class_names
         return
     if not 0.0 < config.train.distill_weight <= 1.0:
         raise ConfigError(f"train.distill_weight must be in (0, 1], not {config.train.distill_weight}")
+    if config.train.class_weights:
+        # Keras weighs a clip by the argmax of its whole target row, which would read the teachers' columns.
+        raise ConfigError("train.class_weights cannot be combined with teachers (train.teacher_runs): "
+                          "set one or the other")
     if not config.train.distill_temperature >= 1.0:
         raise ConfigError(f"train.distill_temperature must be >= 1 (1: the teachers' own probabilities), not "
                           f"{config.train.distill_temperature}")

@@ -72,6 +72,10 @@ def test_the_distillation_loss_is_hintons():
     # At temperature 1 it is cross-entropy against the blend of labels and teachers.
     blend = distill.DistillationLoss(weight=0.25, temperature=1.0)(targets, logits).numpy()
     np.testing.assert_allclose(blend, _cross_entropy(0.75 * labels + 0.25 * soft, logits).mean(), rtol=1e-5)
+    # Label smoothing smooths the label term only.
+    smoothed = distill.DistillationLoss(weight=0.9, temperature=4.0, label_smoothing=0.2)(targets, logits).numpy()
+    expected = 0.1 * _cross_entropy(0.8 * labels + 0.2 / 4, logits) + 0.9 * 16 * _cross_entropy(soft, logits / 4)
+    np.testing.assert_allclose(smoothed, expected.mean(), rtol=1e-5)
     # Plain labels (validation clips, pruning's fine-tuning): cross-entropy against them alone.
     plain = distill.DistillationLoss(weight=0.9, temperature=4.0)(labels, logits).numpy()
     np.testing.assert_allclose(plain, _cross_entropy(labels, logits).mean(), rtol=1e-5)
@@ -138,6 +142,7 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
 @pytest.mark.parametrize("option, value, message", [
     ("distill_weight", 0.0, "train.distill_weight must be in (0, 1]"),
     ("distill_temperature", 0.5, "train.distill_temperature must be >= 1"),
+    ("class_weights", True, "train.class_weights cannot be combined with teachers"),
 ])
 def test_distillation_settings_that_cannot_teach_are_refused(exported_run, dataset_dir, tmp_path, option, value,
                                                              message):
