@@ -55,6 +55,11 @@ RUNS=(
   runs/esc50-16k-all-dscnn-folds-7525b652  # configs/most_accurate.yaml with model.head=mel-rows (folds 1, 2; stopped in fold 3)
   runs/esc50-16k-all-dscnn-folds-8c063275  # configs/most_accurate.yaml with augment.shift_seconds=2.5 (folds 1, 2)
   runs/esc50-16k-all-dscnn-folds-69a9c5cf  # configs/most_accurate.yaml with model.squeeze_excite_stages=[3] (folds 1, 2)
+  runs/esc50-16k-all-dscnn-folds-4474c9d4  # most_accurate distilled from the two teacher runs below, T 4, weight 0.9 (folds 1, 2)
+  runs/esc50-16k-all-dscnn-folds-e5e98413  # same at T 2, weight 0.5 (folds 1, 2)
+  runs/teacher-most_accurate-seed7         # configs/most_accurate.yaml, train.seed=7, rerun in session 14 (folds 1,2 then 3,5)
+  runs/teacher-most_accurate-seed123       # same with train.seed=123 (the command of 2f949dc0, rerun)
+  runs/rerun-most_accurate-seed42          # same with the default seed 42 (the recipe of 5bf7bea6-rolls16, rerun)
   runs/esc10-all-dscnn-folds-6c9d3abe      # ESC-10 transfer from the retrained source, seed 42, 16 rotations
   runs/esc10-all-dscnn-folds-14f0f1e5      # same with train.lr_schedule=onecycle
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
