@@ -35,12 +35,11 @@ BATCH = 256  # teacher inference chunk: bounds the activations held at once
 
 @dataclass
 class Teacher:
-    """One or more trained models whose averaged probabilities soften the student's targets."""
+    """One or more trained models whose averaged probabilities (at ``temperature``) join the student's targets."""
 
     models: list[keras.Model]
     scales: list[np.ndarray]  # per teacher, [coefficients, 1, 1]: student-normalised -> teacher-normalised
     offsets: list[np.ndarray]
-    weight: float
     temperature: float = 1.0
 
     def probabilities(self, x: tf.Tensor) -> tf.Tensor:
@@ -79,11 +78,10 @@ class DistillationLoss(keras.losses.Loss):
     def __init__(self, weight: float, temperature: float, label_smoothing: float = 0.0,
                  name: str = "distillation_loss"):
         super().__init__(name=name)
-        self.weight, self.temperature = weight, temperature
+        self.weight, self.temperature, self.label_smoothing = weight, temperature, label_smoothing
         self._hard = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing,
                                                           reduction=keras.losses.Reduction.NONE)
         self._soft = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.NONE)
-        self.label_smoothing = label_smoothing
 
     def get_config(self) -> dict:
         return {"name": self.name, "weight": self.weight, "temperature": self.temperature,
@@ -99,7 +97,8 @@ class DistillationLoss(keras.losses.Loss):
 
 
 def label_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Top-1 agreement with the label columns of a target (the teachers' columns, if any, ignored)."""
+    """Top-1 agreement with the label columns of a target (the teachers' columns, if any, ignored): Keras's
+    categorical accuracy for plain labels, so every run's training accuracy is this one."""
     labels = y_true[..., :y_pred.shape[-1]]
     return tf.cast(tf.equal(tf.argmax(labels, axis=-1), tf.argmax(y_pred, axis=-1)), tf.float32)
 
@@ -176,4 +175,4 @@ def load_teacher(config: Config, part: str, student: Normalization, class_names:
         scale, offset = _renormalization(student, meta.normalization)
         scales.append(scale)
         offsets.append(offset)
-    return Teacher(models, scales, offsets, config.train.distill_weight, config.train.distill_temperature)
+    return Teacher(models, scales, offsets, config.train.distill_temperature)

@@ -162,11 +162,9 @@ def training_loss(config: Config) -> keras.losses.Loss:
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=t.label_smoothing)
 
 
-def training_metrics(config: Config) -> list:
+def training_accuracy() -> keras.metrics.Metric:
     """Accuracy against the labels of the training targets (with teachers, their columns are ignored)."""
-    if config.train.teacher_runs:
-        return [keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
-    return ["accuracy"]
+    return keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
 
 
 LR_SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
@@ -258,12 +256,12 @@ def compiled_for_training(model: keras.Model, config: Config) -> keras.Model:
     loss = training_loss(config)
     branches = branch_logits(model)
     if not branches:
-        model.compile(optimizer=make_optimizer(config), loss=loss, metrics=training_metrics(config))
+        model.compile(optimizer=make_optimizer(config), loss=loss, metrics=[training_accuracy()])
         return model
     trainee = keras.Model(model.inputs, [model.output, *branches])
     trainee.compile(optimizer=make_optimizer(config), loss=loss,
                     loss_weights=[0.0] + [1 / len(branches)] * len(branches),
-                    metrics=[training_metrics(config)] + [[] for _ in branches])
+                    metrics=[[training_accuracy()]] + [[] for _ in branches])
     return trainee
 
 

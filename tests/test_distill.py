@@ -27,16 +27,16 @@ def _constant_model(logits: list[float], input_shape: tuple[int, int, int]) -> k
     return keras.Model(inputs, outputs)
 
 
-def _two_constant_teachers(weight: float, temperature: float = 1.0) -> distill.Teacher:
+def _two_constant_teachers(temperature: float = 1.0) -> distill.Teacher:
     shape = (3, 4, 1)
     identity = (np.ones((3, 1, 1), np.float32), np.zeros((3, 1, 1), np.float32))
     return distill.Teacher([_constant_model([0.0, 0.0, np.log(2.0)], shape),
                             _constant_model([np.log(3.0), 0.0, 0.0], shape)],
-                           [identity[0]] * 2, [identity[1]] * 2, weight=weight, temperature=temperature)
+                           [identity[0]] * 2, [identity[1]] * 2, temperature=temperature)
 
 
 def test_targets_set_the_teachers_mean_probabilities_beside_the_labels():
-    teacher = _two_constant_teachers(weight=0.25)
+    teacher = _two_constant_teachers()
     x = tf.random.normal([300, 3, 4, 1])  # more than one inference chunk (distill.BATCH)
     y = tf.one_hot(np.arange(300) % 3, 3)
     mean_probs = (np.array([0.25, 0.25, 0.5]) + np.array([0.6, 0.2, 0.2])) / 2
@@ -46,7 +46,7 @@ def test_targets_set_the_teachers_mean_probabilities_beside_the_labels():
 
 
 def test_a_temperature_softens_each_teachers_probabilities_before_they_are_averaged():
-    teacher = _two_constant_teachers(weight=0.5, temperature=2.0)
+    teacher = _two_constant_teachers(temperature=2.0)
     # softmax(logits / 2): [1, 1, sqrt 2] and [sqrt 3, 1, 1], each normalised, then averaged.
     first, second = np.array([1, 1, np.sqrt(2)]), np.array([np.sqrt(3), 1, 1])
     expected = (first / first.sum() + second / second.sum()) / 2
@@ -87,6 +87,9 @@ def test_training_accuracy_reads_the_label_columns_only():
     logits = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]
     hits = distill.label_accuracy(np.concatenate([labels, teacher_columns], axis=1), logits).numpy()
     np.testing.assert_array_equal(hits, [1, 1, 0, 1])
+    # Plain labels (every run without teachers): Keras's categorical accuracy.
+    np.testing.assert_array_equal(distill.label_accuracy(labels, logits).numpy(),
+                                  keras.metrics.categorical_accuracy(labels, logits).numpy())
 
 
 def test_a_teacher_sees_the_features_in_its_own_normalisation():
@@ -108,7 +111,7 @@ def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_di
     labels = data.labels(meta)[:10]
     shape = (*feature_shape(config), 1)
     ones, zeros = np.ones((shape[0], 1, 1), np.float32), np.zeros((shape[0], 1, 1), np.float32)
-    teacher = distill.Teacher([_constant_model([0.0, np.log(2.0), 0.0], shape)], [ones], [zeros], weight=0.4)
+    teacher = distill.Teacher([_constant_model([0.0, np.log(2.0), 0.0], shape)], [ones], [zeros])
     norm = Normalization.identity(config.features.num_mfcc)
     pipeline_targets = np.concatenate([y for _, y in pipeline.train_dataset(
         waves, labels, 3, config, norm, seed=0, teacher=teacher).as_numpy_iterator()])
