@@ -12,7 +12,11 @@ a time with independent draws per clip, which is why they cost almost nothing pe
   expected value for uncorrelated phases, measured against the waveform computation in
   ``tests/test_augment.py``;
 - speed change (tempo and pitch together): the frames are resampled in time by the rate and
-  each mel band reads the frequency ``f / rate``, as resampling the waveform would do.
+  each mel band reads the frequency ``f / rate``, as resampling the waveform would do;
+- random filter (FilterAugment, Nam et al. 2022): each clip through its own equaliser, a gain in dB
+  that runs piecewise linearly across the mel bands between a few random knots, as a different
+  microphone or room would colour it. The bands' magnitudes are scaled by the curve at their centres,
+  which a smooth filter applied to the waveform matches (``tests/test_augment.py``).
 
 With ``augment.mix_domain = "sound"``, pairs of clips are then mixed as sounds (between-class learning).
 Then on normalised features: SpecAugment time and frequency masks; with ``mix_domain = "features"``
@@ -165,6 +169,30 @@ def speed_change(mel: tf.Tensor, prob: float, speed_range: tuple[float, float],
         some, rng.uniform([_clips(some)], speed_range[0], speed_range[1]), features))
 
 
+def random_filter_db(clips: tf.Tensor | int, bands: int, max_db: float, knots: int,
+                     rng: tf.random.Generator) -> tf.Tensor:
+    """Per-clip equaliser curves ``[clips, bands]`` in dB: linear between ``knots`` random positions inside
+    the band range and both ends, each knot's gain uniform in [-max_db, +max_db]."""
+    inner = tf.sort(rng.uniform([clips, knots], 0.0, bands - 1.0), axis=1)
+    ends = tf.ones([clips, 1])
+    positions = tf.concat([0.0 * ends, inner, (bands - 1.0) * ends], axis=1)  # [clips, knots + 2], ascending
+    gains = rng.uniform([clips, knots + 2], -max_db, max_db)
+    band = tf.broadcast_to(tf.range(bands, dtype=tf.float32)[None, :], [clips, bands])
+    left = tf.clip_by_value(tf.searchsorted(positions, band, side="right") - 1, 0, knots)
+    x0, x1 = tf.gather(positions, left, batch_dims=1), tf.gather(positions, left + 1, batch_dims=1)
+    g0, g1 = tf.gather(gains, left, batch_dims=1), tf.gather(gains, left + 1, batch_dims=1)
+    frac = tf.math.divide_no_nan(band - x0, x1 - x0)
+    return g0 + frac * (g1 - g0)
+
+
+def random_filter(mel: tf.Tensor, max_db: float, knots: int, rng: tf.random.Generator) -> tf.Tensor:
+    """Each clip of mel magnitudes ``[clips, frames, mels]`` through its own :func:`random_filter_db` curve."""
+    if max_db <= 0:
+        return mel
+    db = random_filter_db(_clips(mel), _size(mel, 2), max_db, knots, rng)
+    return mel * tf.pow(10.0, db / 20.0)[:, None, :]
+
+
 def augment_mel(mel: tf.Tensor, signal_power: tf.Tensor, noise_bank: tf.Tensor | None,
                 config: AugmentConfig, features: FeatureConfig, sample_rate: int,
                 rng: tf.random.Generator) -> tf.Tensor:
@@ -173,6 +201,7 @@ def augment_mel(mel: tf.Tensor, signal_power: tf.Tensor, noise_bank: tf.Tensor |
     mel = time_shift(mel, int(round(config.shift_seconds * sample_rate / features.hop_length)), rng)
     if noise_bank is not None:
         mel = add_noise(mel, signal_power, noise_bank, config.noise_prob, tuple(config.noise_snr_db), rng)
+    mel = random_filter(mel, config.filter_db, config.filter_knots, rng)  # the microphone hears the noise too
     return random_gain(mel, config.gain_db, rng)  # after the noise: the SNR does not depend on the gain
 
 

@@ -75,6 +75,8 @@ class AugmentConfig:
     shift_seconds: float = 0.5  # circular time shift of up to this much
     speed_prob: float = 0.3  # probability of resampling (changes tempo and pitch together)
     speed_range: tuple[float, float] = (0.9, 1.1)
+    filter_db: float = 0.0  # random equaliser: knot gains uniform in [-filter_db, +filter_db] dB (0: off)
+    filter_knots: int = 3  # random knots between the lowest and highest mel band
     time_masks: int = 2  # SpecAugment masks per clip
     time_mask_fraction: float = 0.1  # largest mask, as a fraction of the frames
     freq_masks: int = 2

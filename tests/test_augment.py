@@ -145,6 +145,41 @@ def test_speed_change_matches_resampling_the_waveform(rich_waves, rate):
     assert np.mean(errors) < 0.35 * np.mean(effects)
 
 
+def test_random_filter_curves_are_piecewise_linear_bounded_and_drawn_per_clip():
+    db = augment.random_filter_db(50, 64, 6.0, 3, RNG()).numpy()
+    assert db.shape == (50, 64) and np.abs(db).max() <= 6.0 and np.abs(db).max() > 4.0
+    bends = np.abs(np.diff(db, n=2, axis=1)) > 1e-4
+    assert bends.sum(axis=1).max() <= 2 * 3  # a knot between two bands bends the curve at both
+    assert bends.any(axis=1).all()
+    assert len({tuple(np.round(row, 3)) for row in db}) == 50
+    mel = tf.ones([4, 10, 64])
+    assert np.array_equal(augment.random_filter(mel, 0.0, 3, RNG()), mel)
+
+
+def _band_positions(hz: np.ndarray) -> np.ndarray:
+    """Fractional mel-band index of each frequency (band m is centred at mel(fmin) + (m + 1) * step)."""
+    to_mel = lambda f: 1127.0 * np.log1p(np.asarray(f) / 700.0)  # noqa: E731
+    step = (to_mel(FEATURES.fmax) - to_mel(FEATURES.fmin)) / (FEATURES.num_mel_bins + 1)
+    return np.clip((to_mel(hz) - to_mel(FEATURES.fmin)) / step - 1.0, 0, FEATURES.num_mel_bins - 1)
+
+
+def test_random_filter_matches_filtering_the_waveform(rich_waves):
+    """The mel-domain equaliser against the same curve applied to the waveform's spectrum: far closer
+    than the change it makes."""
+    clips = len(rich_waves)
+    clean = np.stack([mel_of(w) for w in rich_waves])
+    ours = log(augment.random_filter(tf.constant(clean), 6.0, 3, RNG(1)))
+    db = augment.random_filter_db(clips, FEATURES.num_mel_bins, 6.0, 3, RNG(1)).numpy()  # the same draws
+    bins = np.arange(rich_waves.shape[1] // 2 + 1)
+    band = _band_positions(bins * SR / rich_waves.shape[1])
+    for w, curve, mine, before in zip(rich_waves, db, ours, log(clean)):
+        response = 10.0 ** (np.interp(band, np.arange(len(curve)), curve) / 20.0)
+        filtered = np.fft.irfft(np.fft.rfft(w) * response, n=w.size).astype(np.float32)
+        reference = log(mel_of(filtered))
+        error, effect = np.mean(np.abs(mine - reference)), np.mean(np.abs(before - reference))
+        assert error < 0.05 * effect, (error, effect)
+
+
 def test_spec_augment_masks_bands_with_zero_per_clip():
     cfg = AugmentConfig(time_masks=2, time_mask_fraction=0.2, freq_masks=1, freq_mask_fraction=0.3)
     ones = tf.ones([20, 13, 100])
