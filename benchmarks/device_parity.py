@@ -54,13 +54,15 @@ def load_clips(model: Path, data_dir: str, folds: list[int] | None) -> tuple[Mod
     return meta, dataset, waves
 
 
-def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None, views: int = 1) -> np.ndarray:
+def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None, views: int = 1,
+                  mel_shifts: int = 0) -> np.ndarray:
     """int8 input tensors from the firmware's C path, built against the model folder's headers: each
     clip's last window, or every ``stride`` frames (the firmware's inference schedule), each window
-    ``views`` times rotated by 0, 1, ... frames (``kTimeRolls``)."""
+    at mel shifts ``-mel_shifts .. +mel_shifts`` (``kMelShifts``), ``views`` times rotated by 0, 1, ...
+    frames (``kTimeRolls``)."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = host_build.build(model.parent, tmp, ("host_pipeline",))["host_pipeline"]
-        return host_build.run_host_pipeline(exe, pcm, stride=stride, views=views)
+        return host_build.run_host_pipeline(exe, pcm, stride=stride, views=views, mel_shifts=mel_shifts)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,8 +83,9 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
     pcm = reference.to_int16(waves)
     not_exact = np.any(reference.from_int16(pcm) != waves, axis=1)
     windows = len(window_starts(meta.config))  # a windowed model: the device infers every stride frames
-    per_clip = inferences_per_clip(meta.config)  # windows x rotations
-    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None, meta.config.model.time_rolls)
+    per_clip = inferences_per_clip(meta.config)  # windows x rotations x mel shifts
+    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None,
+                         meta.config.model.time_rolls, meta.config.model.mel_shifts)
     py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_window=per_clip > 1)
     c_pred = reference.clip_classes(model_bytes, c_in, per_clip)
     py_pred = reference.clip_classes(model_bytes, py_in, per_clip)

@@ -7,8 +7,8 @@ Every fold's saved Keras model (float) is scored on its own test clips, each cli
 rotated in time by 0..R-1 frames (``pipeline.model_inputs``) for every R of ``--rolls``; the
 softmax over the rotations is averaged, as ``evaluate.clip_scores`` does. With ``--mel-shifts``
 the 16 rotations are also combined with the features moved up or down by one mel band (the edge
-band repeated), a view the firmware does not offer: measured to see whether frequency views add
-anything. Accuracy per fold and the mean over every fold of every run are printed side by side.
+band repeated, ``pipeline.shift_mels``; ``model.mel_shifts=1`` scores a clip that way). Accuracy
+per fold and the mean over every fold of every run are printed side by side.
 No model is trained; R is chosen on these folds, so confirm a choice on other runs
 (``python -m esc_tf.export --rescore``).
 """
@@ -33,21 +33,11 @@ from esc_tf.report import write_benchmark_table  # noqa: E402
 from esc_tf.evaluate import softmax  # noqa: E402
 
 
-def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
-    """Features ``[clips, mels, frames, 1]`` moved up (``bands`` > 0) or down by whole mel bands, the edge
-    band repeated."""
-    if bands == 0:
-        return feats
-    if bands > 0:
-        return np.concatenate([np.repeat(feats[:, :1], bands, axis=1), feats[:, :-bands]], axis=1)
-    return np.concatenate([feats[:, -bands:], np.repeat(feats[:, -1:], -bands, axis=1)], axis=1)
-
-
 def rotation_probabilities(model: keras.Model, feats: np.ndarray, config: Config, rolls: int,
                            mel_shift: int = 0) -> np.ndarray:
     """Softmax ``[clips, rolls, classes]`` of the model on each clip rotated by 0..rolls-1 frames."""
     views = with_value(config, "model.time_rolls", rolls)
-    inputs = pipeline.model_inputs(shift_mels(feats, mel_shift), views)
+    inputs = pipeline.model_inputs(pipeline.shift_mels(feats, mel_shift), views)
     probs = softmax(model.predict(inputs, batch_size=256, verbose=0))
     return probs.reshape(len(feats), -1, rolls, probs.shape[-1]).mean(axis=1)  # mean over a clip's windows
 

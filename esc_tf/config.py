@@ -120,6 +120,10 @@ class ModelConfig:
     # time_rolls - 1 frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls
     # inferences per window, each on a rotated copy of its feature ring. Training is unchanged.
     time_rolls: int = 1
+    # logmel only: each of those views also moved by -mel_shifts .. +mel_shifts whole mel bands (the edge band
+    # repeated; pipeline.shift_mels), as a sound a little higher or lower: (2 * mel_shifts + 1) x time_rolls
+    # inferences per window, softmax averaged. The device moves the rows of its int8 input the same way.
+    mel_shifts: int = 0
     # dscnn presets: copies of the blocks and classifier after the shared stem, each trained on its own loss;
     # the model outputs the mean of their logits, so one .tflite holds an ensemble (train.fit_model).
     branches: int = 1

@@ -35,7 +35,7 @@ from esc_tf.train import RESULT_FILE, FoldResult, _write_json_atomic, fit_model,
 EDGE_FILE = "edge.json"
 DEPLOY_DIR = "deploy"
 # How a trained model's clip score is formed (not how the model is trained): may change after training.
-SCORING_OPTIONS = ("model.time_rolls",)
+SCORING_OPTIONS = ("model.time_rolls", "model.mel_shifts")
 
 
 def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,

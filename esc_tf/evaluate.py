@@ -96,8 +96,8 @@ def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> n
     """Class probabilities ``[clips, classes]`` of clip features ``[clips, coefficients, frames, 1]``.
 
     The softmax of the model's scores on each input of a clip (:func:`pipeline.model_inputs`: its
-    windows, each rotated ``model.time_rolls`` ways), averaged over the clip's inputs, as the
-    firmware's post-processing averages its inferences. A whole-clip model with one view has one
+    windows, each in ``model.time_rolls`` rotations at ``2 * model.mel_shifts + 1`` mel shifts),
+    averaged over the clip's inputs, as the firmware's post-processing averages its inferences. A whole-clip model with one view has one
     input: the softmax of its scores.
     """
     inputs = pipeline.model_inputs(features, config)

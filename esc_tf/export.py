@@ -211,6 +211,7 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
         "kNumCoefficients": coeffs, "kNumFrames": frames, "kFeatureElementCount": coeffs * frames,
         "kClipFrames": feature_shape(config)[1], "kClipWindows": len(window_starts(config)),
         "kClipWindowStrideFrames": window_stride(config), "kTimeRolls": config.model.time_rolls,
+        "kMelShifts": config.model.mel_shifts,
         "kInputScale": cg.float_literal(quant["input_scale"]), "kInputZeroPoint": quant["input_zero_point"],
         "kOutputScale": cg.float_literal(quant["output_scale"]), "kOutputZeroPoint": quant["output_zero_point"],
         "kCategoryCount": len(class_names),
@@ -222,7 +223,8 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
             "// A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of",
             "// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame, each scored",
-            "// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll).",
+            "// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll),",
+            "// each of them at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
             f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
             f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."
@@ -301,11 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True, help="run folder written by python -m esc_tf.train")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
                         help="override prune.* / export.* options of the run's config (with --rescore, "
-                             "model.time_rolls too)")
+                             "model.time_rolls and model.mel_shifts too)")
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
     parser.add_argument("--rescore", action="store_true",
                         help="score every fold's saved model again with new scoring options (--set "
-                             "model.time_rolls=N), rewriting the run's scores; no retraining, no deployment model")
+                             "model.time_rolls=N, model.mel_shifts=K), rewriting the run's scores; no retraining, no deployment model")
     args = parser.parse_args(argv)
     from esc_tf import edge  # late import: edge imports train, which imports this module's callers
     try:

@@ -81,8 +81,9 @@ def window_starts(config: Config) -> list[int]:
 
 
 def inferences_per_clip(config: Config) -> int:
-    """Model inferences a clip is scored on: its windows times the rotated views of each (``model.time_rolls``)."""
-    return len(window_starts(config)) * config.model.time_rolls
+    """Model inferences a clip is scored on: its windows times the views of each (``model.time_rolls``
+    rotations, each at ``2 * model.mel_shifts + 1`` mel shifts)."""
+    return len(window_starts(config)) * config.model.time_rolls * (2 * config.model.mel_shifts + 1)
 
 
 def check_window_config(config: Config) -> None:
@@ -103,6 +104,13 @@ def check_window_config(config: Config) -> None:
     if not 1 <= config.model.time_rolls <= width:
         raise ValueError(f"model.time_rolls must be between 1 and the model's {width} input frames, "
                          f"not {config.model.time_rolls}")
+    shifts, coeffs = config.model.mel_shifts, model_input_shape(config)[0]
+    if shifts and config.features.kind != "logmel":
+        raise ValueError(f"model.mel_shifts moves log-mel bands; with features.kind {config.features.kind!r} "
+                         "it must be 0")
+    if not 0 <= shifts < coeffs:
+        raise ValueError(f"model.mel_shifts must be between 0 and {coeffs - 1} (the model's mel bands - 1), "
+                         f"not {shifts}")
 
 
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:

@@ -158,15 +158,24 @@ def model_windows(feats: np.ndarray, config: Config) -> np.ndarray:
         -1, feats.shape[1], width, *feats.shape[3:])
 
 
+def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
+    """Features ``[clips, mels, frames, ...]`` moved up (``bands`` > 0) or down by whole mel bands, the edge
+    band repeated: output band ``m`` is input band ``clip(m - bands, 0, mels - 1)``."""
+    source = np.clip(np.arange(feats.shape[1]) - bands, 0, feats.shape[1] - 1)
+    return feats[:, source]
+
+
 def model_inputs(feats: np.ndarray, config: Config) -> np.ndarray:
-    """Clip features ``[clips, coefficients, frames, 1]`` -> every input a clip is scored on: each of its
-    :func:`model_windows`, rotated in time by 0, 1, ..., ``model.time_rolls - 1`` frames (``np.roll``:
-    the last frames wrap to the front), a clip's inputs consecutive."""
+    """Clip features ``[clips, coefficients, frames, 1]`` -> every input a clip is scored on, a clip's
+    inputs consecutive: each of its :func:`model_windows`, moved by each mel shift ``-model.mel_shifts``
+    .. ``+model.mel_shifts`` (:func:`shift_mels`), each of those rotated in time by 0, 1, ...,
+    ``model.time_rolls - 1`` frames (``np.roll``: the last frames wrap to the front)."""
     windows = model_windows(feats, config)
-    rolls = config.model.time_rolls
-    if rolls == 1:
+    rolls, shifts = config.model.time_rolls, config.model.mel_shifts
+    if rolls == 1 and shifts == 0:
         return windows
-    return np.stack([np.roll(windows, r, axis=2) for r in range(rolls)], axis=1).reshape(-1, *windows.shape[1:])
+    views = [np.roll(shift_mels(windows, s), r, axis=2) for s in range(-shifts, shifts + 1) for r in range(rolls)]
+    return np.stack(views, axis=1).reshape(-1, *windows.shape[1:])
 
 
 def feature_array(waves: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:

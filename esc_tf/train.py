@@ -47,7 +47,7 @@ RESULT_FILE = "result.json"
 LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight",
                           "distill_temperature", "init_from",
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
-                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "depthwise_kernel",
+                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts", "depthwise_kernel",
                           "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
                 "augment": ("mix_domain", "filter_db", "filter_knots")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines

@@ -37,11 +37,16 @@ int feature_buffer_full(const feature_buffer_t *buffer) { return buffer->frames 
 void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input) { feature_buffer_copy_rolled(buffer, 0, input); }
 
 void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input) {
+  feature_buffer_copy_view(buffer, shift, 0, input);
+}
+
+void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t shift, int32_t mel_shift, int8_t *input) {
   /* Output frame 0 is the window's frame kNumFrames - shift: ring slot oldest - shift (mod kNumFrames). */
   const uint32_t head = (buffer->oldest + kNumFrames - shift % kNumFrames) % kNumFrames, tail = kNumFrames - head;
-  uint32_t c;
+  int32_t c;
   for (c = 0; c < kNumCoefficients; c++) {
-    const int8_t *row = buffer->ring + c * kNumFrames;
+    const int32_t source = c - mel_shift < 0 ? 0 : c - mel_shift >= kNumCoefficients ? kNumCoefficients - 1 : c - mel_shift;
+    const int8_t *row = buffer->ring + source * kNumFrames;
     int8_t *out = input + c * kNumFrames;
     memcpy(out, row + head, tail);
     memcpy(out + tail, row, head);

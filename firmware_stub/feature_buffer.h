@@ -47,6 +47,12 @@ void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input);
  * mean softmax of the model on the rotations 0 .. R-1 (kTimeRolls); shift 0 is feature_buffer_copy. */
 void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input);
 
+/* The rotated window (as feature_buffer_copy_rolled) with its coefficient rows moved up by `mel_shift`
+ * (down when negative; |mel_shift| < kNumCoefficients), the edge row repeated: output row c is row
+ * clamp(c - mel_shift, 0, kNumCoefficients - 1), as pipeline.shift_mels.  Each rotation at each mel
+ * shift -kMelShifts .. +kMelShifts is one view of a window (model.mel_shifts). */
+void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t shift, int32_t mel_shift, int8_t *input);
+
 #ifdef __cplusplus
 }
 #endif

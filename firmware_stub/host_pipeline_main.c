@@ -5,7 +5,7 @@
  *
  * INPUT is a WAV file (16-bit PCM, mono, kSampleRate) or, with -r, raw native-endian
  * int16; "-" reads stdin.  Samples go hop by hop through the same calls as main.cc
- * (feature_stream_push, then feature_buffer_copy_rolled for the window).  OUTPUT gets
+ * (feature_stream_push, then feature_buffer_copy_view for the window).  OUTPUT gets
  * int8 tensors of kFeatureElementCount bytes (coefficient-major), one after another.
  *   -n N  the input is clips of N samples each; the stream is reset before every clip
  *         (default: the whole input is one clip)
@@ -13,6 +13,8 @@
  *         default: only the window at the end of each clip
  *   -v V  write each window V times, rotated by 0, 1, ..., V-1 frames (model.time_rolls);
  *         default 1
+ *   -m K  write those rotations at each mel shift -K .. +K, shift by shift (model.mel_shifts);
+ *         default 0
  *   -i    print the build's shapes, quantisation and fingerprint, then exit
  * A clip shorter than kClipSamples is zero-padded to kClipSamples, as in training.
  * Exit status 1 when a clip does not fill the window, 2 on bad usage.
@@ -29,6 +31,7 @@ typedef struct {
   unsigned long clip_samples; /* 0: one clip */
   unsigned long stride;       /* 0: last window of each clip only */
   unsigned long views;        /* rotations written per window */
+  long mel_shifts;            /* each rotation at mel shifts -mel_shifts .. +mel_shifts */
   const char *in_path, *out_path;
 } options_t;
 
@@ -37,7 +40,7 @@ static int8_t window[kFeatureElementCount];
 static unsigned long wav_samples_left; /* samples left in the WAV data chunk */
 
 static int usage(void) {
-  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] INPUT OUTPUT | host_pipeline -i\n");
+  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] [-m MEL_SHIFTS] INPUT OUTPUT | host_pipeline -i\n");
   return 2;
 }
 
@@ -84,12 +87,15 @@ static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
   return got;
 }
 
-/* The window as o->views model inputs, rotated by 0, 1, ... frames; -1 if a write fails. */
+/* The window as model inputs: at each mel shift, rotated by 0, 1, ... frames; -1 if a write fails. */
 static int write_views(const options_t *o, FILE *out) {
+  long mel_shift;
   uint32_t roll;
-  for (roll = 0; roll < o->views; roll++) {
-    feature_buffer_copy_rolled(&stream.window, roll, window);
-    if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
+  for (mel_shift = -o->mel_shifts; mel_shift <= o->mel_shifts; mel_shift++) {
+    for (roll = 0; roll < o->views; roll++) {
+      feature_buffer_copy_view(&stream.window, roll, (int32_t)mel_shift, window);
+      if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
+    }
   }
   return 0;
 }
@@ -145,6 +151,10 @@ static int parse(int argc, char **argv, options_t *o) {
     } else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
       o->views = strtoul(argv[++i], NULL, 10);
       if (!o->views || o->views > kNumFrames) return -1;
+    } else if (!strcmp(argv[i], "-m") && i + 1 < argc) {
+      char *end;
+      o->mel_shifts = strtol(argv[++i], &end, 10);
+      if (*end || o->mel_shifts < 0 || o->mel_shifts >= kNumCoefficients) return -1;
     } else if (!o->in_path && (argv[i][0] != '-' || !strcmp(argv[i], "-"))) {
       o->in_path = argv[i];
     } else if (!o->out_path && argv[i][0] != '-') {

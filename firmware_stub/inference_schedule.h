@@ -6,7 +6,8 @@
  * the inference schedule starts, the decision made on its last scored window is the clip score.
  * A whole-clip model infers every fifth of its window and averages 3 inferences.
  * Each inference is kTimeRolls invokes on the window rotated by 0 .. kTimeRolls-1 frames
- * (model.time_rolls), their probabilities averaged, as a clip was scored in training.
+ * (model.time_rolls), each at the mel shifts -kMelShifts .. +kMelShifts (model.mel_shifts), their
+ * probabilities averaged, as a clip was scored in training.
  * Each default can be overridden with a compile definition.
  */
 #ifndef ESC_TF_INFERENCE_SCHEDULE_H_
@@ -16,6 +17,9 @@
 
 #ifndef kTimeRolls /* a model_settings.h exported before model.time_rolls: one view per window */
 #define kTimeRolls 1
+#endif
+#ifndef kMelShifts /* a model_settings.h exported before model.mel_shifts: no mel shifts */
+#define kMelShifts 0
 #endif
 #ifndef kClipFrames /* a model_settings.h exported before windowed models: a whole-clip model */
 #define kClipFrames kNumFrames
@@ -32,6 +36,11 @@
 #ifndef FIRMWARE_TIME_ROLLS /* inferences per window, on its rotations by 0 .. FIRMWARE_TIME_ROLLS-1 frames */
 #define FIRMWARE_TIME_ROLLS kTimeRolls
 #endif
+#ifndef FIRMWARE_MEL_SHIFTS /* each rotation also at mel shifts -FIRMWARE_MEL_SHIFTS .. +FIRMWARE_MEL_SHIFTS */
+#define FIRMWARE_MEL_SHIFTS kMelShifts
+#endif
+/* Invokes per inference: every rotation at every mel shift. */
+#define FIRMWARE_VIEWS (FIRMWARE_TIME_ROLLS * (2 * FIRMWARE_MEL_SHIFTS + 1))
 #ifndef FIRMWARE_SCORE_THRESHOLD /* averaged probability needed to report a class */
 #define FIRMWARE_SCORE_THRESHOLD 0.6f
 #endif

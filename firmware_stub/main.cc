@@ -60,7 +60,7 @@ void setup() {
   }
   MicroPrintf("arena used %d bytes", static_cast<int>(model_runner_arena_used()));
   RunSelfTest();  // reported, not fatal: a failing board still shows what it hears
-  if (postprocess_init(&postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_TIME_ROLLS, FIRMWARE_SCORE_THRESHOLD) != 0 ||
+  if (postprocess_init(&postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_VIEWS, FIRMWARE_SCORE_THRESHOLD) != 0 ||
       feature_stream_init(&stream) != 0) {
     MicroPrintf("post-processing or front end set-up failed");
     return;
@@ -79,17 +79,19 @@ void loop() {
   if (!due) return;
 
   // The window is copied in every time: Invoke() may overwrite the input tensor's bytes.
-  // One inference is FIRMWARE_TIME_ROLLS invokes, on the window rotated by 0, 1, ... frames.
+  // One inference is FIRMWARE_VIEWS invokes: at each mel shift, the window rotated by 0, 1, ... frames.
   postprocess_result_t result;
   bool decided = false;
-  for (uint32_t roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
-    feature_buffer_copy_rolled(&stream.window, roll, model_runner_input());
-    if (model_runner_invoke() != MODEL_RUNNER_OK) {
-      MicroPrintf("Invoke failed");
-      postprocess.views_in = 0;  // drop this inference's views: the next one starts afresh
-      return;
+  for (int32_t mel_shift = -FIRMWARE_MEL_SHIFTS; mel_shift <= FIRMWARE_MEL_SHIFTS; mel_shift++) {
+    for (uint32_t roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
+      feature_buffer_copy_view(&stream.window, roll, mel_shift, model_runner_input());
+      if (model_runner_invoke() != MODEL_RUNNER_OK) {
+        MicroPrintf("Invoke failed");
+        postprocess.views_in = 0;  // drop this inference's views: the next one starts afresh
+        return;
+      }
+      decided = postprocess_update(&postprocess, model_runner_output(), &result) != 0;
     }
-    decided = postprocess_update(&postprocess, model_runner_output(), &result) != 0;
   }
   if (decided && result.detected) {
     MicroPrintf("heard %s (%d%%)", kCategoryLabels[result.top_class],

@@ -17,8 +17,8 @@ from esc_tf import data as data_mod
 from esc_tf.config import Config, load_config
 from esc_tf.evaluate import ModelMeta
 from esc_tf.export import io_quantization
-from esc_tf.features import (Normalization, check_window_config, feature_shape, model_input_shape, window_starts,
-                             window_stride)
+from esc_tf.features import (Normalization, check_window_config, feature_shape, inferences_per_clip,
+                             model_input_shape, window_starts, window_stride)
 from firmware_stub.tools import host_build, reference
 from tests.conftest import small_config
 
@@ -88,6 +88,35 @@ def test_model_inputs_are_each_window_rotated_in_time():
     np.testing.assert_array_equal(pipeline.model_inputs(feats, config), pipeline.model_windows(feats, config))
 
 
+def test_mel_shifts_move_the_bands_with_the_edge_band_repeated_and_multiply_the_views():
+    feats = np.random.default_rng(3).standard_normal((2, 64, 155, 1)).astype(np.float32)
+    up, down = pipeline.shift_mels(feats, 2), pipeline.shift_mels(feats, -1)
+    np.testing.assert_array_equal(up[:, 2:], feats[:, :-2])  # a sound two bands higher
+    np.testing.assert_array_equal(up[:, :2], feats[:, [0, 0]])
+    np.testing.assert_array_equal(down[:, :-1], feats[:, 1:])
+    np.testing.assert_array_equal(down[:, -1], feats[:, -1])
+    config = windowed(Config(), 96)
+    config.model.time_rolls, config.model.mel_shifts = 2, 1
+    inputs = pipeline.model_inputs(feats, config)
+    assert inputs.shape == (2 * 3 * 3 * 2, 64, 96, 1)  # clips x windows x mel shifts x rotations
+    assert inferences_per_clip(config) == 18
+    window = feats[1, :, 29:125]  # clip 1, second window
+    for k, (shift, roll) in enumerate((s, r) for s in (-1, 0, 1) for r in range(2)):
+        expected = np.roll(pipeline.shift_mels(window[None], shift)[0], roll, axis=1)
+        np.testing.assert_array_equal(inputs[(1 * 3 + 1) * 6 + k], expected)
+
+
+@pytest.mark.parametrize("change, message", [({"mel_shifts": 64}, "between 0 and 63"),
+                                             ({"mel_shifts": -1}, "between 0 and 63"),
+                                             ({"mel_shifts": 1, "kind": "mfcc"}, "must be 0")])
+def test_impossible_mel_shifts_are_refused(change, message):
+    config = Config()
+    config.model.mel_shifts = change["mel_shifts"]
+    config.features.kind = change.get("kind", config.features.kind)
+    with pytest.raises(ValueError, match=message):
+        check_window_config(config)
+
+
 def test_clip_scores_average_the_softmax_over_the_rotations():
     config = Config()
     config.model.time_rolls = 4
@@ -135,11 +164,13 @@ def test_clip_scores_average_the_softmax_of_each_clips_windows():
 
 @pytest.fixture(scope="module")
 def windowed_run(tmp_path_factory, dataset_dir) -> Path:
-    """A one-fold run of a model that reads half a clip, each window scored in 2 rotations, with the
-    edge stage and the export."""
+    """A one-fold run of a model that reads half a clip of 13 log-mels, each window scored in 2 rotations
+    at 3 mel shifts, with the edge stage and the export."""
     tmp = tmp_path_factory.mktemp("windowed")
     config = windowed(small_config(dataset_dir, tmp), 32)
+    config.features.kind, config.features.num_mel_bins = "logmel", 13  # mel shifts need log-mels
     config.model.time_rolls = 2
+    config.model.mel_shifts = 1
     config.data.folds = [1]
     config.train.epochs = 4
     config.export.publish_dir = str(tmp / "tflite")
@@ -155,9 +186,9 @@ def test_a_windowed_model_is_trained_scored_and_exported_on_windows(windowed_run
     assert len(result["y_pred"]) == 6 and result["accuracy"] > 1 / 3  # clip-level, better than chance
     edge_result = json.loads((windowed_run / "fold1" / "edge.json").read_text())
     assert edge_result["calibration_clips"] == 12
-    assert edge_result["sizes"]["inferences_per_clip"] == 6  # 3 windows x 2 rotations
-    assert "(6 inferences per clip)" in (windowed_run / "report.md").read_text()
-    assert "× 6 per clip" in report.accuracy_table([windowed_run])
+    assert edge_result["sizes"]["inferences_per_clip"] == 18  # 3 windows x 2 rotations x 3 mel shifts
+    assert "(18 inferences per clip)" in (windowed_run / "report.md").read_text()
+    assert "× 18 per clip" in report.accuracy_table([windowed_run])
     assert edge_result["variants"]["keras_float"]["y_pred"] == result["y_pred"]
     assert edge_result["agreement"]["int8_litert_vs_int8_tflm"] == 1.0
     int8 = windowed_run / "deploy" / "model_int8.tflite"
@@ -171,7 +202,7 @@ def test_a_windowed_model_is_trained_scored_and_exported_on_windows(windowed_run
 
 
 def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowed_run, dataset_dir, tmp_path):
-    """The firmware's default stride, rotations and averaging (kClipWindowStrideFrames, kTimeRolls,
+    """The firmware's default stride, views and averaging (kClipWindowStrideFrames, kTimeRolls, kMelShifts,
     kClipWindows) replay the clip-level evaluation: its inputs of a clip are pipeline.model_inputs, and
     the mean softmax of their TFLM scores picks the class evaluate.clip_scores picks."""
     if host_build.compiler() is None:
@@ -180,7 +211,7 @@ def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowe
     settings = (deploy / "model_settings.h").read_text()
     assert re.search(r"#define kClipWindows 3\b", settings) and re.search(r"#define kClipWindowStrideFrames 14\b",
                                                                          settings)
-    assert re.search(r"#define kTimeRolls 2\b", settings)
+    assert re.search(r"#define kTimeRolls 2\b", settings) and re.search(r"#define kMelShifts 1\b", settings)
     meta = ModelMeta.for_model(deploy / "model_int8.tflite")
     model = (deploy / "model_int8.tflite").read_bytes()
     config = meta.config
@@ -188,30 +219,32 @@ def test_the_device_scores_a_clip_on_the_windows_the_model_was_scored_on(windowe
                                     progress=False)[:12]
     pcm = reference.to_int16(waves)
     program = host_build.build(deploy, tmp_path / "build")["host_pipeline"]
-    device_windows = host_build.run_host_pipeline(program, pcm, stride=window_stride(config), views=2)
+    device_windows = host_build.run_host_pipeline(program, pcm, stride=window_stride(config), views=2, mel_shifts=1)
     feats = pipeline.feature_array(reference.from_int16(pcm), config, meta.normalization)
     scale, zero_point = reference.input_quantization(model)
-    expected = evaluate.quantize(pipeline.model_inputs(feats, config), scale, zero_point).reshape(len(pcm) * 6, -1)
+    expected = evaluate.quantize(pipeline.model_inputs(feats, config), scale, zero_point).reshape(len(pcm) * 18, -1)
     assert device_windows.shape == expected.shape
     diff = np.abs(device_windows.astype(int) - expected.astype(int))
     assert diff.max() <= 1 and np.mean(diff > 0) <= 0.005  # the C front end's float rounding (tests/test_firmware.py)
     out_scale, out_zero_point = io_quantization(model)["output_scale"], io_quantization(model)["output_zero_point"]
     device_scores = evaluate.dequantize(reference.tflm_scores(model, device_windows), out_scale, out_zero_point)
-    device_classes = evaluate.softmax(device_scores).reshape(len(pcm), 6, -1).mean(axis=1).argmax(axis=1)
+    device_classes = evaluate.softmax(device_scores).reshape(len(pcm), 18, -1).mean(axis=1).argmax(axis=1)
     python_classes = evaluate.clip_scores(evaluate.TFLMPredictor(model), feats, config).argmax(axis=1)
     assert np.array_equal(device_classes, python_classes)
 
 
 @pytest.mark.parametrize("settings, expected", [
     ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 3\n#define kClipWindowStrideFrames 30\n",
-     "30 3 1"),  # a windowed model: the clip's windows, averaged
+     "30 3 1 1"),  # a windowed model: the clip's windows, averaged
     ("#define kNumFrames 95\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
-     "19 1 1"),  # one window per clip: each inference decides alone
+     "19 1 1 1"),  # one window per clip: each inference decides alone
     ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
-     "31 3 1"),  # a whole-clip model: every fifth of the window, 3 averaged
+     "31 3 1 1"),  # a whole-clip model: every fifth of the window, 3 averaged
     ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n"
-     "#define kTimeRolls 4\n", "31 3 4"),  # each inference on 4 rotations of the window
-    ("#define kNumFrames 155\n", "31 3 1"),  # a header exported before windowed models
+     "#define kTimeRolls 4\n", "31 3 4 4"),  # each inference on 4 rotations of the window
+    ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n"
+     "#define kTimeRolls 4\n#define kMelShifts 1\n", "31 3 4 12"),  # ... each at 3 mel shifts
+    ("#define kNumFrames 155\n", "31 3 1 1"),  # a header exported before windowed models
 ])
 def test_the_firmware_inference_schedule_follows_the_clip_windows(settings, expected, tmp_path):
     cc = host_build.compiler()
@@ -219,8 +252,9 @@ def test_the_firmware_inference_schedule_follows_the_clip_windows(settings, expe
         pytest.skip("no C compiler found")
     (tmp_path / "model_settings.h").write_text(settings)
     (tmp_path / "main.c").write_text('#include <stdio.h>\n#include "inference_schedule.h"\nint main(void) {\n'
-                                     '  printf("%d %d %d", (int)(FIRMWARE_INFERENCE_STRIDE_FRAMES), '
-                                     '(int)(FIRMWARE_AVERAGE_WINDOW), (int)(FIRMWARE_TIME_ROLLS));\n  return 0;\n}\n')
+                                     '  printf("%d %d %d %d", (int)(FIRMWARE_INFERENCE_STRIDE_FRAMES), '
+                                     '(int)(FIRMWARE_AVERAGE_WINDOW), (int)(FIRMWARE_TIME_ROLLS), '
+                                     '(int)(FIRMWARE_VIEWS));\n  return 0;\n}\n')
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path), "-I", str(host_build.FIRMWARE),
                     str(tmp_path / "main.c"), "-o", str(tmp_path / "schedule")], check=True)
     assert subprocess.run([str(tmp_path / "schedule")], capture_output=True, text=True).stdout == expected

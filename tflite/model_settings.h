@@ -8,7 +8,8 @@
 // (all frames of coefficient 0, then coefficient 1, ...), as in training.
 // A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of
 // kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame, each scored
-// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll).
+// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll),
+// each of them at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).
 // Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (export.arena_margin 10%, capped at export.arena_budget_bytes).
 #define kSampleRate 16000
 #define kClipSamples 80000
@@ -24,6 +25,7 @@
 #define kClipWindows 1
 #define kClipWindowStrideFrames 0
 #define kTimeRolls 1
+#define kMelShifts 0
 #define kInputScale 1.7452655e-02f
 #define kInputZeroPoint 3
 #define kOutputScale 8.5248925e-02f

@@ -49,19 +49,22 @@ int main(void) {
   if (self_test_play_golden(&state_feature_stream, model_input_stand_in) == 0)
     self_test_check_input(&report, model_input_stand_in);
   self_test_check_scores(&report, model_input_stand_in);
-  postprocess_init(&state_postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_TIME_ROLLS, 0.6f);
+  postprocess_init(&state_postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_VIEWS, 0.6f);
   feature_stream_init(&state_feature_stream);
   audio_provider_init(AUDIO_SOURCE_MICROPHONE);
   for (;;) {
     uint32_t n = audio_provider_read(hop, kHopLength);
     if (n && feature_stream_push(&state_feature_stream, hop, n) == 1 &&
         feature_buffer_full(&state_feature_stream.window)) {
+      int32_t mel_shift;
       uint32_t roll;
-      for (roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
-        feature_buffer_copy_rolled(&state_feature_stream.window, roll, model_input_stand_in);
-        if (postprocess_update(&state_postprocess, model_input_stand_in, &result) && result.detected &&
-            !self_test_passed(&report))
-          return 1;
+      for (mel_shift = -FIRMWARE_MEL_SHIFTS; mel_shift <= FIRMWARE_MEL_SHIFTS; mel_shift++) {
+        for (roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
+          feature_buffer_copy_view(&state_feature_stream.window, roll, mel_shift, model_input_stand_in);
+          if (postprocess_update(&state_postprocess, model_input_stand_in, &result) && result.detected &&
+              !self_test_passed(&report))
+            return 1;
+        }
       }
     }
   }

@@ -78,18 +78,21 @@ def build(export_dir: str | Path, out_dir: str | Path, programs: tuple[str, ...]
 
 
 def run_host_pipeline(exe: str | Path, clips: np.ndarray, stride: int | None = None,
-                      elements: int | None = None, views: int = 1) -> np.ndarray:
-    """int16 clips ``[n, samples]`` -> int8 windows ``[windows * views, elements]`` from ``host_pipeline``.
+                      elements: int | None = None, views: int = 1, mel_shifts: int = 0) -> np.ndarray:
+    """int16 clips ``[n, samples]`` -> int8 windows ``[windows * (2 * mel_shifts + 1) * views, elements]``
+    from ``host_pipeline``.
 
     Every clip is one stream (reset in between); without ``stride`` one window per clip. Each window
-    comes ``views`` times, rotated by 0, 1, ... frames (the device's ``kTimeRolls`` inputs).
+    comes at each mel shift ``-mel_shifts .. +mel_shifts`` (``kMelShifts``), each ``views`` times rotated
+    by 0, 1, ... frames (``kTimeRolls``): the device's inputs, in the order of ``pipeline.model_inputs``.
     """
     clips = np.ascontiguousarray(clips, np.int16)
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "in.raw", Path(tmp) / "out.bin"
         raw.write_bytes(clips.tobytes())
         cmd = [str(exe), "-r", "-n", str(clips.shape[1]), *(["-s", str(stride)] if stride else []),
-               *(["-v", str(views)] if views > 1 else []), str(raw), str(out)]
+               *(["-v", str(views)] if views > 1 else []), *(["-m", str(mel_shifts)] if mel_shifts else []),
+               str(raw), str(out)]
         subprocess.run(cmd, check=True, capture_output=True)
         data = np.frombuffer(out.read_bytes(), np.int8)
     if elements is None:

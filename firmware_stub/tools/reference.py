@@ -42,7 +42,8 @@ def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes, every_
     Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``. For a model
     that reads windows, the clip's last window (what the device's feature window holds once the
     clip's last sample is in), or with ``every_window`` every input a clip is scored on: its windows,
-    each rotated ``model.time_rolls`` ways (``pipeline.model_inputs``, ``[n * inputs, ...]``).
+    each in its ``model.time_rolls`` rotations at each mel shift (``pipeline.model_inputs``,
+    ``[n * inputs, ...]``).
     """
     waves = np.asarray(waves, np.float32)
     feats = pipeline.feature_array(waves, meta.config, meta.normalization)
