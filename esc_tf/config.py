@@ -138,6 +138,12 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 0.0  # > 0: AdamW, decoupled decay of the kernels (not BatchNorm or biases)
     ema_momentum: float = 0.0  # > 0: keep the exponential moving average of the weights (e.g. 0.998)
+    # > 0: stochastic weight averaging (Izmailov et al. 2018). The cosine schedule ends at swa_learning_rate
+    # swa_epochs before the end; those last epochs run at that constant rate, and the model ends training
+    # holding the mean of its weights at the end of each (esc_tf.train.WeightAverage), BN statistics then
+    # recomputed (recalibrate_batch_norm). Cosine schedule and no validation clips only.
+    swa_epochs: int = 0
+    swa_learning_rate: float = 3e-4
     label_smoothing: float = 0.0  # share of each target spread evenly over the classes (after mixup)
     lr_schedule: str = "cosine"  # "cosine", "onecycle" (warm-up, then cosine), "plateau" or "constant"
     early_stopping_patience: int = 40

@@ -44,7 +44,7 @@ from esc_tf.model import (ENSEMBLE_OUTPUT, PRESETS, branch_logits, build_model, 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
-LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "teacher_runs", "distill_weight",
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "swa_epochs", "swa_learning_rate", "teacher_runs", "distill_weight",
                           "distill_temperature", "init_from",
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts", "depthwise_kernel",
@@ -115,11 +115,15 @@ def _cosine_from(start: float, end: float, progress: float) -> float:
 def scheduled_learning_rate(epoch: int, config: Config) -> float:
     """Learning rate of ``epoch`` (from 0) under ``train.lr_schedule`` ``cosine`` or ``onecycle``.
 
-    cosine: ``train.learning_rate`` annealed to 0 over ``train.epochs``. onecycle (Smith's 1cycle,
+    cosine: ``train.learning_rate`` annealed to 0 over ``train.epochs``; with ``train.swa_epochs``, annealed
+    to ``train.swa_learning_rate`` over the epochs before the last ``swa_epochs``, then constant. onecycle (Smith's 1cycle,
     with PyTorch's OneCycleLR defaults): up from 1/25 of ``train.learning_rate`` to it over the first
     30 % of the epochs, then down to 1/25e4 of it, both halves cosine-shaped.
     """
     t = config.train
+    if t.lr_schedule == "cosine" and t.swa_epochs > 0:
+        annealing = t.epochs - t.swa_epochs
+        return _cosine_from(t.learning_rate, t.swa_learning_rate, min(epoch / annealing, 1.0))
     if t.lr_schedule == "cosine":
         return _cosine_from(t.learning_rate, 0.0, epoch / t.epochs)
     start, end, peak_epoch = t.learning_rate / 25, t.learning_rate / 25e4, 0.3 * t.epochs
@@ -175,9 +179,44 @@ def check_schedule(config: Config, has_validation: bool) -> None:
     if config.train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not "
                           f"{config.train.lr_schedule!r}")
+    t = config.train
+    if t.swa_epochs:
+        if not 0 < t.swa_epochs < t.epochs:
+            raise ConfigError(f"train.swa_epochs must be between 1 and train.epochs - 1 = {t.epochs - 1} (0: no "
+                              f"weight averaging), not {t.swa_epochs}")
+        if t.lr_schedule != "cosine" or has_validation:
+            raise ConfigError("train.swa_epochs averages the last epochs of a cosine schedule fitted on every "
+                              "training clip: use train.lr_schedule 'cosine' and data.val_fraction 0")
+        if t.swa_learning_rate <= 0:
+            raise ConfigError(f"train.swa_learning_rate must be > 0, not {t.swa_learning_rate}")
     if not has_validation and config.train.lr_schedule == "plateau":
         raise ConfigError("train.lr_schedule 'plateau' watches the validation loss; with data.val_fraction 0 "
                           "use 'cosine', 'onecycle' or 'constant'")
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Stochastic weight averaging: the mean of the model's weights at the end of every epoch from
+    ``first_epoch`` (counted from 0) on, set into the model when training ends."""
+
+    def __init__(self, first_epoch: int) -> None:
+        super().__init__()
+        self.first_epoch = first_epoch
+        self.averaged = 0
+        self.mean: list[np.ndarray] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch < self.first_epoch:
+            return
+        weights = self.model.get_weights()
+        self.averaged += 1
+        if self.averaged == 1:
+            self.mean = [w.astype(np.float64) for w in weights]
+        else:
+            self.mean = [m + (w - m) / self.averaged for m, w in zip(self.mean, weights)]
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.averaged:
+            self.model.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, self.model.get_weights())])
 
 
 class _EpochLogger(keras.callbacks.Callback):
@@ -229,6 +268,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     lr = _lr_callback(config)
     if lr is not None:
         callbacks.append(lr)
+    if config.train.swa_epochs > 0:
+        callbacks.append(WeightAverage(config.train.epochs - config.train.swa_epochs))
     class_weight = None
     if config.train.class_weights:
         classes = np.arange(outputs)

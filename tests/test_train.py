@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from esc_tf import data, report, train
-from esc_tf.config import Config
+from esc_tf.config import Config, ConfigError
 from esc_tf.features import Normalization, normalization_stats
 from tests.conftest import MFCC_RECIPE, make_dataset, small_config
 
@@ -326,6 +326,47 @@ def test_onecycle_warms_up_to_the_learning_rate_then_anneals_and_cosine_starts_a
     config.train.lr_schedule = "cosine"
     cosine = [train.scheduled_learning_rate(epoch, config) for epoch in range(100)]
     assert cosine[0] == 0.01 and cosine[50] == pytest.approx(0.005) and np.all(np.diff(cosine) < 0)
+
+
+def test_swa_schedule_anneals_to_its_rate_then_holds_it():
+    config = Config()
+    config.train.epochs, config.train.learning_rate = 100, 0.01
+    config.train.swa_epochs, config.train.swa_learning_rate = 20, 0.001
+    rates = [train.scheduled_learning_rate(epoch, config) for epoch in range(100)]
+    assert rates[0] == pytest.approx(0.01) and rates[40] == pytest.approx(0.0055) and np.all(np.diff(rates[:81]) < 0)
+    assert rates[80:] == [pytest.approx(0.001)] * 20
+
+
+def test_weight_average_ends_training_with_the_mean_of_the_last_epochs_weights():
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(model.get_weights()))
+    x, y = np.random.default_rng(0).normal(size=(16, 3)), np.random.default_rng(1).normal(size=(16, 4))
+    model.fit(x, y, epochs=5, batch_size=4, verbose=0, shuffle=False, callbacks=[record, train.WeightAverage(2)])
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(w, np.mean([epoch[i] for epoch in seen[2:]], axis=0), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(w, seen[-1][i])  # not simply the last epoch's
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"swa_epochs": 100}, "between 1 and"),
+    ({"swa_epochs": 10, "lr_schedule": "onecycle"}, "cosine"),
+    ({"swa_epochs": 10, "swa_learning_rate": 0.0}, "swa_learning_rate"),
+])
+def test_impossible_weight_averaging_is_refused(change, message):
+    config = Config()
+    config.train.epochs = 100
+    for name, value in change.items():
+        setattr(config.train, name, value)
+    with pytest.raises(ConfigError, match=message):
+        train.check_schedule(config, has_validation=False)
+    config.train.lr_schedule = "cosine"
+    config.train.swa_epochs, config.train.swa_learning_rate = 10, 3e-4
+    with pytest.raises(ConfigError, match="val_fraction 0"):
+        train.check_schedule(config, has_validation=True)
 
 
 def test_label_smoothing_spreads_part_of_each_target_over_the_classes():
