@@ -354,8 +354,8 @@ def accuracy_row(run_dir: Path) -> dict[str, Any]:
 
 def run_label(name: str) -> str:
     """A run folder's short name in tables: what follows ``-folds-`` (the config hash, plus any suffix
-    of a copy such as ``-rolls16``), else its last ``-`` part."""
-    return name.split("-folds-", 1)[1] if "-folds-" in name else name.rsplit("-", 1)[-1]
+    of a copy such as ``-rolls16``), else the whole name (a folder named with ``--run-dir``)."""
+    return name.split("-folds-", 1)[1] if "-folds-" in name else name
 
 
 def accuracy_table(run_dirs: list[Path]) -> str:

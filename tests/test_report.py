@@ -22,7 +22,8 @@ def test_features_label_names_size_fft_hop_and_a_non_default_log_offset():
 def test_run_label_is_the_config_hash_with_the_suffix_of_a_rescored_copy():
     assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6") == "5bf7bea6"
     assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6-rolls16") == "5bf7bea6-rolls16"
-    assert run_label("esc50-16k-not-esc10-micro_wide-pretrain") == "pretrain"
+    assert run_label("esc50-16k-not-esc10-micro_wide-pretrain") == "esc50-16k-not-esc10-micro_wide-pretrain"
+    assert run_label("rerun-most_accurate-seed42") == "rerun-most_accurate-seed42"  # not just "seed42"
 
 
 def test_a_missing_run_folder_is_read_from_its_saved_report(exported_run, tmp_path, capsys):
