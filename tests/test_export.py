@@ -261,6 +261,18 @@ def test_rotation_sweep_scores_each_fold_on_every_rotation_count(edge_run, tmp_p
     assert "| R=1 | R=3 |" in text and "mean of 2 folds" in text
 
 
+def test_pool_folds_pools_every_fold_of_every_run(tmp_path, capsys):
+    """benchmarks/pool_folds.py: mean and population std over the folds of all runs together."""
+    for name, floats, int8s in (("a", [0.7, 0.8], [0.7, 0.7]), ("b", [0.9, 0.6], [0.8, 0.6])):
+        (tmp_path / name).mkdir()
+        variants = {"keras_float": {"per_fold": floats}, "int8_tflm": {"per_fold": int8s}}
+        (tmp_path / name / "report.json").write_text(json.dumps({"edge": {"variants": variants}}))
+    assert _benchmark("pool_folds").main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"pooled over 2 runs, 4 folds: float 0.7500 ± {np.std([0.7, 0.8, 0.9, 0.6]):.4f}, "
+                    f"int8 TFLM 0.7000 ± {np.std([0.7, 0.7, 0.8, 0.6]):.4f}")
+
+
 def test_representative_clips_are_stratified():
     labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
     picked = representative_indices(labels, 15, seed=0)
