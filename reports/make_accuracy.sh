@@ -60,6 +60,12 @@ RUNS=(
   runs/teacher-most_accurate-seed7         # configs/most_accurate.yaml, train.seed=7, rerun in session 14 (folds 1,2 then 3,5)
   runs/teacher-most_accurate-seed123       # same with train.seed=123 (the command of 2f949dc0, rerun)
   runs/rerun-most_accurate-seed42          # same with the default seed 42 (the recipe of 5bf7bea6-rolls16, rerun)
+  runs/rescore-most_accurate-seed7-mels1   # teacher-most_accurate-seed7 rescored with model.mel_shifts=1 (session 15; = configs/most_accurate.yaml since)
+  runs/rescore-most_accurate-seed123-mels1 # same for teacher-most_accurate-seed123
+  runs/rescore-most_accurate-seed42-mels1  # same for rerun-most_accurate-seed42
+  runs/most_accurate-mels1-seed2026        # configs/most_accurate.yaml with mel shifts, train.seed=2026
+  runs/most_accurate-mels1-seed2026-mels0  # the same models rescored with model.mel_shifts=0 (16 views)
+  runs/filter6-seed7                       # the 16-view recipe with augment.filter_db=6, train.seed=7 (not kept)
   runs/esc10-all-dscnn-folds-6c9d3abe      # ESC-10 transfer from the retrained source, seed 42, 16 rotations
   runs/esc10-all-dscnn-folds-14f0f1e5      # same with train.lr_schedule=onecycle
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
@@ -110,6 +116,8 @@ echo "Preset names: \`dscnn\` is the default recipe (built-in defaults = configs
 echo "\`default\` are the former default, now \`cnn\` (configs/mfcc_cnn.yaml); \`seed\` is configs/mfcc_cnn.yaml with --preset seed."
 echo "The features column names a log offset other than today's default 1e-3: every run before session 7 used 1e-6,"
 echo "the default of its day (rerun one with --set features.log_offset=1e-6 added to its command)."
+echo "configs/most_accurate.yaml scores 48 views per clip since session 15 (model.mel_shifts=1): its runs before that"
+echo "scored 16 (rerun one with --set model.mel_shifts=0 added to its command)."
 echo "Run 8c8cad36 is the micro recipe before augmentation moved to the mel domain (and with pruning on)."
 echo "Runs made before model.stem_filters existed (all 40-mel dscnn rows) used a 24-channel stem and, except"
 echo "775b3231, carved 12.5 % of the training clips for early stopping: their commands ran with the defaults of"
