@@ -174,8 +174,8 @@ def random_filter_db(clips: tf.Tensor | int, bands: int, max_db: float, knots: i
     """Per-clip equaliser curves ``[clips, bands]`` in dB: linear between ``knots`` random positions inside
     the band range and both ends, each knot's gain uniform in [-max_db, +max_db]."""
     inner = tf.sort(rng.uniform([clips, knots], 0.0, bands - 1.0), axis=1)
-    ends = tf.ones([clips, 1])
-    positions = tf.concat([0.0 * ends, inner, (bands - 1.0) * ends], axis=1)  # [clips, knots + 2], ascending
+    first, last = tf.zeros([clips, 1]), tf.fill([clips, 1], bands - 1.0)
+    positions = tf.concat([first, inner, last], axis=1)  # [clips, knots + 2], ascending
     gains = rng.uniform([clips, knots + 2], -max_db, max_db)
     band = tf.broadcast_to(tf.range(bands, dtype=tf.float32)[None, :], [clips, bands])
     left = tf.clip_by_value(tf.searchsorted(positions, band, side="right") - 1, 0, knots)

@@ -97,8 +97,8 @@ def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> n
 
     The softmax of the model's scores on each input of a clip (:func:`pipeline.model_inputs`: its
     windows, each in ``model.time_rolls`` rotations at ``2 * model.mel_shifts + 1`` mel shifts),
-    averaged over the clip's inputs, as the firmware's post-processing averages its inferences. A whole-clip model with one view has one
-    input: the softmax of its scores.
+    averaged over the clip's inputs, as the firmware's post-processing averages its inferences. A
+    whole-clip model with one view has one input: the softmax of its scores.
     """
     inputs = pipeline.model_inputs(features, config)
     return softmax(predictor(inputs)).reshape(len(features), len(inputs) // len(features), -1).mean(axis=1)

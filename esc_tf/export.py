@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
     parser.add_argument("--rescore", action="store_true",
                         help="score every fold's saved model again with new scoring options (--set "
-                             "model.time_rolls=N, model.mel_shifts=K), rewriting the run's scores; no retraining, no deployment model")
+                             "model.time_rolls=N, model.mel_shifts=K), rewriting the run's scores; no retraining, "
+                             "no deployment model")
     args = parser.parse_args(argv)
     from esc_tf import edge  # late import: edge imports train, which imports this module's callers
     try:

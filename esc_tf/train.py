@@ -44,11 +44,11 @@ from esc_tf.model import (ENSEMBLE_OUTPUT, PRESETS, branch_logits, build_model, 
 RESULT_FILE = "result.json"
 # Options added after run folders were first named by a hash of the config: left out of the hash while
 # at their defaults, so a run started by an older esc_tf keeps its folder and resumes.
-LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "swa_epochs", "swa_learning_rate", "teacher_runs", "distill_weight",
-                          "distill_temperature", "init_from",
+LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "swa_epochs", "swa_learning_rate", "teacher_runs",
+                          "distill_weight", "distill_temperature", "init_from",
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
-                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts", "depthwise_kernel",
-                          "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
+                "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts",
+                          "depthwise_kernel", "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
                 "augment": ("mix_domain", "filter_db", "filter_knots")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
@@ -115,10 +115,10 @@ def _cosine_from(start: float, end: float, progress: float) -> float:
 def scheduled_learning_rate(epoch: int, config: Config) -> float:
     """Learning rate of ``epoch`` (from 0) under ``train.lr_schedule`` ``cosine`` or ``onecycle``.
 
-    cosine: ``train.learning_rate`` annealed to 0 over ``train.epochs``; with ``train.swa_epochs``, annealed
-    to ``train.swa_learning_rate`` over the epochs before the last ``swa_epochs``, then constant. onecycle (Smith's 1cycle,
-    with PyTorch's OneCycleLR defaults): up from 1/25 of ``train.learning_rate`` to it over the first
-    30 % of the epochs, then down to 1/25e4 of it, both halves cosine-shaped.
+    cosine: ``train.learning_rate`` annealed to 0 over ``train.epochs``; with ``train.swa_epochs``,
+    annealed to ``train.swa_learning_rate`` over the epochs before the last ``swa_epochs``, then constant.
+    onecycle (Smith's 1cycle, with PyTorch's OneCycleLR defaults): up from 1/25 of ``train.learning_rate``
+    to it over the first 30 % of the epochs, then down to 1/25e4 of it, both halves cosine-shaped.
     """
     t = config.train
     if t.lr_schedule == "cosine" and t.swa_epochs > 0:
@@ -189,6 +189,10 @@ def check_schedule(config: Config, has_validation: bool) -> None:
                               "training clip: use train.lr_schedule 'cosine' and data.val_fraction 0")
         if t.swa_learning_rate <= 0:
             raise ConfigError(f"train.swa_learning_rate must be > 0, not {t.swa_learning_rate}")
+        if t.ema_momentum > 0 or not t.recalibrate_batch_norm:
+            # Both averages would replace the final weights; averaged BN statistics do not belong to the
+            # averaged weights, so they must be measured again.
+            raise ConfigError("train.swa_epochs needs train.ema_momentum 0 and train.recalibrate_batch_norm true")
     if not has_validation and config.train.lr_schedule == "plateau":
         raise ConfigError("train.lr_schedule 'plateau' watches the validation loss; with data.val_fraction 0 "
                           "use 'cosine', 'onecycle' or 'constant'")

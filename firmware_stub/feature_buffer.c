@@ -36,19 +36,27 @@ int feature_buffer_full(const feature_buffer_t *buffer) { return buffer->frames 
 
 void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input) { feature_buffer_copy_rolled(buffer, 0, input); }
 
-void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input) {
-  feature_buffer_copy_view(buffer, shift, 0, input);
-}
-
-void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t shift, int32_t mel_shift, int8_t *input) {
+/* The window rotated by `shift` frames, output row c read from row clamp(c - mel_shift). */
+static void copy_moved(const feature_buffer_t *buffer, uint32_t shift, int32_t mel_shift, int8_t *input) {
   /* Output frame 0 is the window's frame kNumFrames - shift: ring slot oldest - shift (mod kNumFrames). */
   const uint32_t head = (buffer->oldest + kNumFrames - shift % kNumFrames) % kNumFrames, tail = kNumFrames - head;
   int32_t c;
   for (c = 0; c < kNumCoefficients; c++) {
-    const int32_t source = c - mel_shift < 0 ? 0 : c - mel_shift >= kNumCoefficients ? kNumCoefficients - 1 : c - mel_shift;
+    int32_t source = c - mel_shift;
+    if (source < 0) source = 0;
+    if (source >= kNumCoefficients) source = kNumCoefficients - 1;
     const int8_t *row = buffer->ring + source * kNumFrames;
     int8_t *out = input + c * kNumFrames;
     memcpy(out, row + head, tail);
     memcpy(out + tail, row, head);
   }
+}
+
+void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input) {
+  copy_moved(buffer, shift, 0, input);
+}
+
+void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t view, uint32_t rolls, uint32_t mel_shifts,
+                              int8_t *input) {
+  copy_moved(buffer, view % rolls, (int32_t)(view / rolls) - (int32_t)mel_shifts, input);
 }

@@ -47,11 +47,14 @@ void feature_buffer_copy(const feature_buffer_t *buffer, int8_t *input);
  * mean softmax of the model on the rotations 0 .. R-1 (kTimeRolls); shift 0 is feature_buffer_copy. */
 void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, int8_t *input);
 
-/* The rotated window (as feature_buffer_copy_rolled) with its coefficient rows moved up by `mel_shift`
- * (down when negative; |mel_shift| < kNumCoefficients), the edge row repeated: output row c is row
- * clamp(c - mel_shift, 0, kNumCoefficients - 1), as pipeline.shift_mels.  Each rotation at each mel
- * shift -kMelShifts .. +kMelShifts is one view of a window (model.mel_shifts). */
-void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t shift, int32_t mel_shift, int8_t *input);
+/* View `view` (0 <= view < rolls * (2 * mel_shifts + 1)) of the window, in the order of
+ * pipeline.model_inputs: mel shift s = view / rolls - mel_shifts (outer), rotation r = view % rolls
+ * (inner).  The window rotated by r frames (as feature_buffer_copy_rolled) with its coefficient rows
+ * moved up by s (down when negative; mel_shifts < kNumCoefficients), the edge row repeated: output row
+ * c is row clamp(c - s, 0, kNumCoefficients - 1), as pipeline.shift_mels.  An inference with
+ * model.time_rolls = R and model.mel_shifts = K is the mean softmax over views 0 .. R * (2K + 1) - 1. */
+void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t view, uint32_t rolls, uint32_t mel_shifts,
+                              int8_t *input);
 
 #ifdef __cplusplus
 }

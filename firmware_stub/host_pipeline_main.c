@@ -31,7 +31,7 @@ typedef struct {
   unsigned long clip_samples; /* 0: one clip */
   unsigned long stride;       /* 0: last window of each clip only */
   unsigned long views;        /* rotations written per window */
-  long mel_shifts;            /* each rotation at mel shifts -mel_shifts .. +mel_shifts */
+  unsigned long mel_shifts;   /* each rotation at mel shifts -mel_shifts .. +mel_shifts */
   const char *in_path, *out_path;
 } options_t;
 
@@ -40,7 +40,8 @@ static int8_t window[kFeatureElementCount];
 static unsigned long wav_samples_left; /* samples left in the WAV data chunk */
 
 static int usage(void) {
-  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] [-m MEL_SHIFTS] INPUT OUTPUT | host_pipeline -i\n");
+  fprintf(stderr, "usage: host_pipeline [-r] [-n CLIP_SAMPLES] [-s STRIDE] [-v VIEWS] [-m MEL_SHIFTS] INPUT OUTPUT\n"
+                  "       host_pipeline -i\n");
   return 2;
 }
 
@@ -87,15 +88,12 @@ static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
   return got;
 }
 
-/* The window as model inputs: at each mel shift, rotated by 0, 1, ... frames; -1 if a write fails. */
+/* The window as model inputs: its rotations at each mel shift (feature_buffer_copy_view); -1 if a write fails. */
 static int write_views(const options_t *o, FILE *out) {
-  long mel_shift;
-  uint32_t roll;
-  for (mel_shift = -o->mel_shifts; mel_shift <= o->mel_shifts; mel_shift++) {
-    for (roll = 0; roll < o->views; roll++) {
-      feature_buffer_copy_view(&stream.window, roll, (int32_t)mel_shift, window);
-      if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
-    }
+  uint32_t view;
+  for (view = 0; view < o->views * (2 * o->mel_shifts + 1); view++) {
+    feature_buffer_copy_view(&stream.window, view, (uint32_t)o->views, (uint32_t)o->mel_shifts, window);
+    if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
   }
   return 0;
 }
@@ -152,9 +150,8 @@ static int parse(int argc, char **argv, options_t *o) {
       o->views = strtoul(argv[++i], NULL, 10);
       if (!o->views || o->views > kNumFrames) return -1;
     } else if (!strcmp(argv[i], "-m") && i + 1 < argc) {
-      char *end;
-      o->mel_shifts = strtol(argv[++i], &end, 10);
-      if (*end || o->mel_shifts < 0 || o->mel_shifts >= kNumCoefficients) return -1;
+      o->mel_shifts = strtoul(argv[++i], NULL, 10);
+      if (o->mel_shifts >= kNumCoefficients) return -1;
     } else if (!o->in_path && (argv[i][0] != '-' || !strcmp(argv[i], "-"))) {
       o->in_path = argv[i];
     } else if (!o->out_path && argv[i][0] != '-') {

@@ -79,19 +79,17 @@ void loop() {
   if (!due) return;
 
   // The window is copied in every time: Invoke() may overwrite the input tensor's bytes.
-  // One inference is FIRMWARE_VIEWS invokes: at each mel shift, the window rotated by 0, 1, ... frames.
+  // One inference is FIRMWARE_VIEWS invokes: the window's rotations at each mel shift.
   postprocess_result_t result;
   bool decided = false;
-  for (int32_t mel_shift = -FIRMWARE_MEL_SHIFTS; mel_shift <= FIRMWARE_MEL_SHIFTS; mel_shift++) {
-    for (uint32_t roll = 0; roll < FIRMWARE_TIME_ROLLS; roll++) {
-      feature_buffer_copy_view(&stream.window, roll, mel_shift, model_runner_input());
-      if (model_runner_invoke() != MODEL_RUNNER_OK) {
-        MicroPrintf("Invoke failed");
-        postprocess.views_in = 0;  // drop this inference's views: the next one starts afresh
-        return;
-      }
-      decided = postprocess_update(&postprocess, model_runner_output(), &result) != 0;
+  for (uint32_t view = 0; view < FIRMWARE_VIEWS; view++) {
+    feature_buffer_copy_view(&stream.window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
+    if (model_runner_invoke() != MODEL_RUNNER_OK) {
+      MicroPrintf("Invoke failed");
+      postprocess.views_in = 0;  // drop this inference's views: the next one starts afresh
+      return;
     }
+    decided = postprocess_update(&postprocess, model_runner_output(), &result) != 0;
   }
   if (decided && result.detected) {
     MicroPrintf("heard %s (%d%%)", kCategoryLabels[result.top_class],

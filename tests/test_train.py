@@ -355,6 +355,8 @@ def test_weight_average_ends_training_with_the_mean_of_the_last_epochs_weights()
     ({"swa_epochs": 100}, "between 1 and"),
     ({"swa_epochs": 10, "lr_schedule": "onecycle"}, "cosine"),
     ({"swa_epochs": 10, "swa_learning_rate": 0.0}, "swa_learning_rate"),
+    ({"swa_epochs": 10, "ema_momentum": 0.998}, "ema_momentum 0"),
+    ({"swa_epochs": 10, "recalibrate_batch_norm": False}, "recalibrate_batch_norm true"),
 ])
 def test_impossible_weight_averaging_is_refused(change, message):
     config = Config()

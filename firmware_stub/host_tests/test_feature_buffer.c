@@ -45,11 +45,30 @@ static void check_rolled(int pushed, int shift) {
   }
 }
 
+/* View `view` of R = 3 rotations at mel shifts -2 .. +2 (feature_buffer_copy_view): rotation view % 3,
+ * output row c reads row clamp(c - s) with s = view / 3 - 2, as pipeline.model_inputs orders them. */
+static void check_view(int pushed, int view) {
+  const int roll = view % 3, mel_shift = view / 3 - 2;
+  int c, j;
+  feature_buffer_copy_view(&buffer, (uint32_t)view, 3, 2, window);
+  for (c = 0; c < kNumCoefficients; c++) {
+    const int moved = c - mel_shift;
+    const int source = moved < 0 ? 0 : (moved >= kNumCoefficients ? kNumCoefficients - 1 : moved);
+    for (j = 0; j < kNumFrames; j++) {
+      const int frame = pushed - kNumFrames + (j - roll + kNumFrames) % kNumFrames;
+      const int expected = frame < 0 ? kInputZeroPoint : value(frame, source);
+      check(window[c * kNumFrames + j] == expected, "view element", c * kNumFrames + j, pushed * 1000 + view);
+    }
+  }
+}
+
 static void check_window(int pushed) {
+  int view;
   check_rolled(pushed, 0);
   check_rolled(pushed, 1);
   check_rolled(pushed, 3);
   check_rolled(pushed, kNumFrames - 1);
+  for (view = 0; view < 3 * 5; view++) check_view(pushed, view);
 }
 
 int main(void) {
