@@ -226,6 +226,17 @@ def spec_augment(feats: tf.Tensor, config: AugmentConfig, rng: tf.random.Generat
     return feats * freq_keep[:, :, None] * time_keep[:, None, :]
 
 
+def random_mel_shift(feats: tf.Tensor, max_bands: int, rng: tf.random.Generator) -> tf.Tensor:
+    """Each clip of log-mel features ``[clips, mels, frames]`` moved by its own whole number of bands, uniform
+    in ``[-max_bands, max_bands]``, the edge band repeated (as :func:`esc_tf.pipeline.shift_mels`)."""
+    if max_bands <= 0:
+        return feats
+    mels = feats.shape[1]
+    bands = _draw_indices(rng, _clips(feats), -max_bands, max_bands)
+    source = tf.clip_by_value(tf.range(mels)[None, :] - bands[:, None], 0, mels - 1)
+    return tf.gather(feats, source, axis=1, batch_dims=1)
+
+
 def random_crop(feats: tf.Tensor, width: int, rng: tf.random.Generator) -> tf.Tensor:
     """A random window of ``width`` frames from each clip of ``[clips, coefficients, frames]``."""
     frames = _size(feats, 2)
@@ -246,10 +257,15 @@ def _beta(rng: tf.random.Generator, count: tf.Tensor, alpha: float) -> tf.Tensor
     return g1 / (g1 + g2)
 
 
-def check_mix_domain(config: AugmentConfig) -> None:
-    """Refuse an ``augment.mix_domain`` the pipeline does not know."""
+def check_augment_config(config: AugmentConfig, features: FeatureConfig) -> None:
+    """Refuse an ``augment.mix_domain`` the pipeline does not know, and mel shifts it cannot make."""
     if config.mix_domain not in MIX_DOMAINS:
         raise ConfigError(f"augment.mix_domain must be one of {', '.join(MIX_DOMAINS)}, not {config.mix_domain!r}")
+    if config.mel_shift and features.kind != "logmel":
+        raise ConfigError(f"augment.mel_shift moves log-mel bands; with features.kind {features.kind!r} it must be 0")
+    if not 0 <= config.mel_shift < features.num_mel_bins:
+        raise ConfigError(f"augment.mel_shift must be between 0 and {features.num_mel_bins - 1} (the mel bands - 1), "
+                          f"not {config.mel_shift}")
 
 
 def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float, rng: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:

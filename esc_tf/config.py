@@ -77,6 +77,9 @@ class AugmentConfig:
     speed_range: tuple[float, float] = (0.9, 1.1)
     filter_db: float = 0.0  # random equaliser: knot gains uniform in [-filter_db, +filter_db] dB (0: off)
     filter_knots: int = 3  # random knots between the lowest and highest mel band
+    # logmel only: each clip's log-mels moved by a whole number of bands uniform in [-mel_shift, +mel_shift], the
+    # edge band repeated (a pitch shift without a tempo change; the training side of model.mel_shifts). 0: off
+    mel_shift: int = 0
     time_masks: int = 2  # SpecAugment masks per clip
     time_mask_fraction: float = 0.1  # largest mask, as a fraction of the frames
     freq_masks: int = 2

@@ -75,7 +75,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     shared cores any pipeline time is taken from the training step.
     """
     aug, f, sample_rate = config.augment, config.features, config.audio.sample_rate
-    augment.check_mix_domain(aug)
+    augment.check_augment_config(aug, f)
     mel_array, power_array = cache if cache is not None else mel_cache(waves, config)
     mels, powers, label_ids = tf.constant(mel_array), tf.constant(power_array), tf.constant(labels, tf.int32)
     bank = None
@@ -98,7 +98,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         if width < feats.shape[2]:
             feats = augment.random_crop(feats, width, rng)  # a new window of each clip every epoch
         if aug.enabled:
-            feats = augment.spec_augment(feats, aug, rng)
+            feats = augment.spec_augment(augment.random_mel_shift(feats, aug.mel_shift, rng), aug, rng)
         x = feats[..., None]
         if aug.enabled and aug.mix_domain == "features":
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)

@@ -49,7 +49,7 @@ LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "swa_epochs", "swa_lea
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts",
                           "depthwise_kernel", "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
-                "augment": ("mix_domain", "filter_db", "filter_knots")}
+                "augment": ("mix_domain", "filter_db", "filter_knots", "mel_shift")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
@@ -373,7 +373,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     check_window_config(config)
     check_schedule(config, has_validation=config.data.val_fraction > 0)
     check_optimizer(config)
-    augment.check_mix_domain(config.augment)
+    augment.check_augment_config(config.augment, config.features)
     if config.train.teacher_runs:  # absolute, so the report and a resumed run find them from any folder
         config = with_value(config, "train.teacher_runs", [str(Path(r).resolve()) for r in config.train.teacher_runs])
     for option in ("init_from", "auxiliary_dir"):

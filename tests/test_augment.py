@@ -192,6 +192,51 @@ def test_spec_augment_masks_bands_with_zero_per_clip():
     assert np.array_equal(augment.spec_augment(ones, off, RNG()), ones)
 
 
+def test_random_mel_shift_moves_each_clip_by_whole_bands_drawn_per_clip():
+    feats = np.random.default_rng(0).random((200, 64, 10)).astype(np.float32)
+    out = augment.random_mel_shift(tf.constant(feats), 2, RNG()).numpy()
+    drawn = []
+    for clip, moved in zip(feats, out):
+        matches = [s for s in range(-2, 3) if np.array_equal(moved, pipeline.shift_mels(clip[None], s)[0])]
+        assert len(matches) == 1  # exactly one whole-band shift, edge band repeated
+        drawn.append(matches[0])
+    assert np.bincount(np.array(drawn) + 2).min() >= 25  # every shift in [-2, 2], about uniformly
+    assert np.array_equal(augment.random_mel_shift(tf.constant(feats), 0, RNG()), feats)
+
+
+def _plain_augment(mel_shift: int) -> Config:
+    """A 1-second config whose only training augmentation is ``augment.mel_shift``."""
+    config = Config()
+    config.audio.clip_seconds = 1.0
+    config.train.batch_size = 8
+    config.augment = AugmentConfig(gain_db=0, noise_prob=0, shift_seconds=0, speed_prob=0, time_masks=0,
+                                   freq_masks=0, mixup_alpha=0, mel_shift=mel_shift)
+    return config
+
+
+def test_the_training_pipeline_shifts_the_mels_and_eval_does_not():
+    config = _plain_augment(mel_shift=3)
+    waves = (0.1 * np.random.default_rng(0).standard_normal((8, SR))).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32)
+    norm = Normalization.identity(feature_shape(config)[0])
+    plain = pipeline.feature_array(waves, config, norm)
+    xs, ys = next(pipeline.train_dataset(waves, labels, 8, config, norm, seed=0).as_numpy_iterator())
+    shifts = []
+    for x, y in zip(xs, ys):
+        clip = plain[np.argmax(y)]
+        shifts += [s for s in range(-3, 4) if np.allclose(x, pipeline.shift_mels(clip[None], s)[0], atol=1e-5)]
+    assert len(shifts) == 8 and len(set(shifts)) > 1  # each clip moved whole bands, not all by the same
+
+
+@pytest.mark.parametrize("mel_shift, kind, message", [(1, "mfcc", "must be 0"), (-1, "logmel", "between 0 and 63"),
+                                                      (64, "logmel", "between 0 and 63")])
+def test_impossible_mel_shift_augmentation_is_refused(mel_shift, kind, message):
+    config = _plain_augment(mel_shift)
+    config.features.kind = kind
+    with pytest.raises(ConfigError, match=f"augment.mel_shift.*{message}"):
+        augment.check_augment_config(config.augment, config.features)
+
+
 def test_mixup_mixes_inputs_and_labels_alike():
     x = tf.constant(np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1))
     y = tf.one_hot(tf.range(8) % 4, 4)
