@@ -19,7 +19,8 @@ a time with independent draws per clip, which is why they cost almost nothing pe
   which a smooth filter applied to the waveform matches (``tests/test_augment.py``).
 
 With ``augment.mix_domain = "sound"``, pairs of clips are then mixed as sounds (between-class learning).
-Then on normalised features: SpecAugment time and frequency masks; with ``mix_domain = "features"``
+Then on normalised features: a random whole-band mel shift (log-mel); Freq-MixStyle (each band's mean and
+spread over time mixed with another clip's); SpecAugment time and frequency masks; with ``mix_domain = "features"``
 (the default), mixup of the model inputs. Each is
 switched off by a zero strength in :class:`AugmentConfig`; evaluation data never passes here.
 
@@ -237,6 +238,25 @@ def random_mel_shift(feats: tf.Tensor, max_bands: int, rng: tf.random.Generator)
     return tf.gather(feats, source, axis=1, batch_dims=1)
 
 
+def freq_mixstyle(feats: tf.Tensor, prob: float, alpha: float, rng: tf.random.Generator,
+                  epsilon: float = 1e-6) -> tf.Tensor:
+    """Freq-MixStyle (Schmid et al., DCASE 2022): with probability ``prob`` per clip of ``[clips, bands, frames]``,
+    each band is re-standardised to a mix, weight ~ Beta(alpha, alpha), of its own mean and standard deviation
+    over time and those of a random partner clip: another recording chain's colour, the sound's shape kept."""
+    if prob <= 0:
+        return feats
+    clips = _clips(feats)
+    mean = tf.reduce_mean(feats, axis=2, keepdims=True)
+    std = tf.sqrt(tf.math.reduce_variance(feats, axis=2, keepdims=True) + epsilon)
+    partner = shuffled_order(clips, rng)
+    weight = _beta(rng, clips, alpha)[:, None, None]
+    mixed_mean = weight * mean + (1.0 - weight) * tf.gather(mean, partner)
+    mixed_std = weight * std + (1.0 - weight) * tf.gather(std, partner)
+    restyled = (feats - mean) / std * mixed_std + mixed_mean
+    chosen = rng.uniform([clips]) < prob
+    return tf.where(chosen[:, None, None], restyled, feats)
+
+
 def random_crop(feats: tf.Tensor, width: int, rng: tf.random.Generator) -> tf.Tensor:
     """A random window of ``width`` frames from each clip of ``[clips, coefficients, frames]``."""
     frames = _size(feats, 2)
@@ -258,7 +278,7 @@ def _beta(rng: tf.random.Generator, count: tf.Tensor, alpha: float) -> tf.Tensor
 
 
 def check_augment_config(config: AugmentConfig, features: FeatureConfig) -> None:
-    """Refuse an ``augment.mix_domain`` the pipeline does not know, and mel shifts it cannot make."""
+    """Refuse an ``augment.mix_domain`` the pipeline does not know, and mel shifts or Freq-MixStyle it cannot make."""
     if config.mix_domain not in MIX_DOMAINS:
         raise ConfigError(f"augment.mix_domain must be one of {', '.join(MIX_DOMAINS)}, not {config.mix_domain!r}")
     if config.mel_shift and features.kind != "logmel":
@@ -266,6 +286,11 @@ def check_augment_config(config: AugmentConfig, features: FeatureConfig) -> None
     if not 0 <= config.mel_shift < features.num_mel_bins:
         raise ConfigError(f"augment.mel_shift must be between 0 and {features.num_mel_bins - 1} (the mel bands - 1), "
                           f"not {config.mel_shift}")
+    if not 0 <= config.freq_mixstyle_prob <= 1:
+        raise ConfigError(f"augment.freq_mixstyle_prob is a probability, not {config.freq_mixstyle_prob}")
+    if config.freq_mixstyle_prob > 0 and config.freq_mixstyle_alpha <= 0:
+        raise ConfigError(f"augment.freq_mixstyle_alpha must be > 0 (Beta(alpha, alpha)), not "
+                          f"{config.freq_mixstyle_alpha}")
 
 
 def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float, rng: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:

@@ -80,6 +80,8 @@ class AugmentConfig:
     # logmel only: each clip's log-mels moved by a whole number of bands uniform in [-mel_shift, +mel_shift], the
     # edge band repeated (a pitch shift without a tempo change; the training side of model.mel_shifts). 0: off
     mel_shift: int = 0
+    freq_mixstyle_prob: float = 0.0  # Freq-MixStyle: share of clips whose bands' mean and std over time are mixed
+    freq_mixstyle_alpha: float = 0.3  # with a partner's, weight ~ Beta(alpha, alpha)
     time_masks: int = 2  # SpecAugment masks per clip
     time_mask_fraction: float = 0.1  # largest mask, as a fraction of the frames
     freq_masks: int = 2

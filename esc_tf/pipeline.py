@@ -98,7 +98,9 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         if width < feats.shape[2]:
             feats = augment.random_crop(feats, width, rng)  # a new window of each clip every epoch
         if aug.enabled:
-            feats = augment.spec_augment(augment.random_mel_shift(feats, aug.mel_shift, rng), aug, rng)
+            feats = augment.random_mel_shift(feats, aug.mel_shift, rng)
+            feats = augment.freq_mixstyle(feats, aug.freq_mixstyle_prob, aug.freq_mixstyle_alpha, rng)
+            feats = augment.spec_augment(feats, aug, rng)
         x = feats[..., None]
         if aug.enabled and aug.mix_domain == "features":
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)

@@ -49,7 +49,8 @@ LATE_OPTIONS = {"train": ("weight_decay", "ema_momentum", "swa_epochs", "swa_lea
                           "auxiliary_dir", "auxiliary_subset", "label_smoothing"),
                 "model": ("input_frames", "clip_windows", "stem_strides", "time_rolls", "mel_shifts",
                           "depthwise_kernel", "pool", "head", "full_conv_stages", "branches", "squeeze_excite_stages"),
-                "augment": ("mix_domain", "filter_db", "filter_knots", "mel_shift")}
+                "augment": ("mix_domain", "filter_db", "filter_knots", "mel_shift",
+                            "freq_mixstyle_prob", "freq_mixstyle_alpha")}
 tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 

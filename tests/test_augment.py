@@ -228,13 +228,59 @@ def test_the_training_pipeline_shifts_the_mels_and_eval_does_not():
     assert len(shifts) == 8 and len(set(shifts)) > 1  # each clip moved whole bands, not all by the same
 
 
-@pytest.mark.parametrize("mel_shift, kind, message", [(1, "mfcc", "must be 0"), (-1, "logmel", "between 0 and 63"),
-                                                      (64, "logmel", "between 0 and 63")])
-def test_impossible_mel_shift_augmentation_is_refused(mel_shift, kind, message):
-    config = _plain_augment(mel_shift)
-    config.features.kind = kind
-    with pytest.raises(ConfigError, match=f"augment.mel_shift.*{message}"):
+def test_the_training_pipeline_restyles_the_bands_with_freq_mixstyle():
+    config = _plain_augment(mel_shift=0)
+    config.augment.freq_mixstyle_prob = 1.0
+    waves = (np.random.default_rng(0).standard_normal((8, SR)) * np.geomspace(0.01, 1, 8)[:, None]).astype(np.float32)
+    norm = Normalization.identity(feature_shape(config)[0])
+    plain = pipeline.feature_array(waves, config, norm)[..., 0]
+    xs, ys = next(pipeline.train_dataset(waves, np.arange(8, dtype=np.int32), 8, config, norm, seed=0)
+                  .as_numpy_iterator())
+    def standard(f):
+        return (f - f.mean(axis=-1, keepdims=True)) / f.std(axis=-1, keepdims=True)
+    sources = plain[np.argmax(ys, axis=1)]
+    np.testing.assert_allclose(standard(xs[..., 0]), standard(sources), atol=1e-3)
+    assert not np.allclose(xs[..., 0], sources, atol=1e-2)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mel_shift": 1, "kind": "mfcc"}, "augment.mel_shift.*must be 0"),
+    ({"mel_shift": -1}, "augment.mel_shift.*between 0 and 63"),
+    ({"mel_shift": 64}, "augment.mel_shift.*between 0 and 63"),
+    ({"freq_mixstyle_prob": 1.5}, "freq_mixstyle_prob is a probability"),
+    ({"freq_mixstyle_prob": 0.4, "freq_mixstyle_alpha": 0.0}, "freq_mixstyle_alpha must be > 0")])
+def test_impossible_band_augmentations_are_refused(change, message):
+    config = _plain_augment(change.pop("mel_shift", 0))
+    config.features.kind = change.pop("kind", "logmel")
+    for name, value in change.items():
+        setattr(config.augment, name, value)
+    with pytest.raises(ConfigError, match=message):
         augment.check_augment_config(config.augment, config.features)
+
+
+def test_freq_mixstyle_gives_chosen_clips_a_mix_of_their_own_and_a_partners_band_statistics():
+    rng = np.random.default_rng(0)
+    feats = (rng.random((64, 8, 50)) * rng.uniform(0.5, 3, (64, 8, 1)) + rng.normal(0, 2, (64, 8, 1)))
+    feats = feats.astype(np.float32)
+    out = augment.freq_mixstyle(tf.constant(feats), 0.5, 0.3, RNG()).numpy()
+    changed = ~np.all(np.isclose(out, feats, atol=1e-5), axis=(1, 2))
+    assert 16 <= changed.sum() <= 48  # about half the clips
+    mean, std = feats.mean(axis=2), feats.std(axis=2)
+    out_mean, out_std = out.mean(axis=2), out.std(axis=2)
+    for clip in np.flatnonzero(changed):
+        # one weight w and one partner p explain every band's new mean and std at once
+        fits = []
+        for p in range(len(feats)):
+            dm = mean[clip] - mean[p]
+            w = np.dot(out_mean[clip] - mean[p], dm) / max(np.dot(dm, dm), 1e-12)
+            if np.allclose(out_mean[clip], w * mean[clip] + (1 - w) * mean[p], atol=1e-3) and \
+                    np.allclose(out_std[clip], w * std[clip] + (1 - w) * std[p], atol=1e-3) and 0 <= w <= 1:
+                fits.append(p)
+        assert fits, clip
+        # the shape in time is kept: the standardised clip is unchanged
+        standard = (out[clip] - out_mean[clip, :, None]) / out_std[clip, :, None]
+        np.testing.assert_allclose(standard, (feats[clip] - mean[clip, :, None]) / std[clip, :, None], atol=1e-3)
+    assert np.array_equal(augment.freq_mixstyle(tf.constant(feats), 0.0, 0.3, RNG()), feats)
 
 
 def test_mixup_mixes_inputs_and_labels_alike():
