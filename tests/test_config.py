@@ -71,5 +71,5 @@ def test_recipe_files_load_and_the_micro_recipe_is_the_default():
     assert (config.model.preset, config.features.kind, config.features.num_mfcc) == ("cnn", "mfcc", 13)
     wide, accurate = load_config(configs / "micro_wide.yaml"), load_config(configs / "most_accurate.yaml")
     assert accurate.model.stage_filters == wide.model.stage_filters
-    assert (accurate.model.time_rolls, accurate.model.mel_shifts) == (16, 1)
+    assert (accurate.model.time_rolls, accurate.model.mel_shifts, accurate.augment.mel_shift) == (16, 1, 2)
     assert (accurate.train.epochs, accurate.features.log_offset) == (300, 1e-3)
