@@ -126,6 +126,8 @@ echo "The features column names a log offset other than today's default 1e-3: ev
 echo "the default of its day (rerun one with --set features.log_offset=1e-6 added to its command)."
 echo "configs/most_accurate.yaml scores 48 views per clip since session 15 (model.mel_shifts=1): its runs before that"
 echo "scored 16 (rerun one with --set model.mel_shifts=0 added to its command)."
+echo "It trains with a random mel shift since session 16 (augment.mel_shift=2): its runs before that trained without"
+echo "(rerun one with --set augment.mel_shift=0 added to its command)."
 echo "Run 8c8cad36 is the micro recipe before augmentation moved to the mel domain (and with pruning on)."
 echo "Runs made before model.stem_filters existed (all 40-mel dscnn rows) used a 24-channel stem and, except"
 echo "775b3231, carved 12.5 % of the training clips for early stopping: their commands ran with the defaults of"
