@@ -71,6 +71,7 @@ RUNS=(
   runs/most_accurate-melaug2-seed2026      # configs/most_accurate.yaml with augment.mel_shift=2, seed 2026
   runs/most_accurate-melaug2-seed42        # same with train.seed=42
   runs/most_accurate-melaug2-seed7         # same with train.seed=7 (= configs/most_accurate.yaml since session 16)
+  runs/most_accurate-melaug2-seed123       # configs/most_accurate.yaml (mel_shift 2 in it) with train.seed=123
   runs/esc10-all-dscnn-folds-6c9d3abe      # ESC-10 transfer from the retrained source, seed 42, 16 rotations
   runs/esc10-all-dscnn-folds-14f0f1e5      # same with train.lr_schedule=onecycle
   runs/esc10-all-dscnn-folds-b255f2d5-rolls16      # ESC-10 micro_wide (b255f2d5, log offset 1e-6) on 16 rotations
