@@ -84,6 +84,7 @@ RUNS=(
   runs/esc50-16k-not-esc10-micro_wide-melaug2-pretrain  # a 40-class source trained with augment.mel_shift=2 (session 16)
   runs/esc10-from40melaug2-melaug2-seed42  # ESC-10 transfer from it, augment.mel_shift=2, seed 42
   runs/esc10-from40melaug2-melaug2-seed7   # the same, seed 7
+  runs/esc10-from40melaug2-melaug2-seed123 # the same, seed 123
   runs/esc10-all-dscnn-folds-66032d6f      # ESC-10 micro_wide started from that source (log offset 1e-3)
   runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
