@@ -86,6 +86,7 @@ RUNS=(
   runs/esc10-from40melaug2-melaug2-seed7   # the same, seed 7
   runs/esc10-from40melaug2-melaug2-seed123 # the same, seed 123
   runs/esc10-from40melaug2-melaug2-mixstyle04-seed42  # the same with augment.freq_mixstyle_prob=0.4, seed 42
+  runs/esc10-from40melaug2-melaug2-mixstyle04-seed7   # the same, seed 7
   runs/esc10-all-dscnn-folds-66032d6f      # ESC-10 micro_wide started from that source (log offset 1e-3)
   runs/esc10-all-dscnn-folds-66032d6f-rolls16      # the same models on 16 rotations
   runs/esc10-all-dscnn-folds-81c18876      # same transfer with train.seed=7
