@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf.config import AugmentConfig, ConfigError, FeatureConfig
-from esc_tf.features import mel_magnitudes
+from esc_tf.features import check_mel_shift, mel_magnitudes
 
 
 MIX_DOMAINS = ("features", "sound")  # augment.mix_domain: mixup of model inputs, or between-class mixing of sounds
@@ -281,11 +281,7 @@ def check_augment_config(config: AugmentConfig, features: FeatureConfig) -> None
     """Refuse an ``augment.mix_domain`` the pipeline does not know, and mel shifts or Freq-MixStyle it cannot make."""
     if config.mix_domain not in MIX_DOMAINS:
         raise ConfigError(f"augment.mix_domain must be one of {', '.join(MIX_DOMAINS)}, not {config.mix_domain!r}")
-    if config.mel_shift and features.kind != "logmel":
-        raise ConfigError(f"augment.mel_shift moves log-mel bands; with features.kind {features.kind!r} it must be 0")
-    if not 0 <= config.mel_shift < features.num_mel_bins:
-        raise ConfigError(f"augment.mel_shift must be between 0 and {features.num_mel_bins - 1} (the mel bands - 1), "
-                          f"not {config.mel_shift}")
+    check_mel_shift("augment.mel_shift", config.mel_shift, features)
     if not 0 <= config.freq_mixstyle_prob <= 1:
         raise ConfigError(f"augment.freq_mixstyle_prob is a probability, not {config.freq_mixstyle_prob}")
     if config.freq_mixstyle_prob > 0 and config.freq_mixstyle_alpha <= 0:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from esc_tf.config import AudioConfig, Config, FeatureConfig
+from esc_tf.config import AudioConfig, Config, ConfigError, FeatureConfig
 
 
 def check_feature_config(features: FeatureConfig, audio: AudioConfig) -> None:
@@ -104,13 +104,17 @@ def check_window_config(config: Config) -> None:
     if not 1 <= config.model.time_rolls <= width:
         raise ValueError(f"model.time_rolls must be between 1 and the model's {width} input frames, "
                          f"not {config.model.time_rolls}")
-    shifts, coeffs = config.model.mel_shifts, model_input_shape(config)[0]
-    if shifts and config.features.kind != "logmel":
-        raise ValueError(f"model.mel_shifts moves log-mel bands; with features.kind {config.features.kind!r} "
-                         "it must be 0")
-    if not 0 <= shifts < coeffs:
-        raise ValueError(f"model.mel_shifts must be between 0 and {coeffs - 1} (the model's mel bands - 1), "
-                         f"not {shifts}")
+    check_mel_shift("model.mel_shifts", config.model.mel_shifts, config.features)
+
+
+def check_mel_shift(option: str, bands: int, features: FeatureConfig) -> None:
+    """Refuse a shift of ``bands`` whole mel bands (``option``) on features that are not log-mels, or as
+    wide as the bands."""
+    if bands and features.kind != "logmel":
+        raise ConfigError(f"{option} moves log-mel bands; with features.kind {features.kind!r} it must be 0")
+    if not 0 <= bands < features.num_mel_bins:
+        raise ConfigError(f"{option} must be between 0 and {features.num_mel_bins - 1} (the mel bands - 1), "
+                          f"not {bands}")
 
 
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:
