@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from esc_tf import data as data_mod  # noqa: E402
+from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
-from esc_tf.evaluate import ModelMeta  # noqa: E402
-from esc_tf.features import inferences_per_clip, window_starts, window_stride  # noqa: E402
+from esc_tf.artifacts import ModelMeta  # noqa: E402
+from esc_tf.audio.features import views_per_clip  # noqa: E402
 from firmware_stub.tools import host_build, reference  # noqa: E402
 
 
@@ -54,15 +54,13 @@ def load_clips(model: Path, data_dir: str, folds: list[int] | None) -> tuple[Mod
     return meta, dataset, waves
 
 
-def device_inputs(model: Path, pcm: np.ndarray, stride: int | None = None, views: int = 1,
-                  mel_shifts: int = 0) -> np.ndarray:
+def device_inputs(model: Path, pcm: np.ndarray, views: int = 1, mel_shifts: int = 0) -> np.ndarray:
     """int8 input tensors from the firmware's C path, built against the model folder's headers: each
-    clip's last window, or every ``stride`` frames (the firmware's inference schedule), each window
-    at mel shifts ``-mel_shifts .. +mel_shifts`` (``kMelShifts``), ``views`` times rotated by 0, 1, ...
-    frames (``kTimeRolls``)."""
+    clip's window once the clip is in, at mel shifts ``-mel_shifts .. +mel_shifts`` (``kMelShifts``),
+    ``views`` times rotated by 0, 1, ... frames (``kTimeRolls``)."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = host_build.build(model.parent, tmp, ("host_pipeline",))["host_pipeline"]
-        return host_build.run_host_pipeline(exe, pcm, stride=stride, views=views, mel_shifts=mel_shifts)
+        return host_build.run_host_pipeline(exe, pcm, views=views, mel_shifts=mel_shifts)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,11 +80,9 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
     model_bytes = model.read_bytes()
     pcm = reference.to_int16(waves)
     not_exact = np.any(reference.from_int16(pcm) != waves, axis=1)
-    windows = len(window_starts(meta.config))  # a windowed model: the device infers every stride frames
-    per_clip = inferences_per_clip(meta.config)  # windows x rotations x mel shifts
-    c_in = device_inputs(model, pcm, window_stride(meta.config) if windows > 1 else None,
-                         meta.config.model.time_rolls, meta.config.model.mel_shifts)
-    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_window=per_clip > 1)
+    per_clip = views_per_clip(meta.config)  # rotations x mel shifts
+    c_in = device_inputs(model, pcm, meta.config.model.time_rolls, meta.config.model.mel_shifts)
+    py_in = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_view=per_clip > 1)
     c_pred = reference.clip_classes(model_bytes, c_in, per_clip)
     py_pred = reference.clip_classes(model_bytes, py_in, per_clip)
     y = dataset["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
@@ -109,7 +105,7 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
         "clips_not_int16_exact": int(not_exact.sum()),
     }
     if not_exact.any():
-        float_in = reference.python_inputs(waves, meta, model_bytes, every_window=per_clip > 1)
+        float_in = reference.python_inputs(waves, meta, model_bytes, every_view=per_clip > 1)
         float_pred = reference.clip_classes(model_bytes, float_in, per_clip)
         result.update({
             "decoded_float_top1_agreement": _agreement(c_pred, float_pred),

@@ -32,9 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from esc_tf import features as F  # noqa: E402
+from esc_tf import artifacts
+from esc_tf.audio import features as F  # noqa: E402
 from esc_tf.config import Config, apply_overrides  # noqa: E402
-from esc_tf.frontend_c import sparse_mel, write_frontend_header  # noqa: E402
+from esc_tf.codegen.frontend_tables import sparse_mel, write_frontend_header  # noqa: E402
 
 SOURCES = Path(__file__).resolve().parents[1] / "firmware_stub" / "frontend"
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os", "-std=c99",
@@ -48,7 +49,7 @@ def analytic_ops(config: Config) -> dict[str, int]:
     stages = int(math.log2(half))
     butterflies = half // 2 * stages  # radix-2 complex FFT of N/2 points
     split = half // 2  # real-FFT post-processing, one (k, N/2-k) pair per step
-    _, lengths, _ = sparse_mel(F.frontend_tables(config, F.Normalization.identity(F.num_coefficients(f)))["mel"])
+    _, lengths, _ = sparse_mel(F.frontend_tables(config, artifacts.Normalization.identity(F.num_coefficients(f)))["mel"])
     bins = half + 1
     dct = f.num_mfcc * f.num_mel_bins if f.kind == "mfcc" else 0
     coeffs = F.num_coefficients(f)
@@ -70,7 +71,7 @@ def prepare(config: Config, directory: Path) -> None:
     """Copy the sources next to a header generated for ``config``."""
     for name in ("frontend.c", "frontend.h", "host_frontend_main.c"):
         shutil.copy(SOURCES / name, directory / name)
-    norm = F.Normalization.identity(F.num_coefficients(config.features))
+    norm = artifacts.Normalization.identity(F.num_coefficients(config.features))
     write_frontend_header(config, norm, directory / "frontend_tables.h")
 
 

@@ -25,15 +25,16 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf import data, pipeline
-from esc_tf.config import Config, load_config
-from esc_tf.features import model_input_shape, normalization_stats
-from esc_tf.model import build_model
+from esc_tf.data import dataset as data
+from esc_tf import pipeline
+from esc_tf.config import Config, load_config, with_value
+from esc_tf.audio.features import feature_shape, normalization_stats
+from esc_tf.models.networks import build_model
 
 
 def load_clips(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, np.ndarray, int]:
     if args.data_dir:
-        config.data.data_dir = args.data_dir
+        config = with_value(config, "data.data_dir", args.data_dir)
         meta = data.load_dataset(config).iloc[: args.clips]
         waves = data.load_waveforms(meta, config.audio, config.data.cache_dir)
         y = data.labels(meta)
@@ -87,14 +88,13 @@ def step_times(args, config, waves, y, classes) -> tuple[dict[str, list[float]],
     live = pipeline.train_dataset(waves, y, classes, config, norm, seed=0)
     build = time.perf_counter() - start
     feats = pipeline.feature_array(waves, config, norm)
-    feats = feats[:, :, :model_input_shape(config)[1]]  # the first window of a windowed model
     onehot = tf.one_hot(y, classes)
     fixed = (tf.data.Dataset.from_tensor_slices((feats, onehot)).shuffle(len(feats))
              .batch(config.train.batch_size))
     models = {}
     for name in ("live", "fixed"):
         keras.utils.set_random_seed(0)
-        models[name] = build_model((*model_input_shape(config), 1), classes, config.model)
+        models[name] = build_model((*feature_shape(config), 1), classes, config.model)
         models[name].compile(keras.optimizers.Adam(1e-3), keras.losses.CategoricalCrossentropy(from_logits=True))
     steps = args.epochs * int(np.ceil(len(waves) / config.train.batch_size))
     wall: dict[str, list[float]] = {"live": [], "fixed": []}
@@ -122,10 +122,10 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config) if args.config else Config()
     if args.preset:
-        config.model.preset = args.preset
+        config = with_value(config, "model.preset", args.preset)
     waves, y, classes = load_clips(args, config)
     print(f"{len(waves)} clips of {config.audio.clip_seconds} s at {config.audio.sample_rate} Hz, "
-          f"preset {config.model.preset}, {config.features.kind} {model_input_shape(config)}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s)")
+          f"preset {config.model.preset}, {config.features.kind} {feature_shape(config)}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s)")
     first_rate, epoch_rate, lib_rate = clips_per_second(args, config, waves, y, classes)
     print(f"features + augmentation: tf.data {epoch_rate:.1f} clips/s per epoch ({first_rate:.1f} in the first, "
           f"which builds the mel cache and traces the graph), librosa loop {lib_rate:.1f} clips/s, ratio {epoch_rate / lib_rate:.2f}x")

@@ -12,17 +12,11 @@ a time with independent draws per clip, which is why they cost almost nothing pe
   expected value for uncorrelated phases, measured against the waveform computation in
   ``tests/test_augment.py``;
 - speed change (tempo and pitch together): the frames are resampled in time by the rate and
-  each mel band reads the frequency ``f / rate``, as resampling the waveform would do;
-- random filter (FilterAugment, Nam et al. 2022): each clip through its own equaliser, a gain in dB
-  that runs piecewise linearly across the mel bands between a few random knots, as a different
-  microphone or room would colour it. The bands' magnitudes are scaled by the curve at their centres,
-  which a smooth filter applied to the waveform matches (``tests/test_augment.py``).
+  each mel band reads the frequency ``f / rate``, as resampling the waveform would do.
 
-With ``augment.mix_domain = "sound"``, pairs of clips are then mixed as sounds (between-class learning).
 Then on normalised features: a random whole-band mel shift (log-mel); Freq-MixStyle (each band's mean and
-spread over time mixed with another clip's); SpecAugment time and frequency masks; with ``mix_domain = "features"``
-(the default), mixup of the model inputs. Each is
-switched off by a zero strength in :class:`AugmentConfig`; evaluation data never passes here.
+spread over time mixed with another clip's); SpecAugment time and frequency masks; mixup of the model
+inputs. Each is switched off by a zero strength in :class:`AugmentConfig`; evaluation data never passes here.
 
 Every draw comes from a ``tf.random.Generator`` passed in: its state lives in a variable, so a
 tf.data pipeline draws new values on every pass (epoch) and is still reproducible from a seed.
@@ -37,10 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf.config import AugmentConfig, ConfigError, FeatureConfig
-from esc_tf.features import check_mel_shift, mel_magnitudes
-
-
-MIX_DOMAINS = ("features", "sound")  # augment.mix_domain: mixup of model inputs, or between-class mixing of sounds
+from esc_tf.audio.features import check_mel_shift, mel_magnitudes
 
 
 def _clips(mel: tf.Tensor) -> tf.Tensor:
@@ -170,30 +161,6 @@ def speed_change(mel: tf.Tensor, prob: float, speed_range: tuple[float, float],
         some, rng.uniform([_clips(some)], speed_range[0], speed_range[1]), features))
 
 
-def random_filter_db(clips: tf.Tensor | int, bands: int, max_db: float, knots: int,
-                     rng: tf.random.Generator) -> tf.Tensor:
-    """Per-clip equaliser curves ``[clips, bands]`` in dB: linear between ``knots`` random positions inside
-    the band range and both ends, each knot's gain uniform in [-max_db, +max_db]."""
-    inner = tf.sort(rng.uniform([clips, knots], 0.0, bands - 1.0), axis=1)
-    first, last = tf.zeros([clips, 1]), tf.fill([clips, 1], bands - 1.0)
-    positions = tf.concat([first, inner, last], axis=1)  # [clips, knots + 2], ascending
-    gains = rng.uniform([clips, knots + 2], -max_db, max_db)
-    band = tf.broadcast_to(tf.range(bands, dtype=tf.float32)[None, :], [clips, bands])
-    left = tf.clip_by_value(tf.searchsorted(positions, band, side="right") - 1, 0, knots)
-    x0, x1 = tf.gather(positions, left, batch_dims=1), tf.gather(positions, left + 1, batch_dims=1)
-    g0, g1 = tf.gather(gains, left, batch_dims=1), tf.gather(gains, left + 1, batch_dims=1)
-    frac = tf.math.divide_no_nan(band - x0, x1 - x0)
-    return g0 + frac * (g1 - g0)
-
-
-def random_filter(mel: tf.Tensor, max_db: float, knots: int, rng: tf.random.Generator) -> tf.Tensor:
-    """Each clip of mel magnitudes ``[clips, frames, mels]`` through its own :func:`random_filter_db` curve."""
-    if max_db <= 0:
-        return mel
-    db = random_filter_db(_clips(mel), _size(mel, 2), max_db, knots, rng)
-    return mel * tf.pow(10.0, db / 20.0)[:, None, :]
-
-
 def augment_mel(mel: tf.Tensor, signal_power: tf.Tensor, noise_bank: tf.Tensor | None,
                 config: AugmentConfig, features: FeatureConfig, sample_rate: int,
                 rng: tf.random.Generator) -> tf.Tensor:
@@ -202,7 +169,6 @@ def augment_mel(mel: tf.Tensor, signal_power: tf.Tensor, noise_bank: tf.Tensor |
     mel = time_shift(mel, int(round(config.shift_seconds * sample_rate / features.hop_length)), rng)
     if noise_bank is not None:
         mel = add_noise(mel, signal_power, noise_bank, config.noise_prob, tuple(config.noise_snr_db), rng)
-    mel = random_filter(mel, config.filter_db, config.filter_knots, rng)  # the microphone hears the noise too
     return random_gain(mel, config.gain_db, rng)  # after the noise: the SNR does not depend on the gain
 
 
@@ -257,13 +223,6 @@ def freq_mixstyle(feats: tf.Tensor, prob: float, alpha: float, rng: tf.random.Ge
     return tf.where(chosen[:, None, None], restyled, feats)
 
 
-def random_crop(feats: tf.Tensor, width: int, rng: tf.random.Generator) -> tf.Tensor:
-    """A random window of ``width`` frames from each clip of ``[clips, coefficients, frames]``."""
-    frames = _size(feats, 2)
-    starts = _draw_indices(rng, _clips(feats), 0, frames - width)
-    return tf.gather(feats, starts[:, None] + tf.range(width)[None, :], axis=2, batch_dims=1)
-
-
 def shuffled_order(count: tf.Tensor, rng: tf.random.Generator) -> tf.Tensor:
     """A random permutation of ``range(count)``."""
     return tf.argsort(rng.uniform([count]))
@@ -278,12 +237,8 @@ def _beta(rng: tf.random.Generator, count: tf.Tensor, alpha: float) -> tf.Tensor
 
 
 def check_augment_config(config: AugmentConfig, features: FeatureConfig) -> None:
-    """Refuse an ``augment.mix_domain`` the pipeline does not know, and mel shifts or Freq-MixStyle it cannot make."""
-    if config.mix_domain not in MIX_DOMAINS:
-        raise ConfigError(f"augment.mix_domain must be one of {', '.join(MIX_DOMAINS)}, not {config.mix_domain!r}")
+    """Refuse mel shifts or Freq-MixStyle the pipeline cannot make."""
     check_mel_shift("augment.mel_shift", config.mel_shift, features)
-    if not 0 <= config.freq_mixstyle_prob <= 1:
-        raise ConfigError(f"augment.freq_mixstyle_prob is a probability, not {config.freq_mixstyle_prob}")
     if config.freq_mixstyle_prob > 0 and config.freq_mixstyle_alpha <= 0:
         raise ConfigError(f"augment.freq_mixstyle_alpha must be > 0 (Beta(alpha, alpha)), not "
                           f"{config.freq_mixstyle_alpha}")
@@ -300,38 +255,3 @@ def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float, rng: tf.random.Generator) ->
     mixed_x = lam_x * x + (1.0 - lam_x) * tf.gather(x, partner)
     mixed_y = lam[:, None] * y + (1.0 - lam[:, None]) * tf.gather(y, partner)
     return mixed_x, mixed_y
-
-
-def peak_frame_db(mel: tf.Tensor) -> tf.Tensor:
-    """Level of the loudest frame of each clip of mel magnitudes ``[clips, frames, mels]``, in dB."""
-    frame_energy = tf.reduce_sum(tf.square(mel), axis=2)
-    return 10.0 * tf.math.log(tf.reduce_max(frame_energy, axis=1) + 1e-12) / tf.math.log(10.0)
-
-
-def between_class_weight(ratio: tf.Tensor, db: tf.Tensor, partner_db: tf.Tensor) -> tf.Tensor:
-    """Amplitude weight ``p`` of a clip mixed with a partner as ``p * clip + (1 - p) * partner`` so that it is
-    heard at ``ratio`` of the mix (Tokozume et al., between-class learning): a clip louder than its partner by
-    ``db - partner_db`` is turned down by as much, so ``p == ratio`` for equally loud clips."""
-    louder = tf.pow(10.0, (db - partner_db) / 20.0)
-    return ratio / (ratio + louder * (1.0 - ratio))
-
-
-def between_class_mix(mel: tf.Tensor, y: tf.Tensor, alpha: float,
-                      rng: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mix the sound of each clip of mel magnitudes ``[clips, frames, mels]`` with a shuffled partner's.
-
-    The label ratio ~ Beta(alpha, alpha) (alpha = 1: the uniform ratio of between-class learning); the
-    amplitudes are weighted by :func:`between_class_weight` and added with :func:`add_in_power`,
-    ``sqrt((p A)^2 + ((1-p) B)^2)``, then divided by ``sqrt(p^2 + (1-p)^2)`` to keep the level.
-    """
-    if alpha <= 0:
-        return mel, y
-    clips = _clips(mel)
-    ratio = tf.clip_by_value(_beta(rng, clips, alpha), 1e-6, 1.0 - 1e-6)
-    partner = shuffled_order(clips, rng)
-    db = peak_frame_db(mel)
-    p = between_class_weight(ratio, db, tf.gather(db, partner))
-    p_mel = p[:, None, None]
-    mixed = add_in_power(p_mel * mel, (1.0 - p_mel) * tf.gather(mel, partner))
-    mixed /= add_in_power(p_mel, 1.0 - p_mel)
-    return mixed, ratio[:, None] * y + (1.0 - ratio[:, None]) * tf.gather(y, partner)

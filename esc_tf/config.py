@@ -1,8 +1,11 @@
 """One configuration object for every stage of the pipeline.
 
-A :class:`Config` is made of small dataclasses, one per stage. It round-trips through
-YAML or JSON, and any field can be overridden with a dotted ``section.field=value``
-string, so the CLI, notebooks and tests all build the same object.
+A :class:`Config` is made of small frozen dataclasses, one per stage. It round-trips through
+YAML or JSON, and any field can be overridden with a dotted ``section.field=value`` string, so
+the CLI, notebooks and tests all build the same object. Each field is declared with
+:func:`option`: its default, the range of values it accepts (checked whenever a Config is built
+from a dict, a file or an override) and its roles, from which the lists of options that build
+the network, only change the scoring, or came late are derived (:func:`options_with_role`).
 """
 from __future__ import annotations
 
@@ -11,185 +14,234 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
 DEFAULT_DATA_DIR = "data/ESC-50"
 DATA_DIR_ENV = "ESC_TF_DATA_DIR"
+FOLDS = (1, 2, 3, 4, 5)  # ESC-50's official cross-validation folds
+
+# What an option changes, besides the results: declared on its field, read by options_with_role().
+ROLES = {
+    "network": "the shapes of the network's weights (a transfer source must agree: esc_tf.models.transfer)",
+    "scoring": "only how a trained model's clip score is formed: may change after training (esc-tf deploy --rescore)",
+    "late": "added after run folders were named by a hash of the config: left out of that hash at its default, so a "
+            "run started before it existed keeps its folder (esc_tf.stages.train.run_dir_for)",
+}
 
 
-@dataclass
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """The values an option accepts: ``allows(value)``, described by ``text`` in error messages."""
+
+    allows: Callable[[Any], bool]
+    text: str
+
+
+def at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f">= {low}")
+
+
+def above(low: float) -> Check:
+    return Check(lambda v: v > low, f"> {low}")
+
+
+def within(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Check:
+    """``low <= v <= high``, either end excluded when open."""
+    def allows(v: float) -> bool:
+        return (low < v if open_low else low <= v) and (v < high if open_high else v <= high)
+    return Check(allows, f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}")
+
+
+def one_of(*choices: Any) -> Check:
+    return Check(lambda v: v in choices, f"one of {', '.join(map(repr, choices))}")
+
+
+def each(check: Check) -> Check:
+    """Every entry of a list within ``check``."""
+    return Check(lambda v: all(check.allows(x) for x in v), f"a list of values {check.text}")
+
+
+def ascending_pair(inner: Check | None = None) -> Check:
+    """A ``(low, high)`` pair with ``low <= high``, both within ``inner`` when given."""
+    def allows(v: tuple[float, float]) -> bool:
+        return v[0] <= v[1] and (inner is None or (inner.allows(v[0]) and inner.allows(v[1])))
+    return Check(allows, "a pair low <= high" + (f", both {inner.text}" if inner else ""))
+
+
+PROBABILITY = within(0, 1)
+FRACTION = within(0, 1, open_high=True)
+
+
+def option(default: Any, *, check: Check | None = None, role: str | tuple[str, ...] = ()) -> Any:
+    """A config field: its default (a list is copied for each config), the range of values it accepts
+    and its roles (keys of :data:`ROLES`)."""
+    roles = (role,) if isinstance(role, str) else role
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown option role(s) {sorted(unknown)}; known: {', '.join(ROLES)}")
+    metadata = {"check": check, "roles": frozenset(roles)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the dataset is and how it is split."""
 
-    data_dir: str = ""  # empty: $ESC_TF_DATA_DIR, else ./data/ESC-50
-    subset: str = "all"  # "all", "esc10" or "not-esc10" (the other 40 classes)
-    split: str = "folds"  # "folds" (official cross-validation) or "stratified" (one 80/20 split)
-    folds: list[int] = field(default_factory=list)  # test folds to run; empty = every fold present
-    test_size: float = 0.2  # for split="stratified"
-    val_fraction: float = 0.0  # > 0: early-stopping validation carved from the training clips (tune needs it)
-    random_state: int = 42
-    cache_dir: str = ".cache/esc_tf"  # decoded, resampled waveforms are kept here
+    data_dir: str = option("")  # empty: $ESC_TF_DATA_DIR, else ./data/ESC-50
+    # "all", "esc10" or "not-esc10" (the other 40 classes)
+    subset: str = option("all", check=one_of("all", "esc10", "not-esc10"))
+    # "folds" (official cross-validation) or "stratified" (one split, test_size held out)
+    split: str = option("folds", check=one_of("folds", "stratified"))
+    folds: list[int] = option([], check=each(within(min(FOLDS), max(FOLDS))))  # test folds to run; empty = every fold present
+    test_size: float = option(0.2, check=within(0, 1, open_low=True, open_high=True))  # for split="stratified"
+    # > 0: early-stopping validation carved from the training clips (tune needs it)
+    val_fraction: float = option(0.0, check=FRACTION)
+    random_state: int = option(42)  # seed of the stratified split and of the validation clips
+    cache_dir: str = option(".cache/esc_tf")  # decoded, resampled waveforms are kept here
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioConfig:
     """How clips are turned into fixed-length mono waveforms."""
 
-    sample_rate: int = 16000
-    clip_seconds: float = 5.0
+    sample_rate: int = option(16000, check=at_least(1))
+    clip_seconds: float = option(5.0, check=above(0))
 
     @property
     def clip_samples(self) -> int:
         return int(round(self.sample_rate * self.clip_seconds))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureConfig:
-    """The front end: magnitude STFT -> mel -> log -> (DCT) -> per-coefficient normalisation."""
+    """The front end: magnitude STFT -> mel -> log -> (DCT) -> per-coefficient normalisation.
 
-    kind: str = "logmel"  # "logmel" or "mfcc"
-    frame_length: int = 1024  # equal to fft_length so the device FFT sees the same window
-    hop_length: int = 512
-    fft_length: int = 1024
-    num_mel_bins: int = 64
-    fmin: float = 20.0
-    fmax: float = 8000.0
-    num_mfcc: int = 13  # for kind="mfcc"
+    Settings the device front end cannot reproduce are refused by
+    :func:`esc_tf.audio.features.check_feature_config`.
+    """
+
+    kind: str = option("logmel", check=one_of("logmel", "mfcc"))
+    # equal to fft_length so the device FFT sees the same window
+    frame_length: int = option(1024, check=at_least(1))
+    hop_length: int = option(512, check=at_least(1))
+    fft_length: int = option(1024, check=at_least(1))
+    num_mel_bins: int = option(64, check=at_least(1))
+    fmin: float = option(20.0, check=at_least(0))
+    fmax: float = option(8000.0, check=above(0))
+    num_mfcc: int = option(13, check=at_least(1))  # for kind="mfcc"
     # log(mel + offset). 1e-3 puts digital silence (mel 0: padded clips) at -6.9, next to the quietest sounds,
     # not at -13.8 as 1e-6 did: +1.6 to +2.6 pp on esc50-16k (README, Results). CMSIS-DSP arm_mfcc_f32
     # hard-codes 1e-6, so configs/mfcc_cnn.yaml keeps that.
-    log_offset: float = 1e-3
-    normalize: bool = True  # per-coefficient mean/std measured on the training clips only
+    log_offset: float = option(1e-3, check=above(0))
+    normalize: bool = option(True)  # per-coefficient mean/std measured on the training clips only
 
 
-@dataclass
+@dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time augmentations; each is off when its strength is 0."""
+    """Training-time augmentations (esc_tf.augment); each is off when its strength is 0."""
 
-    enabled: bool = True
-    gain_db: float = 6.0  # uniform random gain in [-gain_db, +gain_db]
-    noise_prob: float = 0.3  # probability of adding white noise
-    noise_snr_db: tuple[float, float] = (10.0, 40.0)
-    shift_seconds: float = 0.5  # circular time shift of up to this much
-    speed_prob: float = 0.3  # probability of resampling (changes tempo and pitch together)
-    speed_range: tuple[float, float] = (0.9, 1.1)
-    filter_db: float = 0.0  # random equaliser: knot gains uniform in [-filter_db, +filter_db] dB (0: off)
-    filter_knots: int = 3  # random knots between the lowest and highest mel band
+    enabled: bool = option(True)
+    gain_db: float = option(6.0, check=at_least(0))  # uniform random gain in [-gain_db, +gain_db]
+    noise_prob: float = option(0.3, check=PROBABILITY)  # probability of adding white noise
+    noise_snr_db: tuple[float, float] = option((10.0, 40.0), check=ascending_pair())
+    shift_seconds: float = option(0.5, check=at_least(0))  # circular time shift of up to this much
+    speed_prob: float = option(0.3, check=PROBABILITY)  # probability of resampling (changes tempo and pitch together)
+    speed_range: tuple[float, float] = option((0.9, 1.1), check=ascending_pair(above(0)))
     # logmel only: each clip's log-mels moved by a whole number of bands uniform in [-mel_shift, +mel_shift], the
     # edge band repeated (a pitch shift without a tempo change; the training side of model.mel_shifts). 0: off
-    mel_shift: int = 0
-    freq_mixstyle_prob: float = 0.0  # Freq-MixStyle: share of clips whose bands' mean and std over time are mixed
-    freq_mixstyle_alpha: float = 0.3  # with a partner's, weight ~ Beta(alpha, alpha)
-    time_masks: int = 2  # SpecAugment masks per clip
-    time_mask_fraction: float = 0.1  # largest mask, as a fraction of the frames
-    freq_masks: int = 2
-    freq_mask_fraction: float = 0.15  # largest mask, as a fraction of the coefficients
-    mixup_alpha: float = 0.3  # Beta(alpha, alpha) mixing of pairs
-    mix_domain: str = "features"  # "features": mixup of the model inputs; "sound": mix the clips' sounds (esc_tf.augment)
+    mel_shift: int = option(0, check=at_least(0), role="late")
+    # Freq-MixStyle: share of clips whose bands' mean and std over time are mixed with a partner's,
+    # weight ~ Beta(freq_mixstyle_alpha, freq_mixstyle_alpha)
+    freq_mixstyle_prob: float = option(0.0, check=PROBABILITY, role="late")
+    freq_mixstyle_alpha: float = option(0.3, check=above(0), role="late")
+    time_masks: int = option(2, check=at_least(0))  # SpecAugment masks per clip
+    time_mask_fraction: float = option(0.1, check=PROBABILITY)  # largest mask, as a fraction of the frames
+    freq_masks: int = option(2, check=at_least(0))
+    freq_mask_fraction: float = option(0.15, check=PROBABILITY)  # largest mask, as a fraction of the coefficients
+    mixup_alpha: float = option(0.3, check=at_least(0))  # Beta(alpha, alpha) mixing of pairs of model inputs
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
-    """Which network to build."""
+    """Which network to build, and how a clip is scored."""
 
-    preset: str = "dscnn"  # see esc_tf.model.PRESETS
-    dropout: float = 0.3
-    stem_filters: int = 16  # dscnn presets: channels of the strided first convolution
-    # dscnn presets: the stem's (mel, frame) strides. [2, 4] on twice the frames (features.hop_length halved),
-    # [4, 2] on twice the mels, keep the stem's output, and so the arena, as [2, 2] on the default front end.
-    stem_strides: list[int] = field(default_factory=lambda: [2, 2])
-    stage_filters: list[int] = field(default_factory=lambda: [48, 96, 160, 160])  # dscnn: one block per stage
-    depthwise_kernel: int = 3  # dscnn presets: the blocks' depthwise kernel (odd; 5 widens their reach)
-    # dscnn presets: how each pooling step halves the map. "max": 2x2 max; "max3": overlapping 3x3 max, stride 2;
-    # "avg3": 3x3 mean, stride 2 (a box low-pass before subsampling, so a sound's phase on the grid matters less).
-    pool: str = "max"
-    # dscnn presets: how many leading stages use a full 3x3 convolution (Conv-BN-ReLU) instead of a
-    # depthwise-separable block: more MACs and capacity where the map is largest, for few parameters.
-    full_conv_stages: int = 0
-    # dscnn presets: the stages (1 = first) whose blocks end with squeeze-and-excitation (Hu et al.): the block's
-    # global mean, a bottleneck (channels / 16) and a sigmoid rescale its channels, so each clip weighs its own
-    # channels. Few parameters; all of it runs in TFLM (MEAN, CONV_2D, LOGISTIC, MUL).
-    squeeze_excite_stages: list[int] = field(default_factory=list)
-    # dscnn presets: how the last map becomes one vector. "mean": global mean. "mean+max": mean over the mel
-    # rows, then the mean plus the max over time (as PANNs), so a short event is not averaged away. "mel-rows": the
-    # mean over time of each remaining mel row, rows concatenated (the classifier sees where in the spectrum).
-    head: str = "mean"
-    # Frames the model reads at once: 0 = the whole clip. Fewer: trained on a random crop of each clip; a clip
-    # is scored by the mean softmax of clip_windows windows a stride apart from its start (features.window_starts),
-    # as the device averages its last clip_windows inferences.
-    input_frames: int = 0
-    clip_windows: int = 3
-    # Views of each window a clip is scored on: the window rotated circularly in time by 0, 1, ...,
-    # time_rolls - 1 frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls
-    # inferences per window, each on a rotated copy of its feature ring. Training is unchanged.
-    time_rolls: int = 1
+    preset: str = option("dscnn", check=one_of("seed", "cnn", "dscnn"), role="network")  # esc_tf.models.networks
+    dropout: float = option(0.3, check=FRACTION)
+    # dscnn: channels of the strided first convolution
+    stem_filters: int = option(16, check=at_least(1), role="network")
+    # dscnn: one depthwise-separable block per stage, a pool between stages
+    stage_filters: list[int] = option([48, 96, 160, 160], check=each(at_least(1)), role="network")
+    # Views a clip is scored on: its features rotated circularly in time by 0, 1, ..., time_rolls - 1
+    # frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls inferences, each on a
+    # rotated copy of its feature ring. Training is unchanged.
+    time_rolls: int = option(1, check=at_least(1), role=("scoring", "late"))
     # logmel only: each of those views also moved by -mel_shifts .. +mel_shifts whole mel bands (the edge band
     # repeated; pipeline.shift_mels), as a sound a little higher or lower: (2 * mel_shifts + 1) x time_rolls
-    # inferences per window, softmax averaged. The device moves the rows of its int8 input the same way.
-    mel_shifts: int = 0
-    # dscnn presets: copies of the blocks and classifier after the shared stem, each trained on its own loss;
-    # the model outputs the mean of their logits, so one .tflite holds an ensemble (train.fit_model).
-    branches: int = 1
+    # inferences per clip, softmax averaged. The device moves the rows of its int8 input the same way.
+    mel_shifts: int = option(0, check=at_least(0), role=("scoring", "late"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """The optimiser and schedule."""
+    """The optimiser (Adam) and schedule."""
 
-    epochs: int = 120
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.0  # > 0: AdamW, decoupled decay of the kernels (not BatchNorm or biases)
-    ema_momentum: float = 0.0  # > 0: keep the exponential moving average of the weights (e.g. 0.998)
-    # > 0: stochastic weight averaging (Izmailov et al. 2018). The cosine schedule ends at swa_learning_rate
-    # swa_epochs before the end; those last epochs run at that constant rate, and the model ends training
-    # holding the mean of its weights at the end of each (esc_tf.train.WeightAverage), BN statistics then
-    # recomputed (recalibrate_batch_norm). Cosine schedule and no validation clips only.
-    swa_epochs: int = 0
-    swa_learning_rate: float = 3e-4
-    label_smoothing: float = 0.0  # share of each target spread evenly over the classes (after mixup)
-    lr_schedule: str = "cosine"  # "cosine", "onecycle" (warm-up, then cosine), "plateau" or "constant"
-    early_stopping_patience: int = 40
-    class_weights: bool = False
-    recalibrate_batch_norm: bool = True  # BN statistics from the un-augmented training clips after fit
-    seed: int = 42
-    teacher_runs: list[str] = field(default_factory=list)  # finished runs whose models teach this one (esc_tf.distill)
-    distill_weight: float = 0.5  # share of the loss taken by the teachers' probabilities (esc_tf.distill)
-    distill_temperature: float = 1.0  # softmax temperature of teachers and student in the distillation term
-    init_from: str = ""  # a finished run (its deploy/ model) on other classes to start from (esc_tf.transfer)
-    # An ESC-50-layout folder whose clips of other classes train alongside this run's, each class with an
-    # output that is dropped after training (esc_tf.auxiliary); auxiliary_subset picks those classes.
-    auxiliary_dir: str = ""
-    auxiliary_subset: str = "not-esc10"
-    verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+    epochs: int = option(120, check=at_least(1))
+    batch_size: int = option(32, check=at_least(1))
+    learning_rate: float = option(3e-3, check=above(0))
+    # "cosine": annealed to 0 over the epochs; "plateau": halved when the validation loss stalls
+    # (needs data.val_fraction > 0)
+    lr_schedule: str = option("cosine", check=one_of("cosine", "plateau"))
+    early_stopping_patience: int = option(40, check=at_least(1))  # epochs without a better validation loss
+    recalibrate_batch_norm: bool = option(True)  # BN statistics from the un-augmented training clips after fit
+    seed: int = option(42)
+    # a finished run (its deploy/ model) on other classes to start from (esc_tf.models.transfer)
+    init_from: str = option("", role="late")
+    verbose: int = option(1, check=one_of(0, 1, 2))  # 0 silent, 1 one progress bar per fold, 2 one line per epoch
 
 
-@dataclass
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from finished runs' models (esc_tf.teachers.distill)."""
+
+    teacher_runs: list[str] = option([], role="late")  # finished runs whose models teach this one
+    weight: float = option(0.5, check=within(0, 1, open_low=True), role="late")  # share of the loss taken by the teachers
+    # softmax temperature of teachers and student in the distillation term (1: the teachers' own probabilities)
+    temperature: float = option(1.0, check=at_least(1), role="late")
+
+
+@dataclass(frozen=True)
 class PruneConfig:
     """tfmot magnitude pruning of each trained model, with fine-tuning."""
 
-    enabled: bool = False  # measured: costs the small default model ~3 pp (reports/esc50-16k-micro)
-    target_sparsity: float = 0.5  # fraction of each prunable kernel set to zero
-    fine_tune_epochs: int = 10
-    learning_rate: float = 2e-4
+    enabled: bool = option(False)  # measured: costs the small default model ~3 pp (reports/esc50-16k-micro)
+    target_sparsity: float = option(0.5, check=FRACTION)  # fraction of each prunable kernel set to zero
+    fine_tune_epochs: int = option(10, check=at_least(1))
+    learning_rate: float = option(2e-4, check=above(0))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportConfig:
     """int8 conversion, device budgets and where the deployable files go."""
 
-    edge_eval: bool = True  # prune, quantise and score every CV fold's model on its test fold
-    deploy: bool = True  # after CV, train the deployment model on all clips and export it
-    representative_clips: int = 200  # calibration clips, drawn from training clips only
-    arena_margin: float = 0.10  # arena written to model_settings.h = measured * (1 + margin), capped at the budget
-    flash_budget_bytes: int = 131072  # refuse a larger int8 .tflite (0: no limit)
-    arena_budget_bytes: int = 65536  # refuse a larger measured TFLM arena (0: no limit)
-    publish_dir: str = "tflite"  # the exported files are mirrored here ("" to keep them in the run only)
+    edge_eval: bool = option(True)  # prune, quantise and score every CV fold's model on its test fold
+    deploy: bool = option(True)  # after CV, train the deployment model on all clips and export it
+    representative_clips: int = option(200, check=at_least(1))  # calibration clips, drawn from training clips only
+    # arena written to model_settings.h = measured * (1 + margin), capped at the budget
+    arena_margin: float = option(0.10, check=at_least(0))
+    flash_budget_bytes: int = option(131072, check=at_least(0))  # refuse a larger int8 .tflite (0: no limit)
+    arena_budget_bytes: int = option(65536, check=at_least(0))  # refuse a larger measured TFLM arena (0: no limit)
+    publish_dir: str = option("tflite")  # the exported files are mirrored here ("" to keep them in the run only)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs; saved next to its results."""
 
@@ -199,6 +251,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
@@ -211,8 +264,44 @@ class Config:
         return Path(self.data.data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be applied."""
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+# Options removed because their measurements did not pay (docs/experiments.md), with the value the remaining
+# code implements. Files written before their removal (config.yaml, model_meta.json) hold them at that value:
+# such an entry is dropped on loading; any other value is refused.
+RETIRED: dict[str, Any] = {
+    "augment.filter_db": 0.0, "augment.filter_knots": 3, "augment.mix_domain": "features",
+    "model.stem_strides": [2, 2], "model.depthwise_kernel": 3, "model.pool": "max", "model.head": "mean",
+    "model.full_conv_stages": 0, "model.squeeze_excite_stages": [], "model.input_frames": 0, "model.clip_windows": 3,
+    "model.branches": 1, "train.weight_decay": 0.0, "train.ema_momentum": 0.0, "train.swa_epochs": 0,
+    "train.swa_learning_rate": 3e-4, "train.label_smoothing": 0.0, "train.class_weights": False,
+    "train.auxiliary_dir": "", "train.auxiliary_subset": "not-esc10",
+}
+
+# Options that moved: their old name -> their name now. Files written before hold the old name.
+MOVED: dict[str, str] = {
+    "train.teacher_runs": "distill.teacher_runs",
+    "train.distill_weight": "distill.weight",
+    "train.distill_temperature": "distill.temperature",
+}
+
+
+def option_fields() -> dict[str, dataclasses.Field]:
+    """Every option as ``{"section.name": its dataclass field}``, in declaration order."""
+    return {f"{section}.{f.name}": f for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+def options_with_role(role: str) -> tuple[str, ...]:
+    """The ``section.name`` of every option declared with ``role`` (a key of :data:`ROLES`)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown option role {role!r}; known: {', '.join(ROLES)}")
+    return tuple(key for key, f in option_fields().items() if role in f.metadata["roles"])
+
+
+def option_value(config: Config, key: str) -> Any:
+    """The value of the option ``section.name`` in ``config``."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
 
 
 def section_differences(mine: object, theirs: object) -> str:
@@ -269,25 +358,53 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {annotation}")
 
 
+def _checked(key: str, f: dataclasses.Field, raw: Any) -> Any:
+    """``raw`` coerced to the field's type, after checking it is in the field's range."""
+    value = _coerce(raw, str(f.type), key)
+    check = f.metadata.get("check")
+    if check is not None and not check.allows(value):
+        raise ConfigError(f"{key}: {value!r} is out of range; it must be {check.text}")
+    return value
+
+
+def _without_retired(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (nested dicts) with moved options under their new names and retired options dropped,
+    refusing a retired option that holds a value the code no longer implements."""
+    out = {section: dict(fields or {}) for section, fields in values.items()}
+    for old, new in MOVED.items():
+        section, _, name = old.partition(".")
+        if name in out.get(section, {}):
+            new_section, _, new_name = new.partition(".")
+            out.setdefault(new_section, {})[new_name] = out[section].pop(name)
+    for key, kept in RETIRED.items():
+        section, _, name = key.partition(".")
+        if name not in out.get(section, {}):
+            continue
+        value = out[section].pop(name)
+        if value != kept:
+            raise ConfigError(f"{key}: {value!r} is not possible any more: the option was removed (see "
+                              f"docs/experiments.md); only its old default {kept!r} is accepted")
+    return out
+
+
 def _section_from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
         raise ConfigError(f"unknown option(s) in [{section}]: {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(known)}")
-    kwargs = {k: _coerce(v, str(known[k].type), f"{section}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
-
-
-SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+    return cls(**{k: _checked(f"{section}.{k}", known[k], v) for k, v in values.items()})
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Build a Config from nested dicts; missing fields keep their defaults."""
+    """Build a Config from nested dicts; missing fields keep their defaults. Every value is checked
+    against its option's range; retired and moved options are handled as :data:`RETIRED` and
+    :data:`MOVED` say."""
     unknown = set(values) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(SECTIONS)}")
+    values = _without_retired(values)
     return Config(**{name: _section_from_dict(cls, values.get(name) or {}, name)
                      for name, cls in SECTIONS.items()})
 
@@ -319,14 +436,25 @@ def save_config(config: Config, path: str | Path) -> None:
     path.write_text(text)
 
 
+def with_values(config: Config, values: dict[str, Any]) -> Config:
+    """Return a copy of ``config`` with each ``section.field`` of ``values`` set (coerced and checked)."""
+    changed = config.to_dict()
+    for key, value in values.items():
+        key = key.strip()
+        if key in RETIRED:
+            raise ConfigError(f"{key}: the option was removed (see docs/experiments.md)")
+        if key in MOVED:
+            raise ConfigError(f"{key}: the option is now {MOVED[key]}")
+        section, dot, name = key.partition(".")
+        if not dot or section not in changed or name not in changed[section]:
+            raise ConfigError(f"no option {key!r}; options look like section.field, see --help")
+        changed[section][name] = value
+    return config_from_dict(changed)
+
+
 def with_value(config: Config, key: str, value: Any) -> Config:
-    """Return a copy of ``config`` with ``section.field`` set to ``value`` (coerced to its type)."""
-    section, dot, name = key.strip().partition(".")
-    values = config.to_dict()
-    if not dot or section not in values or name not in values[section]:
-        raise ConfigError(f"no option {key!r}; options look like section.field, see --help")
-    values[section][name] = value
-    return config_from_dict(values)
+    """Return a copy of ``config`` with ``section.field`` set to ``value`` (coerced and checked)."""
+    return with_values(config, {key: value})
 
 
 def apply_override(config: Config, assignment: str) -> Config:
@@ -345,10 +473,12 @@ def apply_overrides(config: Config, assignments: Iterable[str]) -> Config:
 
 
 def describe_options() -> str:
-    """Every config option with its default, for --help."""
+    """Every config option with its default and the values it accepts, for --help."""
     lines = []
     defaults = Config().to_dict()
-    for section, fields in defaults.items():
-        for name, value in fields.items():
-            lines.append(f"  {section}.{name} = {json.dumps(value)}")
+    fields = option_fields()
+    for section, values in defaults.items():
+        for name, value in values.items():
+            check = fields[f"{section}.{name}"].metadata["check"]
+            lines.append(f"  {section}.{name} = {json.dumps(value)}" + (f"  ({check.text})" if check else ""))
     return "\n".join(lines)

@@ -14,11 +14,11 @@ import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.config import Config
-from esc_tf.features import (Normalization, compute_features, feature_shape, features_from_mel, mel_magnitudes,
-                             model_input_shape, window_starts)
+from esc_tf.artifacts import Normalization
+from esc_tf.audio.features import compute_features, feature_shape, features_from_mel, mel_magnitudes
 
 if TYPE_CHECKING:
-    from esc_tf.distill import Teacher
+    from esc_tf.teachers.distill import Teacher
 
 
 def _features_op(config: Config, normalization: Normalization):
@@ -52,12 +52,6 @@ def cached_features(mel: np.ndarray, config: Config, normalization: Normalizatio
     return np.concatenate([op(tf.constant(mel[i:i + batch_size])).numpy() for i in range(0, len(mel), batch_size)])
 
 
-def recalibration_inputs(mel: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:
-    """The un-augmented model inputs (every window) of the clips whose :func:`mel_cache` is ``mel``: what
-    the BatchNorm statistics are recomputed on after training."""
-    return model_windows(cached_features(mel, config, normalization), config)
-
-
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                   normalization: Normalization, seed: int | None = None,
                   cache: tuple[np.ndarray, np.ndarray] | None = None,
@@ -66,7 +60,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
 
     ``cache``: :func:`mel_cache` of ``waves`` when the caller already has it.
     ``teacher``: its probabilities on each augmented clip are set beside the labels in the targets
-    (``[clips, 2 * classes]``, read by :class:`esc_tf.distill.DistillationLoss`).
+    (``[clips, 2 * classes]``, read by :class:`esc_tf.teachers.distill.DistillationLoss`).
 
     Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
     The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
@@ -83,7 +77,6 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         bank = tf.constant(augment.white_noise_bank(f, sample_rate, config.audio.clip_samples,
                                                     seed=0 if seed is None else seed))
     rng = tf.random.Generator.from_non_deterministic_state() if seed is None else tf.random.Generator.from_seed(seed)
-    width = model_input_shape(config)[1]
 
     @tf.function
     def augmented_epoch() -> tuple[tf.Tensor, tf.Tensor]:
@@ -92,21 +85,17 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         y = tf.one_hot(label, num_classes)
         if aug.enabled:
             mel = augment.augment_mel(mel, power, bank, aug, f, sample_rate, rng)
-            if aug.mix_domain == "sound":
-                mel, y = augment.between_class_mix(mel, y, aug.mixup_alpha, rng)
         feats = normalization.apply(features_from_mel(mel, f))
-        if width < feats.shape[2]:
-            feats = augment.random_crop(feats, width, rng)  # a new window of each clip every epoch
         if aug.enabled:
             feats = augment.random_mel_shift(feats, aug.mel_shift, rng)
             feats = augment.freq_mixstyle(feats, aug.freq_mixstyle_prob, aug.freq_mixstyle_alpha, rng)
             feats = augment.spec_augment(feats, aug, rng)
         x = feats[..., None]
-        if aug.enabled and aug.mix_domain == "features":
+        if aug.enabled:
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)
         return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
 
-    x_shape = [len(waves), *model_input_shape(config), 1]
+    x_shape = [len(waves), *feature_shape(config), 1]
     y_shape = [len(waves), teacher.target_width(num_classes) if teacher is not None else num_classes]
 
     def epoch(_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -133,31 +122,12 @@ def continuous(epoch_dataset: tf.data.Dataset, lookahead: int = 8) -> tuple[tf.d
 
 def eval_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                  normalization: Normalization) -> tf.data.Dataset:
-    """Un-augmented, cached, batched ``(features[..., 1], one_hot)`` pairs in input order.
-
-    For a model that reads windows (``model.input_frames``), one pair per window of each clip
-    (:func:`model_windows`), every window labelled with its clip's label: a window-level score.
-    """
+    """Un-augmented, cached, batched ``(features[..., 1], one_hot)`` pairs in input order."""
     features = _features_op(config, normalization)
-    starts, width = window_starts(config), model_input_shape(config)[1]
     ds = tf.data.Dataset.from_tensor_slices((waves, labels))
     ds = ds.map(lambda w, y: (features(w)[..., None], tf.one_hot(y, num_classes)),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    if width != feature_shape(config)[1]:
-        ds = ds.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices(
-            (tf.stack([x[:, s:s + width] for s in starts]), tf.repeat(y[None], len(starts), axis=0))))
     return ds.cache().batch(config.train.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def model_windows(feats: np.ndarray, config: Config) -> np.ndarray:
-    """Clip features ``[clips, coefficients, frames, 1]`` -> the model inputs ``[clips * windows,
-    coefficients, input_frames, 1]`` they are scored on (:func:`window_starts`), a clip's windows
-    consecutive. Whole-clip models: ``feats`` itself."""
-    starts, width = window_starts(config), model_input_shape(config)[1]
-    if width == feats.shape[2]:
-        return feats
-    return np.stack([feats[:, :, s:s + width] for s in starts], axis=1).reshape(
-        -1, feats.shape[1], width, *feats.shape[3:])
 
 
 def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
@@ -169,15 +139,14 @@ def shift_mels(feats: np.ndarray, bands: int) -> np.ndarray:
 
 def model_inputs(feats: np.ndarray, config: Config) -> np.ndarray:
     """Clip features ``[clips, coefficients, frames, 1]`` -> every input a clip is scored on, a clip's
-    inputs consecutive: each of its :func:`model_windows`, moved by each mel shift ``-model.mel_shifts``
-    .. ``+model.mel_shifts`` (:func:`shift_mels`), each of those rotated in time by 0, 1, ...,
-    ``model.time_rolls - 1`` frames (``np.roll``: the last frames wrap to the front)."""
-    windows = model_windows(feats, config)
+    inputs consecutive: the clip moved by each mel shift ``-model.mel_shifts`` .. ``+model.mel_shifts``
+    (:func:`shift_mels`), each of those rotated in time by 0, 1, ..., ``model.time_rolls - 1`` frames
+    (``np.roll``: the last frames wrap to the front)."""
     rolls, shifts = config.model.time_rolls, config.model.mel_shifts
     if rolls == 1 and shifts == 0:
-        return windows
-    views = [np.roll(shift_mels(windows, s), r, axis=2) for s in range(-shifts, shifts + 1) for r in range(rolls)]
-    return np.stack(views, axis=1).reshape(-1, *windows.shape[1:])
+        return feats
+    views = [np.roll(shift_mels(feats, s), r, axis=2) for s in range(-shifts, shifts + 1) for r in range(rolls)]
+    return np.stack(views, axis=1).reshape(-1, *feats.shape[1:])
 
 
 def feature_array(waves: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:

@@ -1,10 +1,6 @@
 /* When the device runs the model and how many inferences it averages (compile-time defaults).
  *
- * A model that reads part of a clip (kNumFrames < kClipFrames) scored a clip in training as the
- * mean softmax of kClipWindows inferences kClipWindowStrideFrames apart from the clip's first
- * frame: by default the device infers and averages the same way, so for a clip that starts where
- * the inference schedule starts, the decision made on its last scored window is the clip score.
- * A whole-clip model infers every fifth of its window and averages 3 inferences.
+ * The model reads a whole clip; the device infers every fifth of its window and averages 3 inferences.
  * Each inference is kTimeRolls invokes on the window rotated by 0 .. kTimeRolls-1 frames
  * (model.time_rolls), each at the mel shifts -kMelShifts .. +kMelShifts (model.mel_shifts), their
  * probabilities averaged, as a clip was scored in training.
@@ -21,17 +17,12 @@
 #ifndef kMelShifts /* a model_settings.h exported before model.mel_shifts: no mel shifts */
 #define kMelShifts 0
 #endif
-#ifndef kClipFrames /* a model_settings.h exported before windowed models: a whole-clip model */
-#define kClipFrames kNumFrames
-#define kClipWindows 1
-#define kClipWindowStrideFrames 0
-#endif
 
 #ifndef FIRMWARE_INFERENCE_STRIDE_FRAMES /* frames between inferences once the window is full */
-#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kClipWindows > 1 ? kClipWindowStrideFrames : kNumFrames / 5)
+#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kNumFrames / 5)
 #endif
 #ifndef FIRMWARE_AVERAGE_WINDOW /* inferences averaged by postprocess */
-#define FIRMWARE_AVERAGE_WINDOW (kNumFrames < kClipFrames ? kClipWindows : 3)
+#define FIRMWARE_AVERAGE_WINDOW 3
 #endif
 #ifndef FIRMWARE_TIME_ROLLS /* inferences per window, on its rotations by 0 .. FIRMWARE_TIME_ROLLS-1 frames */
 #define FIRMWARE_TIME_ROLLS kTimeRolls

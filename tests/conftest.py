@@ -12,7 +12,8 @@ import soundfile as sf
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from esc_tf.config import Config, load_config  # noqa: E402
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.config import Config, load_config, with_value, with_values  # noqa: E402
 
 # Target numbers and names taken from ESC-50 (non-contiguous, like ESC-10's).
 CLASSES = [(0, "dog"), (10, "rain"), (41, "chainsaw")]
@@ -71,29 +72,23 @@ def small_config(data_dir: Path, tmp_path: Path) -> Config:
     recipe learns the tiny synthetic dataset in two epochs, which keeps the end-to-end tests
     fast. The default recipe is trained on synthetic data in ``test_train.py`` too.
     """
-    config = mfcc_config()
-    config.data.data_dir = str(data_dir)
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.audio.clip_seconds = 1.0
-    config.train.epochs = 2
-    config.train.batch_size = 8
-    config.train.verbose = 0
-    config.prune.fine_tune_epochs = 2
-    config.export.representative_clips = 12
-    config.export.publish_dir = ""
-    return config
+    return with_values(mfcc_config(), {
+        "data.data_dir": str(data_dir), "data.cache_dir": str(tmp_path / "cache"), "audio.clip_seconds": 1.0,
+        "train.epochs": 2, "train.batch_size": 8, "train.verbose": 0, "prune.fine_tune_epochs": 2,
+        "export.representative_clips": 12, "export.publish_dir": ""})
 
 
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Path:
     """A one-fold run (1 s clips) with the edge stage and the deploy/ export, built once per session."""
-    from esc_tf import edge, train
+    from esc_tf.stages import deploy as edge
+    from esc_tf.stages import train
 
     tmp = tmp_path_factory.mktemp("exported_run")
-    config = small_config(dataset_dir, tmp)
-    config.data.folds = [1]
+    config = with_value(small_config(dataset_dir, tmp), "data.folds", [1])
     run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
     edge.run_edge_stages(run_dir, progress=False)
+    write_run_report(run_dir, 0.0)
     return run_dir
 
 

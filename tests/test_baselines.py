@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 
-from esc_tf import baselines
+from esc_tf.cli.main import main as cli_main
+from esc_tf.stages import baselines
 
 
 def test_pooled_statistics_shape_and_values():
@@ -18,7 +19,7 @@ def test_pooled_statistics_shape_and_values():
 
 def test_baselines_beat_chance_on_separable_data(dataset_dir, tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert baselines.main(["--data-dir", str(dataset_dir), "--folds", "1,2", "--set", "audio.clip_seconds=1.0",
+    assert cli_main(["baselines", "--data-dir", str(dataset_dir), "--folds", "1,2", "--set", "audio.clip_seconds=1.0",
                            "--set", f"data.cache_dir={tmp_path}", "--out", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"svm_rbf", "random_forest", "logistic_regression"}

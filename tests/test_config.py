@@ -1,11 +1,16 @@
-"""The one config object: files, overrides and their errors."""
+"""The one config object: files, overrides, ranges, roles, retired options and their errors."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
-from esc_tf.config import Config, ConfigError, apply_override, describe_options, load_config, save_config
+from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, apply_override, config_from_dict, describe_options,
+                           load_config, option_fields, options_with_role, save_config, with_value, with_values)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -65,7 +70,7 @@ def test_missing_file(tmp_path):
 
 
 def test_recipe_files_load_and_the_micro_recipe_is_the_default():
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = ROOT / "configs"
     assert load_config(configs / "micro_logmel.yaml") == Config()
     config = load_config(configs / "mfcc_cnn.yaml")
     assert (config.model.preset, config.features.kind, config.features.num_mfcc) == ("cnn", "mfcc", 13)
@@ -73,3 +78,125 @@ def test_recipe_files_load_and_the_micro_recipe_is_the_default():
     assert accurate.model.stage_filters == wide.model.stage_filters
     assert (accurate.model.time_rolls, accurate.model.mel_shifts, accurate.augment.mel_shift) == (16, 1, 2)
     assert (accurate.train.epochs, accurate.features.log_offset) == (300, 1e-3)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("train.batch_size", 0, ">= 1"),
+    ("train.epochs", -3, ">= 1"),
+    ("train.learning_rate", 0.0, "> 0"),
+    ("augment.noise_prob", 1.5, "in [0, 1]"),
+    ("augment.speed_prob", -0.1, "in [0, 1]"),
+    ("augment.freq_mixstyle_prob", 2, "in [0, 1]"),
+    ("augment.mel_shift", -1, ">= 0"),
+    ("augment.speed_range", [1.1, 0.9], "low <= high"),
+    ("data.val_fraction", 1.0, "in [0, 1)"),
+    ("data.test_size", 0.0, "in (0, 1)"),
+    ("data.folds", [1, 6], "in [1, 5]"),
+    ("data.subset", "esc20", "one of 'all', 'esc10', 'not-esc10'"),
+    ("data.split", "random", "one of"),
+    ("features.kind", "cqt", "one of 'logmel', 'mfcc'"),
+    ("model.preset", "resnet", "one of"),
+    ("model.dropout", 1.0, "in [0, 1)"),
+    ("model.time_rolls", 0, ">= 1"),
+    ("model.mel_shifts", -2, ">= 0"),
+    ("train.lr_schedule", "onecycle", "one of 'cosine', 'plateau'"),
+    ("distill.weight", 0.0, "in (0, 1]"),
+    ("distill.temperature", 0.5, ">= 1"),
+    ("prune.target_sparsity", 1.0, "in [0, 1)"),
+    ("export.arena_margin", -0.1, ">= 0"),
+    ("export.flash_budget_bytes", -1, ">= 0"),
+    ("export.arena_budget_bytes", -1, ">= 0"),
+])
+def test_values_out_of_range_are_refused_naming_the_option_value_and_range(key, value, allowed):
+    for build in (lambda: with_value(Config(), key, value),
+                  lambda: config_from_dict({key.split(".")[0]: {key.split(".")[1]: value}})):
+        with pytest.raises(ConfigError) as err:
+            build()
+        message = str(err.value)
+        assert message.startswith(f"{key}: ") and allowed in message and "out of range" in message
+
+
+def test_a_file_with_a_value_out_of_range_names_the_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: train\.batch_size: 0 is out of range; it must be >= 1"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_values_at_the_edges_of_their_ranges_pass():
+    config = with_values(Config(), {
+        "train.batch_size": 1, "train.epochs": 1, "augment.noise_prob": 1.0, "augment.speed_prob": 0.0,
+        "data.val_fraction": 0.0, "data.folds": [1, 5], "model.dropout": 0.0, "model.time_rolls": 1,
+        "prune.target_sparsity": 0.0, "export.arena_margin": 0.0, "export.flash_budget_bytes": 0,
+        "distill.weight": 1.0, "distill.temperature": 1.0, "train.lr_schedule": "plateau"})
+    assert config.train.batch_size == 1 and config.data.folds == [1, 5] and config.distill.weight == 1.0
+
+
+def test_every_recipe_and_the_defaults_pass_the_range_checks():
+    assert config_from_dict(Config().to_dict()) == Config()
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        assert config_from_dict(load_config(path).to_dict()) == load_config(path)
+
+
+def test_configs_are_frozen():
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train = config.train  # type: ignore[misc]
+    changed = with_values(config, {"train.epochs": 3, "model.time_rolls": 4})
+    assert (changed.train.epochs, changed.model.time_rolls) == (3, 4) and config.train.epochs == 120
+
+
+def test_the_role_lists_are_derived_from_the_fields():
+    """What transfer, rescoring and run-folder hashing need, declared on the fields."""
+    assert options_with_role("network") == ("model.preset", "model.stem_filters", "model.stage_filters")
+    assert options_with_role("scoring") == ("model.time_rolls", "model.mel_shifts")
+    assert set(options_with_role("late")) == {
+        "augment.mel_shift", "augment.freq_mixstyle_prob", "augment.freq_mixstyle_alpha", "model.time_rolls",
+        "model.mel_shifts", "train.init_from", "distill.teacher_runs", "distill.weight", "distill.temperature"}
+    with pytest.raises(ValueError, match="unknown option role"):
+        options_with_role("fast")
+
+
+def test_every_option_declares_its_roles_and_range_on_its_field():
+    for key, f in option_fields().items():
+        assert set(f.metadata) == {"check", "roles"}, key
+    assert len(option_fields()) == sum(len(fields) for fields in Config().to_dict().values())
+
+
+def test_the_published_model_meta_still_loads():
+    """tflite/model_meta.json was written while the retired options existed, at their defaults."""
+    meta = json.loads((ROOT / "tflite" / "model_meta.json").read_text())
+    stored = meta["config"]
+    assert any(name in stored.get(key.partition(".")[0], {}) for key in RETIRED for name in [key.partition(".")[2]])
+    config = config_from_dict(stored)
+    assert config.model.preset == stored["model"]["preset"]
+    assert config.distill.teacher_runs == stored["train"].get("teacher_runs", [])
+
+
+def test_retired_options_at_their_old_default_are_dropped_and_moved_ones_follow():
+    old = {"model": {"branches": 1, "input_frames": 0, "stage_filters": [8, 8]},
+           "augment": {"filter_db": 0.0, "mix_domain": "features"},
+           "train": {"weight_decay": 0.0, "teacher_runs": ["/a/run"], "distill_weight": 0.25}}
+    config = config_from_dict(old)
+    assert config.model.stage_filters == [8, 8]
+    assert (config.distill.teacher_runs, config.distill.weight) == (["/a/run"], 0.25)
+    assert set(MOVED.values()) <= set(option_fields())
+
+
+@pytest.mark.parametrize("section, name, value", [
+    ("model", "branches", 2), ("augment", "filter_db", 6.0), ("train", "weight_decay", 0.01),
+    ("model", "input_frames", 95), ("augment", "mix_domain", "sound"), ("train", "lr_schedule", "onecycle"),
+])
+def test_retired_options_or_values_are_refused_naming_the_option(section, name, value):
+    with pytest.raises(ConfigError, match=rf"^{section}\.{name}: ") as err:
+        config_from_dict({section: {name: value}})
+    if f"{section}.{name}" in RETIRED:
+        assert "removed" in str(err.value) and "docs/experiments.md" in str(err.value)
+
+
+def test_overriding_a_retired_or_moved_option_says_so():
+    with pytest.raises(ConfigError, match="train.label_smoothing: the option was removed"):
+        with_value(Config(), "train.label_smoothing", 0.1)
+    with pytest.raises(ConfigError, match="now distill.weight"):
+        apply_override(Config(), "train.distill_weight=0.3")

@@ -11,9 +11,10 @@ import soundfile as sf
 import tensorflow as tf
 import tensorflow_io as tfio
 
-from esc_tf import data
+from esc_tf.cli.main import main as cli_main
+from esc_tf.data import dataset as data
 from esc_tf.config import AudioConfig, DataConfig
-from esc_tf.data import DatasetError
+from esc_tf.data.dataset import DatasetError
 from tests.conftest import make_dataset
 
 
@@ -232,8 +233,10 @@ def test_by_default_every_training_clip_is_fitted(dataset_dir):
 
 
 def test_check_command(dataset_dir, capsys, tmp_path):
-    assert data.main(["check", "--data-dir", str(dataset_dir)]) == 0
+    assert cli_main(["check", "--data-dir", str(dataset_dir)]) == 0
     assert "30 clips, 3 classes" in capsys.readouterr().out
-    assert data.main(["check", "--data-dir", str(tmp_path / "none")]) == 1
+    assert cli_main(["check", "--data-dir", str(tmp_path / "none")]) == 1
     assert "error:" in capsys.readouterr().err
-    assert data.main([]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([])
+    assert exit_info.value.code == 2

@@ -10,11 +10,18 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf import data, distill, edge, pipeline, train
-from esc_tf.config import ConfigError
-from esc_tf.evaluate import ModelMeta
-from esc_tf.features import Normalization, feature_shape
-from esc_tf.report import accuracy_table
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.cli.main import main as cli_main
+from esc_tf.data import dataset as data
+from esc_tf.teachers import distill
+from esc_tf.stages import deploy as edge
+from esc_tf import pipeline
+from esc_tf.stages import train
+from esc_tf.config import Config, ConfigError, with_value, with_values
+from esc_tf.artifacts import ModelMeta
+from esc_tf.artifacts import Normalization
+from esc_tf.audio.features import feature_shape
+from esc_tf.reporting.run_report import accuracy_table
 from tests.conftest import MFCC_RECIPE, small_config
 
 
@@ -72,10 +79,6 @@ def test_the_distillation_loss_is_hintons():
     # At temperature 1 it is cross-entropy against the blend of labels and teachers.
     blend = distill.DistillationLoss(weight=0.25, temperature=1.0)(targets, logits).numpy()
     np.testing.assert_allclose(blend, _cross_entropy(0.75 * labels + 0.25 * soft, logits).mean(), rtol=1e-5)
-    # Label smoothing smooths the label term only.
-    smoothed = distill.DistillationLoss(weight=0.9, temperature=4.0, label_smoothing=0.2)(targets, logits).numpy()
-    expected = 0.1 * _cross_entropy(0.8 * labels + 0.2 / 4, logits) + 0.9 * 16 * _cross_entropy(soft, logits / 4)
-    np.testing.assert_allclose(smoothed, expected.mean(), rtol=1e-5)
     # Plain labels (validation clips, pruning's fine-tuning): cross-entropy against them alone.
     plain = distill.DistillationLoss(weight=0.9, temperature=4.0)(labels, logits).numpy()
     np.testing.assert_allclose(plain, _cross_entropy(labels, logits).mean(), rtol=1e-5)
@@ -104,8 +107,8 @@ def test_a_teacher_sees_the_features_in_its_own_normalisation():
 
 
 def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_dir, tmp_path):
-    config = small_config(dataset_dir, tmp_path)
-    config.augment.enabled = False  # plain one-hot labels, so the targets are known exactly
+    # plain one-hot labels, so the targets are known exactly
+    config = with_value(small_config(dataset_dir, tmp_path), "augment.enabled", False)
     meta = data.load_dataset(config)
     waves = data.load_waveforms(meta, config.audio, progress=False)[:10]
     labels = data.labels(meta)[:10]
@@ -122,15 +125,12 @@ def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_di
 
 
 def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_run, dataset_dir, tmp_path):
-    config = small_config(dataset_dir, tmp_path)
-    config.data.folds = [1]
-    config.prune.enabled = False
-    config.train.teacher_runs = [str(exported_run)]
-    config.train.distill_weight = 0.9
-    config.train.distill_temperature = 4.0
+    config = with_values(small_config(dataset_dir, tmp_path), {
+        "data.folds": [1], "prune.enabled": False, "distill.teacher_runs": [str(exported_run)],
+        "distill.weight": 0.9, "distill.temperature": 4.0})
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["config"]["train"]["teacher_runs"] == [str(exported_run)]
+    assert report["config"]["distill"] == {"teacher_runs": [str(exported_run)], "weight": 0.9, "temperature": 4.0}
     assert report["mean_accuracy"] > 0.6  # chance is 1/3
     teacher_report = json.loads((exported_run / "report.json").read_text())
     assert report["teachers"] == [{"run": str(exported_run), "mean_accuracy": teacher_report["mean_accuracy"],
@@ -138,27 +138,22 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
     assert "## Teachers" in (run_dir / "report.md").read_text()
     assert "for 1 teachers |" in accuracy_table([run_dir])
     edge.run_edge_stages(run_dir, progress=False)  # the deployment model learns from the teacher's deploy/
+    write_run_report(run_dir, 0.0)
     assert (run_dir / "deploy" / "model.keras").is_file()
     assert json.loads((run_dir / "deploy" / "export.json").read_text())["int8_tflite_bytes"] > 0
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("distill_weight", 0.0, "train.distill_weight must be in (0, 1]"),
-    ("distill_temperature", 0.5, "train.distill_temperature must be >= 1"),
-    ("class_weights", True, "train.class_weights cannot be combined with teachers"),
+    ("distill.weight", 0.0, "distill.weight: 0.0 is out of range; it must be in (0, 1]"),
+    ("distill.temperature", 0.5, "distill.temperature: 0.5 is out of range; it must be >= 1"),
 ])
-def test_distillation_settings_that_cannot_teach_are_refused(exported_run, dataset_dir, tmp_path, option, value,
-                                                             message):
-    config = small_config(dataset_dir, tmp_path)
-    config.train.teacher_runs = [str(exported_run)]
-    setattr(config.train, option, value)
+def test_distillation_settings_that_cannot_teach_are_refused(option, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        distill.check_teachers(config, {"fold1": []}, ["a", "b", "c"])
+        with_value(Config(), option, value)
 
 
 def test_a_teacher_that_trained_on_the_test_clips_is_refused(exported_run, dataset_dir, tmp_path):
-    config = small_config(dataset_dir, tmp_path)
-    config.train.teacher_runs = [str(exported_run)]
+    config = with_value(small_config(dataset_dir, tmp_path), "distill.teacher_runs", [str(exported_run)])
     meta = data.load_dataset(config)
     taught_on = ModelMeta.for_model(exported_run / "fold1" / "model.keras").trained_on
     norm = Normalization.identity(config.features.num_mfcc)
@@ -185,9 +180,9 @@ def test_a_teacher_that_saw_the_test_clips_is_refused_before_training(exported_r
     meta_path.write_text(json.dumps(meta))
     args = ["--data-dir", str(dataset_dir), "--config", str(MFCC_RECIPE), "--folds", "1",
             "--set", "audio.clip_seconds=1.0", "--set", f"data.cache_dir={tmp_path / 'cache'}",
-            "--set", f"train.teacher_runs=[{teacher}]", "--runs-root", str(tmp_path / "runs"),
+            "--set", f"distill.teacher_runs=[{teacher}]", "--runs-root", str(tmp_path / "runs"),
             "--set", "export.deploy=false"]
-    assert train.main(args) == 1
+    assert cli_main(["train", *args]) == 1
     err = capsys.readouterr().err
     assert message in err and str(teacher / "fold1") in err, err
     assert not (tmp_path / "runs").exists()
@@ -201,13 +196,13 @@ def test_an_unusable_teacher_is_refused_before_anything_is_written(exported_run,
                                                                   change, message):
     args = ["--data-dir", str(dataset_dir), "--config", str(MFCC_RECIPE),
             "--set", "audio.clip_seconds=1.0", "--set", f"data.cache_dir={tmp_path / 'cache'}",
-            "--set", f"train.teacher_runs=[{exported_run}]", "--runs-root", str(tmp_path / "runs"),
+            "--set", f"distill.teacher_runs=[{exported_run}]", "--runs-root", str(tmp_path / "runs"),
             "--set", "export.publish_dir=", "--set", "export.deploy=false"]
     if "folds" in change:
         args += ["--folds", "2"]
     if "num_mfcc" in change:
         args += ["--set", "features.num_mfcc=20"]
-    assert train.main(args) == 1
+    assert cli_main(["train", *args]) == 1
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "runs").exists()
@@ -218,8 +213,7 @@ def test_a_deployment_without_the_teachers_deployment_models_is_refused_before_t
     teacher = tmp_path / "teacher"
     shutil.copytree(exported_run, teacher)
     (teacher / "deploy" / "model.keras").unlink()  # as a run exported before deploy/ kept its Keras model
-    config = small_config(dataset_dir, tmp_path)
-    config.train.teacher_runs = [str(teacher)]
+    config = with_value(small_config(dataset_dir, tmp_path), "distill.teacher_runs", [str(teacher)])
     meta = data.load_dataset(config)
     run_dir = tmp_path / "student"
     run_dir.mkdir()

@@ -1,9 +1,11 @@
-"""Tests for esc_tf.download against a real local HTTP server (no internet)."""
+"""Tests for esc_tf.data.download against a real local HTTP server (no internet)."""
 from __future__ import annotations
 
 import functools
 import hashlib
 import http.server
+import random
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from esc_tf import download
-from esc_tf.download import DownloadError, download_esc50
+from esc_tf.cli.main import main as cli_main
+from esc_tf.data import download
+from esc_tf.data.download import DownloadError, download_esc50
 
 CSV_TEXT = (
     "filename,fold,target,category,esc10,src_file,take\n"
@@ -31,12 +34,36 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class Server:
-    """A directory served over HTTP on 127.0.0.1."""
+class _RangeHandler(_QuietHandler):
+    """Serves ``Range: bytes=N-`` requests (unless told not to) and can cut a response short."""
 
-    def __init__(self, root: Path, base_url: str) -> None:
+    def do_GET(self) -> None:  # noqa: N802
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        state = self.server.state  # type: ignore[attr-defined]
+        state["ranges"].append(self.headers.get("Range"))
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        start = int(match.group(1)) if match and state["honour_range"] else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        cut = state.pop("cut_after", None)
+        self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+        self.close_connection = True
+
+
+class Server:
+    """A directory served over HTTP on 127.0.0.1; ``state`` steers Range support and cut-off responses."""
+
+    def __init__(self, root: Path, base_url: str, state: dict) -> None:
         self.root = root
         self.base_url = base_url
+        self.state = state
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
@@ -54,13 +81,14 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def server(tmp_path: Path) -> Iterator[Server]:
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler = functools.partial(_RangeHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.state = {"ranges": [], "honour_range": True}  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     host, port = httpd.server_address[:2]
     try:
-        yield Server(root, f"http://{host}:{port}")
+        yield Server(root, f"http://{host}:{port}", httpd.state)  # type: ignore[attr-defined]
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -88,6 +116,10 @@ def sha256_of(path: Path) -> str:
 @pytest.fixture
 def dest(tmp_path: Path) -> Path:
     return tmp_path / "data" / "ESC-50"
+
+
+def part_file(dest: Path) -> Path:
+    return dest.parent / f".{dest.name}.zip.part"
 
 
 def assert_clean_failure(dest: Path) -> None:
@@ -146,6 +178,58 @@ def test_wrong_sha256(server: Server, dest: Path) -> None:
     assert_clean_failure(dest)
 
 
+def test_malformed_sha256_is_refused_before_downloading(server: Server, dest: Path) -> None:
+    make_zip(server.root / "master.zip", esc50_members())
+    with pytest.raises(DownloadError, match="64 hexadecimal"):
+        download_esc50(dest, url=server.url("master.zip"), sha256="abc", progress=False)
+    assert server.state["ranges"] == []
+    assert_clean_failure(dest)
+
+
+def test_checksum_mismatch_after_resuming_a_corrupt_part_starts_over_next_time(server: Server, dest: Path) -> None:
+    archive = make_zip(server.root / "master.zip", esc50_members())
+    dest.parent.mkdir(parents=True)
+    part_file(dest).write_bytes(b"garbage that is not the archive's start")
+    with pytest.raises(DownloadError, match="checksum mismatch") as info:
+        download_esc50(dest, url=server.url("master.zip"), sha256=sha256_of(archive), progress=False)
+    assert sha256_of(archive) in str(info.value) and server.url("master.zip") in str(info.value)
+    assert_clean_failure(dest)  # the bad .part is gone with the rejected archive
+    download_esc50(dest, url=server.url("master.zip"), sha256=sha256_of(archive), progress=False)
+    assert_dataset(dest)
+    assert server.state["ranges"][-1] is None  # a full download, not a resumed one
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(server: Server, dest: Path) -> None:
+    members = esc50_members()
+    members["ESC-50-master/audio/5-200000-A-1.wav"] = random.Random(0).randbytes(300_000)  # several chunks
+    archive = make_zip(server.root / "master.zip", members)
+    server.state["cut_after"] = archive.stat().st_size // 2
+    url = server.url("master.zip")
+    with pytest.raises(DownloadError, match="interrupted.*run the same command again"):
+        download_esc50(dest, url=url, sha256=sha256_of(archive), progress=False)
+    kept = part_file(dest).stat().st_size
+    assert 0 < kept <= archive.stat().st_size // 2
+    assert not dest.exists() and [p.name for p in dest.parent.iterdir()] == [part_file(dest).name]
+    download_esc50(dest, url=url, sha256=sha256_of(archive), progress=False)
+    assert server.state["ranges"] == [None, f"bytes={kept}-"]
+    assert_dataset(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["ESC-50"]
+
+
+def test_a_server_ignoring_range_sends_the_whole_archive_again(server: Server, dest: Path) -> None:
+    archive = make_zip(server.root / "master.zip", esc50_members())
+    dest.parent.mkdir(parents=True)
+    part_file(dest).write_bytes(archive.read_bytes()[:100])
+    server.state["honour_range"] = False
+    download_esc50(dest, url=server.url("master.zip"), sha256=sha256_of(archive), progress=False)
+    assert server.state["ranges"] == ["bytes=100-"]
+    assert_dataset(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["ESC-50"]
+
+
 def test_http_404(server: Server, dest: Path) -> None:
     url = server.url("missing.zip")
     with pytest.raises(DownloadError, match="404") as info:
@@ -157,6 +241,14 @@ def test_http_404(server: Server, dest: Path) -> None:
 def test_network_error(dest: Path) -> None:
     with pytest.raises(DownloadError, match="127.0.0.1:9"):
         download_esc50(dest, url=DEAD_URL, progress=False, timeout=2)
+    assert_clean_failure(dest)
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "htp://127.0.0.1/x.zip", "http://"])
+def test_malformed_url(dest: Path, url: str) -> None:
+    with pytest.raises(DownloadError, match="not a valid http") as info:
+        download_esc50(dest, url=url, progress=False)
+    assert str(info.value).startswith(url)
     assert_clean_failure(dest)
 
 
@@ -220,7 +312,7 @@ def test_keyboard_interrupt_cleans_up(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(download, "_open_zip", interrupted)
+    monkeypatch.setattr(download, "_member_names", interrupted)
     with pytest.raises(KeyboardInterrupt):
         download_esc50(dest, url=server.url("master.zip"), progress=False)
     assert_clean_failure(dest)
@@ -238,7 +330,7 @@ def test_already_present_skips_download(
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("no HTTP request expected")
 
-    monkeypatch.setattr(download.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(download.requests, "get", no_network)
     assert download_esc50(dest, url=DEAD_URL, progress=False) == dest
     assert "already present" in capsys.readouterr().out
 
@@ -249,13 +341,13 @@ def test_already_present_skips_download(
 def test_main_success(server: Server, dest: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = make_zip(server.root / "master.zip", esc50_members())
     argv = ["--dest", str(dest), "--url", server.url("master.zip"), "--sha256", sha256_of(archive), "--no-progress"]
-    assert download.main(argv) == 0
+    assert cli_main(["download", *argv]) == 0
     assert_dataset(dest)
     assert str(dest.resolve()) in capsys.readouterr().out
 
 
 def test_main_failure(server: Server, dest: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert download.main(["--dest", str(dest), "--url", server.url("nope.zip"), "--no-progress"]) == 1
+    assert cli_main(["download", "--dest", str(dest), "--url", server.url("nope.zip"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert "404" in err
@@ -267,5 +359,5 @@ def test_main_dest_from_env(
 ) -> None:
     make_zip(server.root / "master.zip", esc50_members())
     monkeypatch.setenv("ESC_TF_DATA_DIR", str(dest))
-    assert download.main(["--url", server.url("master.zip"), "--no-progress"]) == 0
+    assert cli_main(["download", "--url", server.url("master.zip"), "--no-progress"]) == 0
     assert_dataset(dest)

@@ -11,7 +11,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from esc_tf import explore, viz
+from esc_tf.cli.main import main as cli_main
+from esc_tf.reporting import explore
+from esc_tf.reporting import plots as viz
 from tests.conftest import CLASSES
 
 CLASS_NAMES = [name for _, name in CLASSES]
@@ -22,7 +24,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory, dataset_dir) -> Path:
     out = tmp_path_factory.mktemp("explore") / "report"
-    assert explore.main(["--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "2"]) == 0
+    assert cli_main(["explore", "--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "2"]) == 0
     return out
 
 
@@ -61,7 +63,7 @@ def test_force_replaces_atomically_and_copy_audio(dataset_dir, tmp_path, monkeyp
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert explore.main(["--data-dir", str(dataset_dir), "--out", str(out)]) == 1
+    assert cli_main(["explore", "--data-dir", str(dataset_dir), "--out", str(out)]) == 1
     assert "--force" in capsys.readouterr().err and (out / "keep.txt").is_file()
 
     calls = []
@@ -75,12 +77,12 @@ def test_force_replaces_atomically_and_copy_audio(dataset_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(viz, "plot_clip", failing_plot)
     with pytest.raises(RuntimeError, match="disk full"):
-        explore.main(["--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "1", "--force"])
+        cli_main(["explore", "--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "1", "--force"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "partial output left behind"
     assert (out / "keep.txt").read_text() == "mine"  # the old folder is untouched
 
     monkeypatch.setattr(viz, "plot_clip", original)
-    assert explore.main(["--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "1",
+    assert cli_main(["explore", "--data-dir", str(dataset_dir), "--out", str(out), "--clips-per-class", "1",
                          "--force", "--copy-audio"]) == 0
     assert (out / "index.html").is_file() and not (out / "keep.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -90,7 +92,7 @@ def test_force_replaces_atomically_and_copy_audio(dataset_dir, tmp_path, monkeyp
 
 
 def test_bad_dataset_writes_nothing(tmp_path, capsys):
-    assert explore.main(["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
+    assert cli_main(["explore", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
     assert "dataset folder not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -12,9 +12,18 @@ import pytest
 import tensorflow as tf
 from tflite_micro import runtime as tflm_runtime
 
-from esc_tf import c_codegen, edge, evaluate, export, train
-from esc_tf.config import ExportConfig, load_config
-from esc_tf.evaluate import ModelError, ModelMeta, TFLMPredictor, measure_arena
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.cli.main import main as cli_main
+from esc_tf import artifacts
+from esc_tf.stages import evaluate as evaluate_stage
+from esc_tf.codegen import c_source as c_codegen
+from esc_tf.stages import deploy as edge
+from esc_tf.runtime import predictors as evaluate
+from esc_tf.stages import export
+from esc_tf.stages import train
+from esc_tf.config import ExportConfig, load_config, with_values
+from esc_tf.artifacts import ModelError, ModelMeta
+from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
 
@@ -25,12 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 def edge_run(tmp_path_factory, dataset_dir) -> Path:
     """A 2-fold run with the edge stages and the deployment export, published to tflite/."""
     tmp = tmp_path_factory.mktemp("edge")
-    config = small_config(dataset_dir, tmp)
-    config.data.folds = [1, 2]
-    config.train.epochs = 4
-    config.export.publish_dir = str(tmp / "tflite")
+    config = with_values(small_config(dataset_dir, tmp), {
+        "data.folds": [1, 2], "train.epochs": 4, "export.publish_dir": str(tmp / "tflite")})
     run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
     edge.run_edge_stages(run_dir, progress=False)
+    write_run_report(run_dir, 0.0)
     return run_dir
 
 
@@ -131,7 +139,7 @@ def test_arena_in_the_header_is_measured(edge_run):
     tflm_runtime.Interpreter.from_bytes(model, arena_size=measured)
     with pytest.raises(RuntimeError), evaluate.captured_c_stderr():
         tflm_runtime.Interpreter.from_bytes(model, arena_size=measured - 16)
-    budgets = evaluate.ModelMeta.for_model(deploy / "model_int8.tflite").config.export
+    budgets = artifacts.ModelMeta.for_model(deploy / "model_int8.tflite").config.export
     assert int(defines["kTensorArenaSize"]) == export.arena_with_margin(measured, budgets)
     assert int(defines["kTensorArenaSize"]) % 16 == 0
 
@@ -162,7 +170,7 @@ def _rfft_model() -> bytes:
 
 
 def test_op_missing_in_tflm_is_refused_before_writing(edge_run, tmp_path):
-    meta = evaluate.ModelMeta.for_model(edge_run / "deploy" / "model_int8.tflite")
+    meta = artifacts.ModelMeta.for_model(edge_run / "deploy" / "model_int8.tflite")
     bad = _rfft_model()
     with pytest.raises(ModelError, match="RFFT2D"):
         export.write_deployment(tmp_path / "out", bad, bad, meta)
@@ -173,7 +181,7 @@ def test_op_missing_in_tflm_is_refused_before_writing(edge_run, tmp_path):
                                              ("arena_budget_bytes", "arena")])
 def test_budgets_are_enforced_before_writing(edge_run, tmp_path, budget, message):
     deploy = edge_run / "deploy"
-    meta = evaluate.ModelMeta.for_model(deploy / "model_int8.tflite")
+    meta = artifacts.ModelMeta.for_model(deploy / "model_int8.tflite")
     setattr(meta.config.export, budget, 1000)
     with pytest.raises(ModelError, match=message):
         export.write_deployment(tmp_path / "out", (deploy / "model_float.tflite").read_bytes(),
@@ -187,7 +195,7 @@ def test_budgets_are_enforced_before_writing(edge_run, tmp_path, budget, message
                                             ("fold1/model.keras", "tflm")])
 def test_evaluate_cli(edge_run, dataset_dir, tmp_path, capsys, model, runtime):
     out_json = tmp_path / "m.json"
-    assert evaluate.main(["--model", str(edge_run / model), "--data-dir", str(dataset_dir), "--folds", "1",
+    assert cli_main(["evaluate", "--model", str(edge_run / model), "--data-dir", str(dataset_dir), "--folds", "1",
                           "--runtime", runtime, "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     accuracy = float(re.search(r"^accuracy: (0\.\d{4}|1\.0000)", out, re.M).group(1))
@@ -201,16 +209,16 @@ def test_evaluate_cli(edge_run, dataset_dir, tmp_path, capsys, model, runtime):
 
 
 def test_evaluate_errors(edge_run, dataset_dir, tmp_path, capsys):
-    assert evaluate.main(["--model", str(tmp_path / "none.tflite"), "--data-dir", str(dataset_dir)]) == 1
+    assert cli_main(["evaluate", "--model", str(tmp_path / "none.tflite"), "--data-dir", str(dataset_dir)]) == 1
     assert "not found" in capsys.readouterr().err
     lone = tmp_path / "lone.tflite"
     lone.write_bytes((edge_run / "deploy" / "model_int8.tflite").read_bytes())
-    assert evaluate.main(["--model", str(lone), "--data-dir", str(dataset_dir)]) == 1
+    assert cli_main(["evaluate", "--model", str(lone), "--data-dir", str(dataset_dir)]) == 1
     assert "model_meta.json" in capsys.readouterr().err
 
 
 def test_export_command_resumes(edge_run, capsys):
-    assert export.main(["--run", str(edge_run)]) == 0
+    assert cli_main(["deploy", "--run", str(edge_run)]) == 0
     out = capsys.readouterr().out
     assert out.count("already done, skipping") == 2 and "already exported" in out
 
@@ -219,12 +227,12 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
     """``--rescore --set model.time_rolls=3`` scores each fold's saved model on 3 rotations of its input,
     float and int8, without retraining; the config, the models' metadata and the report follow. A run
     with a deployment model is refused (its export would not describe the new scores)."""
-    assert export.main(["--run", str(edge_run), "--rescore", "--set", "model.time_rolls=3"]) == 1
+    assert cli_main(["deploy", "--run", str(edge_run), "--rescore", "--set", "model.time_rolls=3"]) == 1
     assert "without deploy/" in capsys.readouterr().err
     copy = tmp_path / "run"
-    shutil.copytree(edge_run, copy, ignore=shutil.ignore_patterns(edge.DEPLOY_DIR))
+    shutil.copytree(edge_run, copy, ignore=shutil.ignore_patterns(artifacts.DEPLOY_DIR))
     before = {fold: json.loads((copy / fold / "result.json").read_text()) for fold in ("fold1", "fold2")}
-    assert export.main(["--run", str(copy), "--rescore", "--set", "model.time_rolls=3"]) == 0
+    assert cli_main(["deploy", "--run", str(copy), "--rescore", "--set", "model.time_rolls=3"]) == 0
     assert load_config(copy / "config.yaml").model.time_rolls == 3
     for fold, old in before.items():
         new = json.loads((copy / fold / "result.json").read_text())
@@ -232,9 +240,9 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
         model = copy / fold / "model.keras"
         assert ModelMeta.for_model(model).config.model.time_rolls == 3
         fold_number = int(fold.removeprefix("fold"))
-        assert evaluate.evaluate_on_dataset(model, dataset_dir, [fold_number], progress=False)["accuracy"] == \
+        assert evaluate_stage.evaluate_on_dataset(model, dataset_dir, [fold_number], progress=False)["accuracy"] == \
             pytest.approx(new["accuracy"])
-        scored = json.loads((copy / fold / edge.EDGE_FILE).read_text())
+        scored = json.loads((copy / fold / artifacts.EDGE_FILE).read_text())
         assert scored["sizes"]["inferences_per_clip"] == 3
         assert scored["variants"]["keras_float"]["y_pred"] == new["y_pred"]
     assert "(3 inferences per clip)" in (copy / "report.md").read_text()

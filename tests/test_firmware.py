@@ -24,11 +24,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from esc_tf import data as data_mod
-from esc_tf import edge, evaluate
-from esc_tf.evaluate import ModelMeta
-from esc_tf.features import Normalization, compute_features, feature_shape
-from esc_tf.frontend_c import frontend_header
+from esc_tf import artifacts
+from esc_tf.data import dataset as data_mod
+from esc_tf.runtime import predictors as evaluate
+from esc_tf.artifacts import ModelMeta
+from esc_tf.artifacts import Normalization
+from esc_tf.audio.features import compute_features, feature_shape
+from esc_tf.codegen.frontend_tables import frontend_header
 from firmware_stub.tools import arduino_sketch, check_generated, footprint, host_build, make_golden, reference
 from tests.conftest import CLASS_FREQS
 
@@ -57,8 +59,8 @@ def exported(tmp_path_factory, dataset_dir, exported_run) -> Export:
     if host_build.compiler() is None:
         pytest.skip("no C compiler found")
     tmp = tmp_path_factory.mktemp("firmware")
-    deploy = tmp / edge.DEPLOY_DIR
-    shutil.copytree(exported_run / edge.DEPLOY_DIR, deploy)
+    deploy = tmp / artifacts.DEPLOY_DIR
+    shutil.copytree(exported_run / artifacts.DEPLOY_DIR, deploy)
     model_path = deploy / "model_int8.tflite"
     meta_df = data_mod.read_metadata(dataset_dir)
     clip = make_golden.load_clip(dataset_dir / "audio" / meta_df["filename"].iloc[0], 16000)
@@ -282,7 +284,7 @@ def test_arena_measurement_is_deterministic(exported):
 
 def test_committed_export_is_not_stale():
     export_dir = REPO / "tflite"
-    if not (export_dir / evaluate.META_FILE).is_file():
+    if not (export_dir / artifacts.META_FILE).is_file():
         pytest.skip("tflite/ holds no export yet (no tflite/model_meta.json): nothing committed to check")
     problems = check_generated.stale(export_dir)
     assert not problems, "stale generated files in tflite/:\n" + "\n".join(problems)

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esc_tf import features as F
-from esc_tf.config import Config, load_config
-from esc_tf.frontend_c import (dense_mel, frontend_fingerprint, frontend_header, sparse_mel,
-                               write_frontend_header)
+from esc_tf import artifacts
+from esc_tf.audio import features as F
+from esc_tf.config import Config, load_config, with_values
+from esc_tf.codegen.frontend_tables import (dense_mel, frontend_fingerprint, frontend_header, sparse_mel,
+                                            write_frontend_header)
 from tests.conftest import MFCC_RECIPE
 
 SOURCES = Path(__file__).resolve().parents[1] / "firmware_stub" / "frontend"
@@ -81,11 +82,8 @@ def compiler() -> str:
 
 def make_config(kind: str = "mfcc", **features) -> Config:
     """The 512/256 front end of configs/mfcc_cnn.yaml with ``features`` changed."""
-    config = load_config(MFCC_RECIPE)
-    config.features.kind = kind
-    for name, value in features.items():
-        setattr(config.features, name, value)
-    return config
+    return with_values(load_config(MFCC_RECIPE),
+                       {f"features.{name}": value for name, value in {"kind": kind, **features}.items()})
 
 
 def signal(seconds: float, amplitude: float, noise: float, seed: int) -> np.ndarray:
@@ -101,7 +99,7 @@ def signal(seconds: float, amplitude: float, noise: float, seed: int) -> np.ndar
 SIGNALS = [(0.9, 0.03), (0.3, 0.1), (0.05, 0.03), (3e-3, 0.1), (1e-5, 0.03)]
 
 
-def norm_for(config: Config) -> F.Normalization:
+def norm_for(config: Config) -> artifacts.Normalization:
     """Stats measured on a few synthetic clips, like training would."""
     waves = np.stack([signal(1.0, a, n, seed=100 + i) for i, (a, n) in enumerate(SIGNALS)])
     return F.normalization_stats(waves, config)
@@ -111,7 +109,7 @@ def norm_for(config: Config) -> F.Normalization:
 class Build:
     exe: Path
     config: Config
-    norm: F.Normalization
+    norm: artifacts.Normalization
 
     def run(self, samples: np.ndarray, *args: str, trace: bool = False) -> tuple[np.ndarray, str]:
         """Feature frames ``[coefficients, frames]`` and stderr."""
@@ -124,7 +122,7 @@ class Build:
         return np.frombuffer(done.stdout, np.float32).reshape(-1, coeffs).T, done.stderr.decode()
 
 
-def build(directory: Path, config: Config, norm: F.Normalization, cmsis: bool = False,
+def build(directory: Path, config: Config, norm: artifacts.Normalization, cmsis: bool = False,
           main: str | None = None) -> Build:
     """Copy the sources, generate the header beside them and compile the host program."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -168,7 +166,7 @@ def raw_error(c: np.ndarray, tf_raw: np.ndarray) -> float:
     return float(np.max(np.abs(c.astype(np.float64) - tf_raw) / np.maximum(1.0, np.abs(tf_raw))))
 
 
-def normalized_error(c: np.ndarray, tf_raw: np.ndarray, norm: F.Normalization) -> float:
+def normalized_error(c: np.ndarray, tf_raw: np.ndarray, norm: artifacts.Normalization) -> float:
     """The raw criterion for normalised outputs: the difference times std, in raw units."""
     expected = (tf_raw.astype(np.float64) - norm.mean[:, None]) / norm.std[:, None]
     diff = np.abs(c.astype(np.float64) - expected) * norm.std[:, None]
@@ -190,7 +188,7 @@ CONFIGS = {
                                num_mel_bins=24, num_mfcc=10, fmin=60.0, fmax=7600.0),
     "logmel_fft128_hop200": dict(kind="logmel", frame_length=128, fft_length=128, hop_length=200,
                                  num_mel_bins=16, fmin=0.0),
-    # the finer front ends model.stem_strides is for: twice the frames (hop 256) and twice the mels
+    # finer front ends: twice the frames (hop 256) and twice the mels
     "logmel_128mel_hop256": dict(kind="logmel", frame_length=1024, fft_length=1024, hop_length=256,
                                  num_mel_bins=128, fmin=20.0, fmax=8000.0),
 }
@@ -211,7 +209,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
 
 def test_sparse_mel_is_the_dense_matrix():
     config = make_config()
-    mel = F.frontend_tables(config, F.Normalization.identity(13))["mel"]
+    mel = F.frontend_tables(config, artifacts.Normalization.identity(13))["mel"]
     pos, lengths, coefs = sparse_mel(mel)
     assert pos.shape == lengths.shape == (config.features.num_mel_bins,)
     assert coefs.size == lengths.sum() and coefs.dtype == np.float32
@@ -243,18 +241,18 @@ def test_header_is_deterministic_and_fingerprinted(tmp_path):
     }
     seen = {fingerprint}
     for name, other in changed.items():
-        other_norm = norm if name != "kind" else F.Normalization.identity(40)
+        other_norm = norm if name != "kind" else artifacts.Normalization.identity(40)
         seen.add(frontend_fingerprint(other, other_norm))
-    shifted = F.Normalization(norm.mean + 1.0, norm.std)
+    shifted = artifacts.Normalization(norm.mean + 1.0, norm.std)
     seen.add(frontend_fingerprint(config, shifted))
     assert len(seen) == len(changed) + 2
-    logmel = frontend_header(make_config(kind="logmel"), F.Normalization.identity(40))
+    logmel = frontend_header(make_config(kind="logmel"), artifacts.Normalization.identity(40))
     assert "#define FRONTEND_FEATURES_KIND_MFCC 0" in logmel and "frontend_dct" not in logmel
 
 
 def test_header_rejects_wrong_normalization_size():
     with pytest.raises(ValueError, match="13 means"):
-        frontend_header(make_config(), F.Normalization.identity(40))
+        frontend_header(make_config(), artifacts.Normalization.identity(40))
 
 
 def test_host_program_reports_the_fingerprint(builds):
@@ -301,7 +299,7 @@ def cmsis_mfcc(x: np.ndarray, config: Config) -> np.ndarray:
     import cmsisdsp as dsp
 
     f = config.features
-    tables = F.frontend_tables(config, F.Normalization.identity(f.num_mfcc))
+    tables = F.frontend_tables(config, artifacts.Normalization.identity(f.num_mfcc))
     pos, lengths, coefs = sparse_mel(tables["mel"])
     mfcc = dsp.arm_mfcc_instance_f32()
     status = dsp.arm_mfcc_init_f32(mfcc, f.fft_length, f.num_mel_bins, f.num_mfcc, tables["dct"].ravel(),
@@ -396,7 +394,7 @@ def tflite_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 def test_quantize_matches_tflite_rounding(tmp_path):
     config = make_config()
-    b = build(tmp_path / "q", config, F.Normalization.identity(13), main=QUANTIZE_MAIN)
+    b = build(tmp_path / "q", config, artifacts.Normalization.identity(13), main=QUANTIZE_MAIN)
     rng = np.random.default_rng(5)
     halves = np.arange(-300, 300, dtype=np.float32) + 0.5
     for scale, zp in [(0.5, 0), (0.0625, -7), (0.037, 12), (1.3, -128)]:

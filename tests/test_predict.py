@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from esc_tf import data, evaluate, pipeline, predict
-from esc_tf.evaluate import load_predictor
+from esc_tf.cli.main import main as cli_main
+from esc_tf.data import dataset as data
+from esc_tf.runtime import predictors as evaluate
+from esc_tf import pipeline
+from esc_tf.stages import predict
+from esc_tf.runtime.predictors import load_predictor
 from tests.conftest import CLASS_FREQS
 
 HEADER = re.compile(r"^(\S+)  \((\d+\.\d\d) s, (\d+) windows?\)$")
@@ -59,7 +63,7 @@ def test_formats_rates_and_lengths(exported_run, tmp_path, capsys):
         sf.write(tmp_path / name, audio, rate, subtype=subtype)
     out_json = tmp_path / "out.json"
     args = [str(tmp_path / n) for n in files] + ["--model", str(exported_run), "--top-k", "2", "--json", str(out_json)]
-    assert predict.main(args) == 0
+    assert cli_main(["predict", *args]) == 0
     printed = _parse(capsys.readouterr().out)
     assert set(printed) == {str(tmp_path / n) for n in files}
     classes = {"dog", "rain", "chainsaw"}
@@ -102,7 +106,7 @@ def test_unreadable_files_are_named(exported_run, tmp_path, capsys):
     cases = {"text.wav": "not a readable audio file", "empty.flac": "audio file is empty (0 bytes)",
              "missing.ogg": "file not found", "truncated.wav": "cannot decode audio"}
     for name, message in cases.items():
-        assert predict.main([str(tmp_path / name), "--model", str(exported_run)]) == 1
+        assert cli_main(["predict", str(tmp_path / name), "--model", str(exported_run)]) == 1
         captured = capsys.readouterr()
         assert captured.out == ""
         assert f"error: {tmp_path / name}: {message}" in captured.err
@@ -116,7 +120,7 @@ def test_directory_keeps_going_past_a_bad_file(exported_run, tmp_path, capsys):
     (folder / "b.wav").write_bytes(b"RIFF....WAVEjunk")
     (folder / "notes.txt").write_text("not audio, not an audio extension: ignored")
     (folder / ".hidden.wav").write_text("hidden files are ignored")
-    assert predict.main([str(folder), "--model", str(exported_run / "deploy" / "model_int8.tflite")]) == 1
+    assert cli_main(["predict", str(folder), "--model", str(exported_run / "deploy" / "model_int8.tflite")]) == 1
     captured = capsys.readouterr()
     assert set(_parse(captured.out)) == {str(folder / "a.wav"), str(folder / "sub" / "c.flac")}
     assert f"error: {folder / 'b.wav'}:" in captured.err
@@ -128,7 +132,7 @@ def test_directory_keeps_going_past_a_bad_file(exported_run, tmp_path, capsys):
 def test_float_model(exported_run, tmp_path, capsys, runtime):
     sf.write(tmp_path / "a.wav", _tone(10, 1.0, 16000), 16000)
     out_json = tmp_path / "f.json"
-    assert predict.main([str(tmp_path / "a.wav"), "--model", str(exported_run), "--float", "--runtime", runtime,
+    assert cli_main(["predict", str(tmp_path / "a.wav"), "--model", str(exported_run), "--float", "--runtime", runtime,
                          "--top-k", "5", "--json", str(out_json)]) == 0
     top = _parse(capsys.readouterr().out)[str(tmp_path / "a.wav")]["top"]
     assert len(top) == 3 and sum(score for _, score in top) == pytest.approx(1.0, abs=1e-3)  # all classes
@@ -138,8 +142,8 @@ def test_float_model(exported_run, tmp_path, capsys, runtime):
 
 def test_model_errors(exported_run, tmp_path, capsys):
     sf.write(tmp_path / "a.wav", _tone(10, 1.0, 16000), 16000)
-    assert predict.main([str(tmp_path / "a.wav"), "--model", str(tmp_path)]) == 1
+    assert cli_main(["predict", str(tmp_path / "a.wav"), "--model", str(tmp_path)]) == 1
     assert "no model_int8.tflite" in capsys.readouterr().err
-    assert predict.main([str(tmp_path / "a.wav")]) == 1  # default tflite/ does not exist in the test folder
+    assert cli_main(["predict", str(tmp_path / "a.wav")]) == 1  # default tflite/ does not exist in the test folder
     assert "tflite/model_int8.tflite: model file not found" in capsys.readouterr().err
-    assert predict.main([str(tmp_path / "a.wav"), "--model", str(exported_run), "--top-k", "0"]) == 2
+    assert cli_main(["predict", str(tmp_path / "a.wav"), "--model", str(exported_run), "--top-k", "0"]) == 2

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf import train
+from esc_tf.stages import train
 from esc_tf.config import Config
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 

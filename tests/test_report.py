@@ -5,10 +5,12 @@ import dataclasses
 import json
 import shutil
 
-from esc_tf import report, train
-from esc_tf.config import FeatureConfig, load_config
-from esc_tf.evaluate import MODEL_FILE, ModelMeta
-from esc_tf.report import _features_label, run_label
+from esc_tf.cli.main import main as cli_main
+from esc_tf import artifacts
+from esc_tf.reporting import run_report as report
+from esc_tf.config import FeatureConfig, load_config, with_values
+from esc_tf.artifacts import MODEL_FILE, ModelMeta
+from esc_tf.reporting.run_report import _features_label, run_label
 
 
 def test_features_label_names_size_fft_hop_and_a_non_default_log_offset():
@@ -16,7 +18,7 @@ def test_features_label_names_size_fft_hop_and_a_non_default_log_offset():
     assert _features_label(features) == "logmel 64, 1024/512"
     assert _features_label({**features, "log_offset": 1e-6}) == "logmel 64, 1024/512, log offset 1e-06"
     mfcc = {**features, "kind": "mfcc", "fft_length": 512, "hop_length": 256, "num_mel_bins": 40}
-    assert _features_label(mfcc, windows=(3, 95)) == "mfcc 13 of 40, 512/256, 3 x 95-frame windows"
+    assert _features_label(mfcc) == "mfcc 13 of 40, 512/256"
 
 
 def test_run_label_is_the_config_hash_with_the_suffix_of_a_rescored_copy():
@@ -36,7 +38,7 @@ def test_a_missing_run_folder_is_read_from_its_saved_report(exported_run, tmp_pa
     pattern = tmp_path / "runs" / (exported_run.name[:-4] + "*")
     out = tmp_path / "table.md"
     argv = [str(gone), str(pattern), str(tmp_path / "runs" / "never-saved"), "--reports", str(tmp_path / "reports")]
-    assert report.main(argv + ["--out", str(out)]) == 0
+    assert cli_main(["report", "runs", *argv, "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith(f"| {run_label(exported_run.name)} |")]
     assert len(rows) == 2  # found by name and by pattern, labelled by the run it was written for
     assert f"- `{exported_run.name}`: `" in out.read_text()  # with its commands
@@ -48,12 +50,12 @@ def test_a_report_says_when_its_fold_models_exceed_the_budgets(exported_run, tmp
     copy = tmp_path / exported_run.name
     shutil.copytree(exported_run, copy)
     config = load_config(copy / "config.yaml")
-    results = [train.load_fold_result(d) for d in sorted(copy.glob("fold*"))]
+    results = [artifacts.load_fold_result(d) for d in sorted(copy.glob("fold*"))]
     class_names = ModelMeta.for_model(copy / "fold1" / MODEL_FILE).class_names
     report.write_report(copy, results, class_names, config, 0.0)
     assert "Not deployable" not in (copy / "report.md").read_text()
     size = json.loads((copy / "fold1" / "edge.json").read_text())["sizes"]["int8_bytes"]
-    config.export.flash_budget_bytes, config.export.arena_budget_bytes = int(size) - 1, 0
+    config = with_values(config, {"export.flash_budget_bytes": int(size) - 1, "export.arena_budget_bytes": 0})
     summary = report.write_report(copy, results, class_names, config, 0.0)
     assert summary["edge"]["over_budget"] == [f"int8 model is {int(size)} bytes, over the flash budget of "
                                               f"{int(size) - 1} bytes (export.flash_budget_bytes)"]

@@ -13,9 +13,12 @@ import pytest
 import soundfile as sf
 from matplotlib.figure import Figure
 
-from esc_tf import data, features, report, viz
-from esc_tf.config import Config
-from esc_tf.train import FoldResult
+from esc_tf.data import dataset as data
+from esc_tf.audio import features
+from esc_tf.reporting import run_report as report
+from esc_tf.reporting import plots as viz
+from esc_tf.config import Config, with_value
+from esc_tf.artifacts import FoldResult
 from tests.conftest import make_dataset
 
 SILENT, NEAR_SILENT, CLIPPED = "1-100000-A-0.wav", "1-100001-A-10.wav", "2-100005-A-41.wav"
@@ -78,8 +81,7 @@ def test_quality_thresholds_are_parameters(flawed_meta):
 
 
 def test_clip_plots_use_the_training_front_end(flawed_meta):
-    config = Config()
-    config.audio.clip_seconds = 1.0
+    config = with_value(Config(), "audio.clip_seconds", 1.0)
     row = viz.find_clip(flawed_meta, "1-100002-A-41.wav")
     wave = viz.model_input_waveform(row["path"], config)
     expected = data.load_waveforms(flawed_meta[flawed_meta["filename"] == row["filename"]], config.audio,

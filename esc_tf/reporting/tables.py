@@ -50,27 +50,15 @@ def load_report(report_dir: Path) -> dict[str, Any]:
     return json.loads((Path(report_dir) / "report.json").read_text())
 
 
-def features_label(features: dict[str, Any], windows: tuple[int, int] | None = None) -> str:
+def features_label(features: dict[str, Any]) -> str:
     """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then a log
-    offset other than the built-in default's (``, log offset 1e-06``), then for a model that reads
-    ``windows`` = (windows per clip, frames each) ``, 3 x 95-frame windows``."""
+    offset other than the built-in default's (``, log offset 1e-06``)."""
     size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
         f"{features['num_mfcc']} of {features['num_mel_bins']}"
     label = f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
     if features.get("log_offset", DEFAULT_LOG_OFFSET) != DEFAULT_LOG_OFFSET:
         label += f", log offset {features['log_offset']:g}"
-    if windows and windows[0] > 1:
-        label += f", {windows[0]} x {windows[1]}-frame windows"
     return label
-
-
-def clip_windows(config: dict[str, Any]) -> tuple[int, int] | None:
-    """(windows per clip, frames each) of a model that reads windows of a clip, else None (whole clips)."""
-    model = config.get("model", {})
-    frames = int(model.get("input_frames", 0) or 0)
-    if frames <= 0:
-        return None
-    return int(model.get("clip_windows", 1)), frames
 
 
 def _train_command(report: dict[str, Any], report_dir: Path) -> str:
@@ -146,7 +134,7 @@ def report_row(report_dir: Path) -> dict[str, Any]:
         "dataset": Path(str(cfg["data"]["data_dir"])).name,
         "subset": cfg["data"].get("subset", "all"),
         "recipe": recipe_label(_train_command(r, report_dir)),
-        "features": features_label(cfg["features"], clip_windows(cfg)),
+        "features": features_label(cfg["features"]),
         "folds": [f["name"].removeprefix("fold") for f in r["folds"]],
         "seed": cfg.get("train", {}).get("seed"),
         "float_folds": [float(a) for a in float_folds],

@@ -19,9 +19,10 @@ import re
 import sys
 from pathlib import Path
 
-from esc_tf import export
-from esc_tf.evaluate import META_FILE, ModelMeta, measure_arena
-from esc_tf.frontend_c import frontend_header
+from esc_tf.stages import export
+from esc_tf.artifacts import META_FILE, ModelMeta
+from esc_tf.runtime.predictors import measure_arena
+from esc_tf.codegen.frontend_tables import frontend_header
 from firmware_stub.tools import make_golden
 
 MODEL = "model_int8.tflite"

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from esc_tf import c_codegen as cg
-from esc_tf.evaluate import ModelMeta
-from esc_tf.features import model_input_shape
-from esc_tf.frontend_c import frontend_fingerprint
+from esc_tf import artifacts
+from esc_tf.codegen import c_source as cg
+from esc_tf.artifacts import ModelMeta
+from esc_tf.audio.features import feature_shape
+from esc_tf.codegen.frontend_tables import frontend_fingerprint
 from firmware_stub.tools import reference
 
 COMMAND = "python -m firmware_stub.tools.make_golden"
@@ -93,7 +94,7 @@ def compute_golden(model_bytes: bytes, meta: ModelMeta, clip: np.ndarray, source
 
 def golden_sources(golden: Golden, meta: ModelMeta, model_bytes: bytes) -> dict[str, str]:
     """The text of ``golden_clip.h`` and ``golden_clip.c``."""
-    coeffs, frames = model_input_shape(meta.config)
+    coeffs, frames = feature_shape(meta.config)
     label = meta.class_names[golden.top_class]
     model_sha = hashlib.sha256(model_bytes).hexdigest()[:16]
     defines = [
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        cg.write_text_atomic(out_dir / name, text)
+        artifacts.write_text_atomic(out_dir / name, text)
     print(f"{out_dir / HEADER}, {out_dir / SOURCE}: {line}; expected class {golden.top_class} "
           f"({meta.class_names[golden.top_class]}), lead {golden.margin} int8 steps")
     if golden.margin <= 2:

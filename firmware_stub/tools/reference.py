@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from esc_tf import evaluate, pipeline
-from esc_tf.evaluate import ModelMeta
-from esc_tf.export import io_quantization
-from esc_tf.features import model_input_shape
+from esc_tf.runtime import predictors as evaluate
+from esc_tf import pipeline
+from esc_tf.artifacts import ModelMeta
+from esc_tf.stages.export import io_quantization
 
 
 def to_int16(waves: np.ndarray) -> np.ndarray:
@@ -36,27 +36,23 @@ def input_quantization(model_bytes: bytes) -> tuple[float, int]:
     return q["input_scale"], q["input_zero_point"]
 
 
-def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes, every_window: bool = False) -> np.ndarray:
+def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes, every_view: bool = False) -> np.ndarray:
     """Float waveforms ``[n, samples]`` -> int8 model inputs ``[n, coefficients * frames]``.
 
-    Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``. For a model
-    that reads windows, the clip's last window (what the device's feature window holds once the
-    clip's last sample is in), or with ``every_window`` every input a clip is scored on: its windows,
-    each in its ``model.time_rolls`` rotations at each mel shift (``pipeline.model_inputs``,
-    ``[n * inputs, ...]``).
+    Coefficient-major, the layout of the model input ``[1, coefficients, frames, 1]``. With
+    ``every_view``, every input a clip is scored on: its ``model.time_rolls`` rotations at each mel
+    shift (``pipeline.model_inputs``, ``[n * inputs, ...]``).
     """
     waves = np.asarray(waves, np.float32)
     feats = pipeline.feature_array(waves, meta.config, meta.normalization)
-    if every_window:
+    if every_view:
         feats = pipeline.model_inputs(feats, meta.config)
-    else:
-        feats = feats[:, :, feats.shape[2] - model_input_shape(meta.config)[1]:]
     scale, zero_point = input_quantization(model_bytes)
     return evaluate.quantize(feats, scale, zero_point).reshape(len(feats), -1)
 
 
 def clip_classes(model_bytes: bytes, inputs: np.ndarray, inputs_per_clip: int) -> np.ndarray:
-    """The class of each clip from its int8 inputs (consecutive: windows, rotations): the argmax of the mean
+    """The class of each clip from its int8 inputs (consecutive: its views): the argmax of the mean
     softmax of the TFLM scores, as the firmware's post-processing averages its inferences."""
     q = io_quantization(model_bytes)
     scores = evaluate.dequantize(tflm_scores(model_bytes, inputs), q["output_scale"], q["output_zero_point"])

@@ -1,0 +1,193 @@
+"""Run a model on features: Keras, LiteRT and TFLM behind one ``Predictor`` interface, the int8
+(de)quantisation rule, clip scores over the scoring views, and the TFLM arena measurement."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from tflite_micro import runtime as tflm_runtime
+
+from esc_tf.artifacts import ModelError
+from esc_tf import pipeline
+from esc_tf.config import Config
+
+TFLM_PROBE_ARENA = 8 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- runners
+
+class Predictor(Protocol):
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """Features ``[n, coefficients, frames, 1]`` float32 -> scores ``[n, classes]``."""
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float -> int8 as TFLite does (round half away from zero, then clamp)."""
+    v = np.asarray(x, np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (q.astype(np.float32) - zero_point) * scale
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> np.ndarray:
+    """Class probabilities ``[clips, classes]`` of clip features ``[clips, coefficients, frames, 1]``.
+
+    The softmax of the model's scores on each input of a clip (:func:`pipeline.model_inputs`: its
+    ``model.time_rolls`` rotations at ``2 * model.mel_shifts + 1`` mel shifts), averaged over the
+    clip's inputs, as the firmware's post-processing averages its inferences. With one view a clip
+    has one input: the softmax of its scores.
+    """
+    inputs = pipeline.model_inputs(features, config)
+    return softmax(predictor(inputs)).reshape(len(features), len(inputs) // len(features), -1).mean(axis=1)
+
+
+def keras_predictor(model: keras.Model, batch_size: int = 64) -> Predictor:
+    return lambda feats: model.predict(feats, batch_size=batch_size, verbose=0)
+
+
+def _io_quantization(details: dict) -> tuple[float, int] | None:
+    q = details.get("quantization_parameters") or {}
+    scales = q.get("scales")
+    if details["dtype"] == np.int8 and scales is not None and len(scales):
+        return float(scales[0]), int(q["zero_points"][0])
+    return None
+
+
+def _run_each(features: np.ndarray, input_details: dict, output_details: dict,
+              invoke: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run ``invoke`` clip by clip, quantising inputs and dequantising outputs of int8 models."""
+    qin, qout = _io_quantization(input_details), _io_quantization(output_details)
+    out = []
+    for x in features:
+        x = x[None].astype(np.float32)
+        y = invoke(quantize(x, *qin) if qin else x)[0]
+        out.append(dequantize(y, *qout) if qout else y)
+    return np.stack(out)
+
+
+# LiteRT's kernel sets. "default" applies the XNNPACK delegate, whose int8 arithmetic rounds differently
+# from TFLM's; "reference" (the builtin reference kernels) computes what TFLM computes, bit for bit
+# (measured: reports/interpreter_parity.md; tested in tests/test_export.py).
+LITERT_KERNELS = {"default": "AUTO", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
+
+
+class LiteRTPredictor:
+    """The TensorFlow Lite interpreter (float or int8 models), with one of :data:`LITERT_KERNELS`."""
+
+    def __init__(self, model_bytes: bytes, kernels: str = "default") -> None:
+        if kernels not in LITERT_KERNELS:
+            raise ValueError(f"unknown LiteRT kernels {kernels!r}; use one of {', '.join(LITERT_KERNELS)}")
+        resolver = getattr(tf.lite.experimental.OpResolverType, LITERT_KERNELS[kernels])
+        self.interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1,
+                                               experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return _run_each(features, self.input, self.output, self._invoke)
+
+
+@contextlib.contextmanager
+def captured_c_stderr() -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor 2 (TFLM reports errors there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode(errors="replace"))
+
+
+def tflm_interpreter(model_bytes: bytes, arena_size: int) -> tflm_runtime.Interpreter:
+    """A TFLM interpreter; raises :class:`ModelError` with TFLM's own message on failure."""
+    with captured_c_stderr() as log:
+        try:
+            return tflm_runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+        except RuntimeError as exc:
+            error = exc
+    detail = " ".join(line.strip() for line in log[0].splitlines() if line.strip())
+    raise ModelError(f"TFLM cannot run this model with a {arena_size}-byte arena: {error}"
+                     + (f" ({detail})" if detail else ""))
+
+
+class TFLMPredictor:
+    """The TensorFlow Lite Micro interpreter, as on the device (int8 or float models)."""
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None) -> None:
+        self.interpreter = tflm_interpreter(model_bytes, arena_size or TFLM_PROBE_ARENA)
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(x, 0)
+        self.interpreter.invoke()
+        return self.interpreter.get_output(0)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return _run_each(features, self.input, self.output, self._invoke)
+
+
+def measure_arena(model_bytes: bytes, upper: int = TFLM_PROBE_ARENA) -> int:
+    """The smallest TFLM arena (to 16 bytes) in which the model allocates."""
+    tflm_interpreter(model_bytes, upper)  # raises with TFLM's reason if it cannot run at all
+    lo, hi = 0, upper
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        try:
+            with captured_c_stderr():
+                tflm_runtime.Interpreter.from_bytes(model_bytes, arena_size=mid)
+            hi = mid
+        except RuntimeError:
+            lo = mid
+    return hi
+
+
+def load_predictor(model_path: str | Path, runtime: str = "tflm") -> Predictor:
+    """A predictor for a ``.keras`` / ``.h5`` model or a ``.tflite`` run in ``runtime``."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.suffix in (".keras", ".h5"):
+        try:
+            return keras_predictor(keras.models.load_model(path, compile=False))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot load Keras model: {exc}") from exc
+    if path.suffix != ".tflite":
+        raise ModelError(f"{path}: expected a .keras, .h5 or .tflite model")
+    model_bytes = path.read_bytes()
+    if runtime == "tflm":
+        return TFLMPredictor(model_bytes)
+    if runtime == "litert":
+        try:
+            return LiteRTPredictor(model_bytes)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: LiteRT cannot load it: {exc}") from exc
+    raise ModelError(f"unknown runtime {runtime!r}; use tflm or litert")

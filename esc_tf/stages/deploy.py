@@ -1,0 +1,211 @@
+"""Edge stages: what int8 on a microcontroller costs, measured fold by fold, and the export.
+
+For every cross-validation fold (``edge_fold``): the fold's trained model is pruned and
+fine-tuned on the fold's training clips, converted to float and int8 ``.tflite`` (int8
+calibrated on the fold's training clips), and every variant is scored on the fold's own
+test clips: Keras float, LiteRT float, pruned Keras float, int8 without pruning (LiteRT),
+int8 (LiteRT) and int8 in the TFLM interpreter. Results go to ``foldN/edge.json``.
+
+``deploy`` trains the deployment model on all clips (with early stopping on a grouped
+validation carve when ``data.val_fraction`` > 0), prunes, quantises and writes the deployable files (``esc_tf.export``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tf_keras as keras
+
+from esc_tf.artifacts import DEPLOY_DIR, EDGE_FILE
+from esc_tf.data import dataset as data_mod
+from esc_tf import pipeline
+from esc_tf.models import transfer
+from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role, save_config
+from esc_tf.teachers.distill import check_teachers, load_teacher
+from esc_tf.artifacts import MODEL_FILE, ModelMeta
+from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
+from esc_tf.stages.export import gzip_size, measure_arena, write_deployment
+from esc_tf.artifacts import Normalization
+from esc_tf.audio.features import check_scoring_config, views_per_clip
+from esc_tf.models.networks import count_macs, recalibrate_batch_norm
+from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
+from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
+from esc_tf.artifacts import RESULT_FILE, FoldResult, write_json_atomic, load_fold_result
+from esc_tf.stages.train import fit_model, training_loss
+
+
+def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
+           num_classes: int, config: Config, normalization: Normalization) -> keras.Model:
+    if not config.prune.enabled:
+        return model
+    cache = pipeline.mel_cache(waves[fit_rows], config)  # one STFT serves fine-tuning and recalibration
+    train_ds = pipeline.train_dataset(waves[fit_rows], y[fit_rows], num_classes, config, normalization,
+                                      seed=config.train.seed, cache=cache)
+    val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization) \
+        if len(val_rows) else None
+    pruned = prune_and_fine_tune(model, train_ds, val_ds, config.prune, training_loss(config))
+    if config.train.recalibrate_batch_norm:  # fine-tuning moved the running statistics again
+        recalibrate_batch_norm(pruned, pipeline.cached_features(cache[0], config, normalization))
+    return pruned
+
+
+def _calibration(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, config: Config,
+                 normalization: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of the calibration clips (training clips only) and their row numbers."""
+    rows = fit_rows[representative_indices(y[fit_rows], config.export.representative_clips, config.train.seed)]
+    return pipeline.feature_array(waves[rows], config, normalization), rows
+
+
+def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
+    """Prune, quantise and score one fold's model on its own test clips; writes ``edge.json``."""
+    start = time.time()
+    split = json.loads((fold_dir / "split.json").read_text())
+    row_of = {name: i for i, name in enumerate(meta["filename"])}
+    fit_rows, val_rows, test_rows = (np.array([row_of[n] for n in split[k]], int) for k in ("train", "val", "test"))
+    assert not set(test_rows) & (set(fit_rows) | set(val_rows)), "a test clip is in the training part"
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    normalization = Normalization.from_dict(json.loads((fold_dir / "normalization.json").read_text()))
+    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
+    pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
+    calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
+    float_bytes = to_float_tflite(model)
+    int8_plain = to_int8_tflite(model, calibration)
+    int8 = to_int8_tflite(pruned, calibration) if config.prune.enabled else int8_plain
+    (fold_dir / "model_int8.tflite").write_bytes(int8)
+
+    test = pipeline.feature_array(waves[test_rows], config, normalization)
+    predictors = {"keras_float": keras_predictor(model), "tflite_float": LiteRTPredictor(float_bytes),
+                  "pruned_float": keras_predictor(pruned), "int8_unpruned_litert": LiteRTPredictor(int8_plain),
+                  "int8_litert": LiteRTPredictor(int8), "int8_tflm": TFLMPredictor(int8)}
+    y_test = y[test_rows]
+    preds = {name: clip_scores(predict, test, config).argmax(axis=1) for name, predict in predictors.items()}
+    result = {
+        "name": fold_dir.name, "test_clips": len(test_rows), "y_true": y_test.tolist(),
+        "variants": {name: {"accuracy": float(np.mean(p == y_test)), "y_pred": p.tolist()}
+                     for name, p in preds.items()},
+        "agreement": {
+            "keras_float_vs_int8_tflm": float(np.mean(preds["keras_float"] == preds["int8_tflm"])),
+            "pruned_float_vs_int8_tflm": float(np.mean(preds["pruned_float"] == preds["int8_tflm"])),
+            "int8_litert_vs_int8_tflm": float(np.mean(preds["int8_litert"] == preds["int8_tflm"]))},
+        "sizes": {"params": int(model.count_params()), "macs": count_macs(model),
+                  "float_tflite_bytes": len(float_bytes), "float_tflite_gzip_bytes": gzip_size(float_bytes),
+                  "int8_unpruned_bytes": len(int8_plain), "int8_unpruned_gzip_bytes": gzip_size(int8_plain),
+                  "int8_bytes": len(int8), "int8_gzip_bytes": gzip_size(int8),
+                  "tflm_arena_bytes": measure_arena(int8), "inferences_per_clip": views_per_clip(config)},
+        "kernel_sparsity": kernel_sparsity(pruned),
+        "calibration_clips": len(calibration_rows),
+        "calibration_files": meta["filename"].iloc[calibration_rows].tolist(),
+        "wall_seconds": time.time() - start,
+    }
+    write_json_atomic(fold_dir / EDGE_FILE, result)
+    return result
+
+
+def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
+    """Train on all clips, prune, quantise and export; returns the export summary."""
+    start = time.time()
+    check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
+    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
+    out_dir = run_dir / DEPLOY_DIR
+    out_dir.mkdir(exist_ok=True)
+    y = data_mod.labels(meta)
+    num_classes = int(y.max()) + 1
+    fit_rows, val_rows = data_mod.carve_validation(meta, np.arange(len(meta)), config.data.val_fraction,
+                                                   config.data.random_state)
+    model, normalization, history = fit_model(
+        waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
+        teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
+    model.save(out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
+    pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
+    calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
+    model_meta = ModelMeta(config, normalization, data_mod.class_names(meta), meta["filename"].tolist())
+    extra = {"params": int(model.count_params()), "macs": count_macs(model),
+             "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
+             "trained_on_clips": len(model_meta.trained_on), "calibration_clips": len(calibration_rows),
+             "wall_seconds": time.time() - start}
+    return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
+                            extra=extra, publish_dir=config.export.publish_dir or None)
+
+
+def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_model: bool | None = None,
+                    progress: bool = True) -> None:
+    """Per-fold comparison for every finished fold without one, then the deployment export."""
+
+    config, meta, waves, _ = run_clips(run_dir, overrides or [], progress)
+    fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
+    if config.export.edge_eval:
+        for i, fold_dir in enumerate(fold_dirs, 1):
+            if (fold_dir / EDGE_FILE).is_file():
+                print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: already done, skipping", flush=True)
+                continue
+            print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: prune, quantise, compare", flush=True)
+            r = edge_fold(fold_dir, meta, waves, config)
+            v = r["variants"]
+            print(f"[edge {i}/{len(fold_dirs)}] {fold_dir.name}: float {v['keras_float']['accuracy']:.4f}, "
+                  f"int8 TFLM {v['int8_tflm']['accuracy']:.4f}, agreement "
+                  f"{r['agreement']['keras_float_vs_int8_tflm']:.4f}", flush=True)
+    if config.export.deploy if deploy_model is None else deploy_model:
+        if (run_dir / DEPLOY_DIR / "export.json").is_file():
+            print("[deploy] already exported, skipping", flush=True)
+        else:
+            print(f"[deploy] training the deployment model on all {len(meta)} clips", flush=True)
+            summary = deploy(run_dir, meta, waves, config)
+            print(f"[deploy] int8 model {summary['int8_tflite_bytes']} bytes, TFLM arena "
+                  f"{summary['arena_size_bytes']} bytes -> {run_dir / DEPLOY_DIR}"
+                  + (f" and {config.export.publish_dir}/" if config.export.publish_dir else ""), flush=True)
+
+
+def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
+              ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
+    """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
+    row of each file name."""
+    config = apply_overrides(load_config(run_dir / "config.yaml"), overrides)
+    meta = data_mod.load_dataset(config)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+    return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
+
+
+def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], config: Config
+                                  ) -> tuple[FoldResult, keras.Model, ModelMeta, np.ndarray, np.ndarray]:
+    """A finished fold's result, saved model, its metadata, its test clips' features and their rows in
+    ``waves`` (``row_of``: file name -> row); the features are normalised as the fold's model was trained."""
+    result = load_fold_result(fold_dir)
+    rows = np.array([row_of[name] for name in result.test_files], int)
+    model_meta = ModelMeta.for_model(fold_dir / MODEL_FILE)
+    model = keras.models.load_model(fold_dir / MODEL_FILE, compile=False)
+    return result, model, model_meta, pipeline.feature_array(waves[rows], config, model_meta.normalization), rows
+
+
+def _scoring_override(assignment: str) -> bool:
+    return assignment.partition("=")[0].strip() in options_with_role("scoring")
+
+
+def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
+    """Score every finished fold's saved model again with the scoring options (``options_with_role("scoring")``) in ``overrides``
+    (e.g. ``model.time_rolls=16``), without retraining: each fold's float scores (``result.json``), its
+    ``model_meta.json`` and ``edge.json`` are rewritten, then the run's ``config.yaml`` and report.
+    The other overrides apply as in :func:`run_edge_stages`. A run with a deployment model is refused:
+    its export would no longer describe how it scores (rescore a copy without ``deploy/``)."""
+    if (run_dir / DEPLOY_DIR).exists():
+        raise ConfigError(f"{run_dir / DEPLOY_DIR}: a rescored run's deployment model would not match its scores; "
+                          "rescore a copy of the run without deploy/")
+    scoring = [a for a in overrides if _scoring_override(a)]
+    config = apply_overrides(load_config(run_dir / "config.yaml"), scoring)
+    check_scoring_config(config)
+    _, _, waves, row_of = run_clips(run_dir, overrides, progress)
+    for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
+        result, model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
+        y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
+        result.y_pred, result.accuracy = y_pred.tolist(), float(np.mean(y_pred == np.array(result.y_true)))
+        (fold_dir / EDGE_FILE).unlink(missing_ok=True)
+        write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
+        ModelMeta(apply_overrides(model_meta.config, scoring), model_meta.normalization, model_meta.class_names,
+                  model_meta.trained_on).save(fold_dir)
+        if progress:
+            print(f"[rescore] {fold_dir.name}: float {result.accuracy:.4f}", flush=True)
+    save_config(config, run_dir / "config.yaml")
+    run_edge_stages(run_dir, [a for a in overrides if a not in scoring], deploy_model=False, progress=progress)
