@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "max of the training front end's features, under the same folds as esc-tf train.")
     add_data_arguments(parser)
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="expected SHA-256 of the archive (default: none; the official archive is built "
                                "from the repository's master branch and has no fixed checksum)")
     download.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    download.set_defaults(run=run_download)
+    download.set_defaults(handler=run_download)
 
     check = commands.add_parser("check", help="validate a dataset folder and print a summary",
                                 description="Validate an ESC-50-layout folder (CSV, labels, every audio file) "
@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--data-dir", default=None, help="dataset folder (default: $ESC_TF_DATA_DIR, "
                                                         "else ./data/ESC-50)")
     add_set_argument(check)
-    check.set_defaults(run=run_check)
+    check.set_defaults(handler=run_check)
 
 
 def run_download(args: argparse.Namespace) -> int:

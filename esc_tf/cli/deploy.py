@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="score every fold's saved model again with new scoring options (--set "
                              "model.time_rolls=N, model.mel_shifts=K), rewriting the run's scores; no retraining, "
                              "no deployment model")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

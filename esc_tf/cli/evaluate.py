@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--runtime", choices=["tflm", "litert"], default="tflm",
                         help=".tflite runtime: tflm (as on the device, default) or litert")
     parser.add_argument("--json", help="also write the metrics here")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

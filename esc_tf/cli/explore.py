@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="copy the selected clips into OUT/audio/ instead of linking them (CC BY-NC: "
                              "do not commit them)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

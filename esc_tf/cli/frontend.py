@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--config", help="YAML/JSON config (default: the built-in defaults)")
     parser.add_argument("--normalization", help='JSON {"mean": [...], "std": [...]} (default: identity)')
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

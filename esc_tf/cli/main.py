@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume (finished folds and stages are kept)",
               file=sys.stderr)

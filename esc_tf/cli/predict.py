@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="window step for files longer than the model's clip (default: half a clip)")
     parser.add_argument("--json", help="also write every result here")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

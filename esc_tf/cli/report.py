@@ -17,13 +17,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     tables = actions.add_parser("tables", help="regenerate docs/ tables from reports/")
     tables.add_argument("--reports", type=Path, default=Path("reports"), help="default: reports")
     tables.add_argument("--docs", type=Path, default=Path("docs"), help="default: docs")
-    tables.set_defaults(run=run_tables)
+    tables.set_defaults(handler=run_tables)
     runs = actions.add_parser("runs", help="accuracy table of finished run folders")
     runs.add_argument("runs", nargs="+", help="run folders with report.json")
     runs.add_argument("--reports", type=Path, help="for a run folder that is missing, use the saved copy of its "
                       "report (REPORTS/*/report.json naming that run; the name may hold shell wildcards)")
     runs.add_argument("--out", help="write the table here (default: print)")
-    runs.set_defaults(run=run_runs)
+    runs.set_defaults(handler=run_runs)
 
 
 def run_tables(args: argparse.Namespace) -> int:

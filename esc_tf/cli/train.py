@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     parser.add_argument("--runs-root", default="runs", help="where run folders are made (default: runs)")
     parser.add_argument("--run-dir", help="use this run folder instead of the derived one")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", default="42", help="comma-separated training seeds per trial (default: 42)")
     parser.add_argument("--runs-root", default="runs/tune")
     parser.add_argument("--out", default=None, help="summary and study folder (default: RUNS_ROOT)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"base config x seeds {seeds}", flush=True)
         run_seeds(base, seeds, out_dir, Path(args.runs_root))
     else:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed instead
+        # Trials print their own lines, and errors end as one line (Optuna would add a traceback).
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         summary = run_search(base, space, seeds, args.trials, out_dir, Path(args.runs_root))
         best = max((t for t in summary if t["state"] == "complete"), key=lambda t: t["val_mean"], default=None)
         if best is not None:
