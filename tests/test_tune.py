@@ -170,9 +170,9 @@ def test_a_search_needs_validation_clips(dataset_dir: Path, tmp_path: Path, caps
 
 
 def test_a_multi_seed_run_without_validation_clips_has_no_validation_score(dataset_dir: Path, tmp_path: Path) -> None:
-    code = cli_main(["tune", "--data-dir", str(dataset_dir), "--folds", "1", "--seeds", "1,2", "--set", "model.preset=seed",
-                     "--runs-root", str(tmp_path / "tune"), "--set", "audio.clip_seconds=1.0",
-                     "--set", "train.epochs=1", "--set", "train.verbose=0",
+    code = cli_main(["tune", "--data-dir", str(dataset_dir), "--folds", "1", "--seeds", "1,2",
+                     "--set", "model.preset=seed", "--runs-root", str(tmp_path / "tune"),
+                     "--set", "audio.clip_seconds=1.0", "--set", "train.epochs=1", "--set", "train.verbose=0",
                      "--set", f"data.cache_dir={tmp_path / 'cache'}"])
     assert code == 0
     (trial,) = json.loads((tmp_path / "tune" / "tune.json").read_text())

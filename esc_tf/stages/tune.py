@@ -52,7 +52,8 @@ def load_space(path: str | Path) -> dict[str, dict[str, list[Any]]]:
         try:
             space[str(key)] = _parse_spec(str(key), spec)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: option {key}: {exc}") from None
+            where = "" if str(key) in str(exc) else f"option {key}: "
+            raise ConfigError(f"{path}: {where}{exc}") from None
     return space
 
 
@@ -262,7 +263,7 @@ def run_seeds(base: Config, seeds: list[int], out_dir: Path, runs_root: Path,
 def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
     """``tune.json`` and ``tune.md``: finished trials ranked by validation accuracy, then the pruned ones."""
     def order(t: dict[str, Any]) -> tuple[bool, float]:
-        return t.get("state") == "pruned", -np.inf if t["val_mean"] is None else -t["val_mean"]
+        return t["state"] == "pruned", -np.inf if t["val_mean"] is None else -t["val_mean"]
 
     ranked = sorted(trials, key=order)
     (out_dir / "tune.json").write_text(json.dumps(ranked, indent=1))
@@ -275,12 +276,12 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
     for i, t in enumerate(ranked, 1):
         values = "".join(f"{_cell(t['point'].get(k))} | " for k in keys)
         val = "—" if t["val_mean"] is None else f"{t['val_mean']:.4f} ± {t['val_std']:.4f}"
-        state = t.get("state", "complete")
-        rank = "—" if state == "pruned" else str(i)
-        lines.append(f"| {rank} | {t.get('trial', '—')} | {values}{val} | "
-                     f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} | {state} |")
+        rank = "—" if t["state"] == "pruned" else str(i)
+        lines.append(f"| {rank} | {t['trial']} | {values}{val} | "
+                     f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} | {t['state']} |")
     (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
 
 
 def _cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
