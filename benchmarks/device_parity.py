@@ -72,7 +72,7 @@ def compare(model: Path, data_dir: str, folds: list[int] | None) -> dict:
 
     Parity is measured on identical samples: the Python path gets the same int16 PCM as
     the device path. When decoding left some clips not exactly int16 (resampled audio),
-    the Python path on the decoded floats (what ``esc_tf.evaluate`` scores) is reported
+    the Python path on the decoded floats (what ``esc-tf evaluate`` scores) is reported
     as well, so the effect of 16-bit audio is visible apart from the front end's.
     """
     start = time.time()

@@ -10,7 +10,7 @@ the 16 rotations are also combined with the features moved up or down by one mel
 band repeated, ``pipeline.shift_mels``; ``model.mel_shifts=1`` scores a clip that way). Accuracy
 per fold and the mean over every fold of every run are printed side by side.
 No model is trained; R is chosen on these folds, so confirm a choice on other runs
-(``python -m esc_tf.export --rescore``).
+(``esc-tf deploy --rescore``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""python -m esc_tf.explore: a static HTML report that works offline, written atomically."""
+"""esc-tf explore: a static HTML report that works offline, written atomically."""
 from __future__ import annotations
 
 import re

@@ -47,7 +47,7 @@ def test_committed_clean_with_parameters(name, parameters):
     for parameter in parameters:
         assert f"{parameter} = " in source
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "def " not in code and "import librosa" not in code  # logic lives in esc_tf.viz
+    assert "def " not in code and "import librosa" not in code  # logic lives in esc_tf.reporting.plots
 
 
 def test_explore_notebook_runs(dataset_dir):

@@ -1,4 +1,4 @@
-"""python -m esc_tf.predict on a tiny exported model: formats, rates, lengths, errors, directories."""
+"""esc-tf predict on a tiny exported model: formats, rates, lengths, errors, directories."""
 from __future__ import annotations
 
 import json

@@ -1,48 +1,52 @@
-"""Labels and sources of the accuracy table (esc_tf.report)."""
+"""Run reports and the results tables generated from them."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 from esc_tf.cli.main import main as cli_main
 from esc_tf import artifacts
 from esc_tf.reporting import run_report as report
 from esc_tf.config import FeatureConfig, load_config, with_values
 from esc_tf.artifacts import MODEL_FILE, ModelMeta
-from esc_tf.reporting.run_report import _features_label, run_label
+from esc_tf.reporting.tables import features_label, write_docs_tables
 
 
 def test_features_label_names_size_fft_hop_and_a_non_default_log_offset():
     features = dataclasses.asdict(FeatureConfig())
-    assert _features_label(features) == "logmel 64, 1024/512"
-    assert _features_label({**features, "log_offset": 1e-6}) == "logmel 64, 1024/512, log offset 1e-06"
+    assert features_label(features) == "logmel 64, 1024/512"
+    assert features_label({**features, "log_offset": 1e-6}) == "logmel 64, 1024/512, log offset 1e-06"
     mfcc = {**features, "kind": "mfcc", "fft_length": 512, "hop_length": 256, "num_mel_bins": 40}
-    assert _features_label(mfcc) == "mfcc 13 of 40, 512/256"
+    assert features_label(mfcc) == "mfcc 13 of 40, 512/256"
 
 
-def test_run_label_is_the_config_hash_with_the_suffix_of_a_rescored_copy():
-    assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6") == "5bf7bea6"
-    assert run_label("esc50-16k-all-dscnn-folds-5bf7bea6-rolls16") == "5bf7bea6-rolls16"
-    assert run_label("esc50-16k-not-esc10-micro_wide-pretrain") == "esc50-16k-not-esc10-micro_wide-pretrain"
-    assert run_label("rerun-most_accurate-seed42") == "rerun-most_accurate-seed42"  # not just "seed42"
-
-
-def test_a_missing_run_folder_is_read_from_its_saved_report(exported_run, tmp_path, capsys):
-    """reports/make_accuracy.sh on a fresh checkout: no runs/, the reports saved in reports/<folder>/."""
-    saved = tmp_path / "reports" / "some-name"
-    saved.mkdir(parents=True)
-    for name in ("report.json", "commands.txt"):
-        shutil.copy(exported_run / name, saved / name)
-    gone = tmp_path / "runs" / exported_run.name
-    pattern = tmp_path / "runs" / (exported_run.name[:-4] + "*")
+def test_the_runs_table_has_one_row_per_run_with_its_scores_and_cost(exported_run, tmp_path, capsys):
     out = tmp_path / "table.md"
-    argv = [str(gone), str(pattern), str(tmp_path / "runs" / "never-saved"), "--reports", str(tmp_path / "reports")]
-    assert cli_main(["report", "runs", *argv, "--out", str(out)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith(f"| {run_label(exported_run.name)} |")]
-    assert len(rows) == 2  # found by name and by pattern, labelled by the run it was written for
-    assert f"- `{exported_run.name}`: `" in out.read_text()  # with its commands
-    assert "never-saved: no report.json" in capsys.readouterr().err
+    assert cli_main(["report", "runs", str(exported_run), "--out", str(out)]) == 0
+    report_json = json.loads((exported_run / "report.json").read_text())
+    rows = [line for line in out.read_text().splitlines() if line.startswith(f"| `{exported_run.name}` |")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    folds = report_json["folds"]
+    assert cells[6].startswith(f"{sum(f['accuracy'] for f in folds) / len(folds):.4f}")
+    tflm = [e["variants"]["int8_tflm"]["accuracy"] for e in
+            (json.loads(p.read_text()) for p in sorted(exported_run.glob("fold*/edge.json")))]
+    assert cells[7].startswith(f"{sum(tflm) / len(tflm):.4f}")
+    assert cli_main(["report", "runs", str(tmp_path / "never-finished")]) == 1
+    assert "never-finished: no report.json" in capsys.readouterr().err
+
+
+def test_the_committed_docs_tables_are_what_the_reports_give(tmp_path):
+    """docs/results.md is generated: regenerating it from reports/ changes nothing (no hand edits)."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "docs", tmp_path / "docs")
+    written = write_docs_tables(root / "reports", tmp_path / "docs")
+    assert written, "no generated table"
+    for path in written:
+        assert path.read_text() == (root / "docs" / path.name).read_text(), f"docs/{path.name} is stale: " \
+            "run esc-tf report tables"
 
 
 def test_a_report_says_when_its_fold_models_exceed_the_budgets(exported_run, tmp_path):

@@ -1,4 +1,4 @@
-"""esc_tf.viz: dataset statistics, clip level checks, clip plots and run-result tables."""
+"""esc_tf.reporting.plots: dataset statistics, clip level checks, clip plots and run-result tables."""
 from __future__ import annotations
 
 import dataclasses
@@ -105,7 +105,7 @@ def test_clip_plots_use_the_training_front_end(flawed_meta):
 
 
 def _fake_report(with_edge: bool) -> dict:
-    """A report.json payload made by esc_tf.report itself from two invented folds."""
+    """A report.json payload made by esc_tf.reporting.run_report itself from two invented folds."""
     names = ["dog", "rain", "chainsaw"]
     y_true = [0, 1, 2, 0, 1, 2]
     folds = [FoldResult("fold1", 2 / 3, y_true, [0, 1, 1, 0, 1, 2], [], 3, 10.0,

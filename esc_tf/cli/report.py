@@ -1,41 +1,41 @@
-"""``esc-tf report``: the docs' results tables from reports/, or an accuracy table of run folders."""
+"""``esc-tf report``: the docs' results tables from reports/, or a results table of run folders."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from esc_tf.artifacts import write_text_atomic
-from esc_tf.reporting.run_report import accuracy_table, find_report
+from esc_tf.reporting.tables import results_table, write_docs_tables
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("report", help="results tables from finished runs and reports/",
                                  description="'esc-tf report tables' regenerates the generated tables in docs/ "
-                                             "from reports/; 'esc-tf report runs RUN...' prints an accuracy "
-                                             "table of run folders.")
+                                             "from reports/; 'esc-tf report runs RUN...' prints a results table "
+                                             "of run folders.")
     actions = parser.add_subparsers(dest="action", required=True, metavar="{tables,runs}")
     tables = actions.add_parser("tables", help="regenerate docs/ tables from reports/")
     tables.add_argument("--reports", type=Path, default=Path("reports"), help="default: reports")
     tables.add_argument("--docs", type=Path, default=Path("docs"), help="default: docs")
     tables.set_defaults(handler=run_tables)
-    runs = actions.add_parser("runs", help="accuracy table of finished run folders")
-    runs.add_argument("runs", nargs="+", help="run folders with report.json")
-    runs.add_argument("--reports", type=Path, help="for a run folder that is missing, use the saved copy of its "
-                      "report (REPORTS/*/report.json naming that run; the name may hold shell wildcards)")
+    runs = actions.add_parser("runs", help="results table of finished run folders")
+    runs.add_argument("runs", nargs="+", type=Path, help="run folders (or report folders) with report.json")
     runs.add_argument("--out", help="write the table here (default: print)")
     runs.set_defaults(handler=run_runs)
 
 
 def run_tables(args: argparse.Namespace) -> int:
-    from esc_tf.reporting.tables import write_docs_tables
     for path in write_docs_tables(args.reports, args.docs):
         print(f"wrote {path}")
     return 0
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    found = [d for d in (find_report(Path(r), args.reports) for r in args.runs) if d is not None]
-    table = accuracy_table(found)
+    missing = [str(d) for d in args.runs if not (d / "report.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)}: no report.json; finish the run with esc-tf train or "
+                                "esc-tf deploy first")
+    table = results_table(args.runs)
     if args.out:
         write_text_atomic(args.out, table)
     else:

@@ -1,10 +1,10 @@
-"""Generate ``frontend_tables.h``: the C front end's constants, taken from :mod:`esc_tf.features`.
+"""Generate ``frontend_tables.h``: the C front end's constants, taken from :mod:`esc_tf.audio.features`.
 
 The header holds #defines for the shapes and options, and (only where
 ``FRONTEND_TABLES_IMPLEMENTATION`` is defined before including it) the tables: periodic
 Hann window, the mel filters in the sparse CMSIS-DSP layout (first bin, bin count and
 packed coefficients per filter), the DCT matrix (MFCC only) and the per-coefficient mean
-and std. Every number comes from :func:`esc_tf.features.frontend_tables`, so the device
+and std. Every number comes from :func:`esc_tf.audio.features.frontend_tables`, so the device
 can never drift from the training front end; ``FRONTEND_FINGERPRINT`` hashes the feature
 options and the tables so a stale header can be spotted (the firmware can print it and
 the export can compare it).

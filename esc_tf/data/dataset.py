@@ -12,8 +12,8 @@ saw. No per-clip peak or loudness normalisation is applied, because a microphone
 absolute levels; random gain augmentation covers level variation. Clips are cut or
 zero-padded at the end to ``audio.clip_seconds``.
 
-``python -m esc_tf.data download`` fetches the official release;
-``python -m esc_tf.data check --data-dir DIR`` validates a folder and prints its summary.
+``esc-tf download`` fetches the official release;
+``esc-tf check --data-dir DIR`` validates a folder and prints its summary.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def read_metadata(data_dir: str | Path) -> pd.DataFrame:
     csv = metadata_path(data_dir)
     if not data_dir.is_dir():
         _fail(data_dir, "dataset folder not found. Get ESC-50 with "
-              "`python -m esc_tf.data download --dest DIR` or pass --data-dir")
+              "`esc-tf download --dest DIR` or pass --data-dir")
     if not csv.is_file():
         _fail(csv, "metadata file not found (expected the ESC-50 layout meta/esc50.csv + audio/)")
     try:
@@ -302,7 +302,7 @@ def probe_file(path: str | Path) -> pd.DataFrame:
 def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:
     """The whole file as a mono float32 waveform at ``audio.sample_rate``, decoded as in training.
 
-    Runs :func:`esc_tf.data.decoded_dataset` (the training decoder) with the clip length set to
+    Runs :func:`decoded_dataset` (the training decoder) with the clip length set to
     the file's own duration, so nothing is cut or padded here.
     """
     row = probe_file(path)

@@ -1,6 +1,6 @@
 """A static HTML report of a dataset, browsable offline from the file system (no server).
 
-``python -m esc_tf.explore --data-dir DIR --out OUT_DIR [--clips-per-class 3] [--subset esc10]
+``esc-tf explore --data-dir DIR --out OUT_DIR [--clips-per-class 3] [--subset esc10]
 [--config RUN/config.yaml] [--copy-audio] [--force]``
 
 ``OUT_DIR/index.html`` shows the dataset summary, class and fold balance, durations, the clip

@@ -5,7 +5,6 @@ and per-class scores concatenate those test predictions over folds.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import shlex
@@ -20,7 +19,7 @@ from esc_tf.artifacts import (DEPLOY_DIR, META_FILE, MODEL_FILE, RESULT_FILE, Mo
                               load_fold_result, package_versions, record_command, relative_path)
 from esc_tf.models import transfer
 from esc_tf.reporting import plots as viz
-from esc_tf.config import Config, ExportConfig, FeatureConfig, load_config
+from esc_tf.config import Config, ExportConfig, load_config
 from esc_tf.stages.export import budget_excess
 from esc_tf.reporting.plots import EDGE_VARIANTS
 
@@ -260,84 +259,3 @@ def write_run_report(run_dir: Path, wall_seconds: float) -> dict[str, Any]:
     class_names = ModelMeta.for_model(labelled[0] / MODEL_FILE).class_names
     results = [load_fold_result(d) for d in fold_dirs]
     return write_report(run_dir, [r for r in results if r is not None], class_names, config, wall_seconds)
-
-
-def _features_label(features: dict[str, Any]) -> str:
-    """E.g. ``logmel 64, 1024/512`` or ``mfcc 13 of 40, 512/256`` (coefficients, FFT/hop), then a log
-    offset other than the default's (``, log offset 1e-06``)."""
-    size = str(features["num_mel_bins"]) if features["kind"] == "logmel" else \
-        f"{features['num_mfcc']} of {features['num_mel_bins']}"
-    label = f"{features['kind']} {size}, {features['fft_length']}/{features['hop_length']}"
-    if features["log_offset"] != FeatureConfig.log_offset:
-        label += f", log offset {features['log_offset']:g}"
-    return label
-
-
-def accuracy_row(run_dir: Path) -> dict[str, Any]:
-    """One row of the accuracy table from a finished run's ``report.json``."""
-    r = json.loads((Path(run_dir) / "report.json").read_text())
-    cfg = r["config"]
-    edge = r.get("edge") or {}
-    int8 = edge.get("variants", {}).get("int8_tflm")
-    sizes = edge.get("sizes_mean_over_folds", {})
-    return {
-        "run": Path(r.get("run_dir", run_dir)).name,  # a saved copy of a report is labelled by its run
-        "dataset": Path(cfg["data"]["data_dir"]).name, "subset": cfg["data"]["subset"],
-        "preset": cfg["model"]["preset"], "features": _features_label(cfg["features"]),
-        "folds": len(r["folds"]), "float": (r["mean_accuracy"], r["std_accuracy"]),
-        "int8_tflm": (int8["mean"], int8["std"]) if int8 else None,
-        "int8_bytes": int(sizes["int8_bytes"]) if sizes else None,
-        "arena_bytes": int(sizes["tflm_arena_bytes"]) if sizes else None,
-        "macs": int(sizes["macs"]) if sizes else None,
-        "inferences_per_clip": int(sizes.get("inferences_per_clip", 1)) if sizes else 1,
-        "train_seconds": sum(f["wall_seconds"] for f in r["folds"]),
-        "teachers": r.get("teachers", []),
-        "init_from": r.get("init_from"),
-        "commands": (Path(run_dir) / "commands.txt").read_text().splitlines()
-        if (Path(run_dir) / "commands.txt").is_file() else r.get("commands", [r["command"]]),
-    }
-
-
-def run_label(name: str) -> str:
-    """A run folder's short name in tables: what follows ``-folds-`` (the config hash, plus any suffix
-    of a copy such as ``-rolls16``), else the whole name (a folder named with ``--run-dir``)."""
-    return name.split("-folds-", 1)[1] if "-folds-" in name else name
-
-
-def accuracy_table(run_dirs: list[Path]) -> str:
-    """Markdown table of runs: float and int8 (TFLM) accuracy, flash, arena, MACs, time, command."""
-    def pm(v: tuple[float, float] | None) -> str:
-        return f"{v[0]:.4f} ± {v[1]:.4f}" if v else "—"
-
-    def num(v: int | None) -> str:
-        return f"{v:,}" if v is not None else "—"
-    rows = [accuracy_row(d) for d in run_dirs]
-    lines = ["| run | dataset | preset | features | folds | float acc | int8 TFLM acc | int8 .tflite B | "
-             "TFLM arena B | MACs | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {run_label(row['run'])} | {row['dataset']} ({row['subset']}) | "
-                     f"{row['preset']} | "
-                     f"{row['features']} | {row['folds']} | "
-                     f"{pm(row['float'])} | {pm(row['int8_tflm'])} | {num(row['int8_bytes'])} | "
-                     f"{num(row['arena_bytes'])} | {num(row['macs'])}"
-                     + (f" × {row['inferences_per_clip']} per clip" if row["inferences_per_clip"] > 1 else "")
-                     + f" | {row['train_seconds']:.0f}"
-                     + (f" + {_teacher_seconds(row['teachers'])} for {len(row['teachers'])} teachers"
-                        if row["teachers"] else "")
-                     + (f" + {_seconds(row['init_from']['train_seconds'])} to train the model it started from"
-                        if row["init_from"] else "")
-                     + " |")
-    lines += ["", "Commands:", ""] + [f"- `{row['run']}`: `{c}`" for row in rows for c in row["commands"]]
-    return "\n".join(lines) + "\n"
-
-
-def find_report(run_dir: Path, saved: Path | None) -> Path | None:
-    """``run_dir`` when it holds a report, else the folder under ``saved`` whose report.json was written
-    for a run of that name (fnmatch pattern), else None (said on stderr)."""
-    if (run_dir / "report.json").is_file():
-        return run_dir
-    for path in sorted(saved.glob("*/report.json")) if saved else []:
-        if fnmatch.fnmatch(Path(json.loads(path.read_text()).get("run_dir", "")).name, run_dir.name):
-            return path.parent
-    print(f"{run_dir}: no report.json, here or saved under {saved}; left out", file=sys.stderr)
-    return None

@@ -5,7 +5,7 @@ Each clip becomes a vector of pooled statistics of the training front end's feat
 difference). Splits, folds and validation carving are the ones ``esc_tf.train`` uses;
 the scaler and the models are fitted on the training part of each split only.
 
-``python -m esc_tf.baselines --data-dir DIR [--folds 1,2] [--subset esc10] [--out FILE.json]``
+``esc-tf baselines --data-dir DIR [--folds 1,2] [--subset esc10] [--out FILE.json]``
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@
 Before anything is written the int8 model must load in the TFLM interpreter (so no op is
 missing) and fit the configured flash and arena budgets.
 
-``python -m esc_tf.export --run RUN_DIR`` runs the edge stages of an existing run.
+``esc-tf deploy --run RUN_DIR`` runs the edge stages of an existing run.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Classify audio files with an exported model, through the training front end.
 
-``python -m esc_tf.predict FILE_OR_DIR [FILE_OR_DIR ...] [--model tflite/model_int8.tflite | --model RUN_DIR]
+``esc-tf predict FILE_OR_DIR [FILE_OR_DIR ...] [--model tflite/model_int8.tflite | --model RUN_DIR]
 [--runtime tflm|litert] [--float] [--top-k 3] [--hop SECONDS] [--json OUT]``
 
 - ``--model`` is a ``.tflite`` (or ``.keras``) file with its ``model_meta.json`` beside it, or a run
@@ -64,7 +64,7 @@ def resolve_model(model: str | Path, use_float: bool = False) -> Path:
             if candidate.is_file():
                 return candidate
         raise ModelError(f"{path}: no {name} in {path / 'deploy'} or {path} (a run gets one from "
-                         f"`python -m esc_tf.export --run {path}`)")
+                         f"`esc-tf deploy --run {path}`)")
     if use_float and path.name != FLOAT_MODEL:
         path = path.with_name(FLOAT_MODEL)
     if not path.is_file():

@@ -1,10 +1,10 @@
-/* Streaming feature front end: the device twin of esc_tf/features.py.
+/* Streaming feature front end: the device twin of esc_tf/audio/features.py.
  *
  * Per frame of FRONTEND_FRAME_LENGTH samples (one every FRONTEND_HOP_LENGTH samples, the
  * first one being samples [0, FRONTEND_FRAME_LENGTH), no padding, as tf.signal.stft):
  * periodic Hann window -> real FFT -> magnitude -> mel filters -> log(x + offset)
  * -> DCT (MFCC only) -> (x - mean) / std.  All constants come from the generated
- * frontend_tables.h (python -m esc_tf.export), found on the include path.
+ * frontend_tables.h (esc-tf deploy), found on the include path.
  *
  * No heap, no VLAs: all memory is the caller's frontend_state_t (about
  * 4 * (FRAME + HOP + 1.5 * FFT + MELS) bytes with the portable FFT, 6.3 KB by default;

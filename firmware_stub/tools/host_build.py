@@ -48,7 +48,7 @@ def stage(export_dir: str | Path, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     missing = [name for name in EXPORT_HEADERS if not (export_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{export_dir}: no {', '.join(missing)} (written by python -m esc_tf.export)")
+        raise FileNotFoundError(f"{export_dir}: no {', '.join(missing)} (written by esc-tf deploy)")
     sources = [FRONTEND / "frontend.c", FRONTEND / "frontend.h"]
     sources += sorted(FIRMWARE.glob("*.c")) + sorted(FIRMWARE.glob("*.cc")) + sorted(FIRMWARE.glob("*.h"))
     sources += sorted(HOST_TESTS.glob("*.c"))

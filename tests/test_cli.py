@@ -1,0 +1,72 @@
+"""The esc-tf command: installed as a console script, one parser, calm start-up, one-line errors."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from esc_tf.cli.main import COMMANDS, build_parser, main
+from esc_tf.cli.quiet import HARMLESS
+
+SUBCOMMANDS = {"download", "check", "train", "deploy", "evaluate", "predict", "explore", "tune", "baselines",
+               "report", "frontend"}
+
+
+def test_the_console_script_is_installed_and_lists_every_subcommand():
+    script = shutil.which("esc-tf")
+    assert script, "esc-tf is not on PATH: install the package with pip install -e ."
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in SUBCOMMANDS:
+        assert f"\n    {name}" in result.stdout
+    assert result.stderr == ""  # no native start-up chatter
+
+
+def test_python_m_esc_tf_train_is_esc_tf_train():
+    result = subprocess.run([sys.executable, "-m", "esc_tf.train", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: esc-tf train")
+    assert "Every config option" in result.stdout and "train.epochs" in result.stdout
+
+
+def test_every_subcommand_module_registers_a_handler():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert set(commands.choices) == SUBCOMMANDS
+    assert len(COMMANDS) == len({c.__name__ for c in COMMANDS})
+    for name, sub in commands.choices.items():
+        if name == "report":
+            continue  # its handlers sit on its two actions
+        assert callable(sub.get_default("handler")), name
+
+
+def test_a_user_error_is_one_line_without_a_traceback(tmp_path, capsys):
+    assert main(["check", "--data-dir", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "nowhere" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError):
+        main(["--debug", "check", "--data-dir", str(tmp_path / "nowhere")])
+
+
+def test_ctrl_c_says_how_to_resume(monkeypatch, capsys):
+    from esc_tf.cli import dataset
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(dataset, "run_check", interrupted)
+    assert main(["check"]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_only_known_harmless_native_lines_are_filtered():
+    assert HARMLESS.search("E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:485] Unable to register "
+                           "cuFFT factory: Attempting to register factory for plugin cuFFT")
+    assert not HARMLESS.search("E tensorflow/core/framework/op_kernel.cc:1816] OP_REQUIRES failed: "
+                               "out of memory")
