@@ -70,3 +70,18 @@ def test_only_known_harmless_native_lines_are_filtered():
                            "cuFFT factory: Attempting to register factory for plugin cuFFT")
     assert not HARMLESS.search("E tensorflow/core/framework/op_kernel.cc:1816] OP_REQUIRES failed: "
                                "out of memory")
+
+
+def test_the_final_summary_lists_every_fold_and_the_means():
+    from esc_tf.cli.train import summary_table
+    summary = {"folds": [{"name": "fold1", "accuracy": 0.5}, {"name": "fold2", "accuracy": 0.75}],
+               "mean_accuracy": 0.625,
+               "edge": {"folds": ["fold1", "fold2"], "variants": {"int8_tflm": {"per_fold": [0.25, 1.0],
+                                                                                "mean": 0.625}}},
+               "deploy": {"int8_tflite_bytes": 1234, "arena_size_bytes": 5678}}
+    lines = summary_table(summary).splitlines()
+    assert lines[1].split() == ["fold1", "0.5000", "0.2500"]
+    assert lines[2].split() == ["fold2", "0.7500", "1.0000"]
+    assert lines[3].split() == ["mean", "0.6250", "0.6250"]
+    assert "1234 B int8, 5678 B TFLM arena" in lines[4]
+    assert summary_table({**summary, "edge": {}, "deploy": None}).splitlines()[1].split() == ["fold1", "0.5000", "-"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from esc_tf.cli.dataset import ensure_dataset
 from esc_tf.cli.options import add_data_arguments, config_from_args
@@ -41,6 +42,24 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_cross_validation(config, args.runs_root, args.run_dir)
     if config.export.edge_eval or config.export.deploy:
         run_edge_stages(run_dir)
-    write_run_report(run_dir, time.time() - started)
+    summary = write_run_report(run_dir, time.time() - started)
+    print(summary_table(summary))
     print(f"report: {run_dir / 'report.md'}")
     return 0
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Test accuracy per fold and their mean, float and (when the edge stages ran) int8 in TFLM."""
+    tflm = summary.get("edge", {}).get("variants", {}).get("int8_tflm")
+    tflm_of = dict(zip(summary.get("edge", {}).get("folds", []), tflm["per_fold"])) if tflm else {}
+    lines = ["fold      float    int8 TFLM"]
+    for fold in summary["folds"]:
+        int8 = tflm_of.get(fold["name"])
+        lines.append(f"{fold['name']:8s}  {fold['accuracy']:.4f}   " + ("-" if int8 is None else f"{int8:.4f}"))
+    mean_int8 = f"{tflm['mean']:.4f}" if tflm else "-"
+    lines.append(f"{'mean':8s}  {summary['mean_accuracy']:.4f}   {mean_int8}")
+    deploy = summary.get("deploy")
+    if deploy:
+        lines.append(f"deployment model: {deploy.get('int8_tflite_bytes')} B int8, "
+                     f"{deploy.get('arena_size_bytes')} B TFLM arena")
+    return "\n".join(lines)
