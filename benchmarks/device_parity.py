@@ -14,7 +14,7 @@ clips differ at all, and the accuracy of both paths (also on the clips the model
 saw, when some of them were used to train it).
 
     python benchmarks/device_parity.py --model tflite/model_int8.tflite \\
-        --data-dir ../shared/data/esc50-16k --folds 1 [--report reports/device_parity.md] [--json OUT]
+        --data-dir DATA/esc50-16k --folds 1 [--report reports/device_parity.md] [--json OUT]
 
 The model's folder must hold the export's ``model_settings.h`` and ``frontend_tables.h``.
 """

@@ -1,14 +1,14 @@
 """Build a full-size ESC-50 stand-in (2,000 clips, 5 folds, 44.1 kHz 16-bit WAV) for **timing only**.
 
-The issue's time budget is for the official release: 5 folds of 400 clips, 1,600 training clips per
-fold, decoded from 44.1 kHz WAV. The data on this machine lacks fold 4. This script copies a
+Training time matters on the official release: 5 folds of 400 clips, 1,600 training clips per
+fold, decoded from 44.1 kHz WAV. A 4-fold copy (such as a 16 kHz set without fold 4) is not. This script copies a
 4-fold ESC-50-layout folder, resamples every clip to 44.1 kHz WAV (so decoding and resampling cost
 what they cost on the real release) and fills fold 4 with a copy of another fold under new names.
 
 Accuracy measured on the result means nothing (fold 4 repeats clips of another fold, so they leak
-across folds); only the wall time of ``python -m esc_tf.train`` on it does.
+across folds); only the wall time of ``esc-tf train`` on it does.
 
-    python benchmarks/esc50_timing_set.py --source ../shared/data/esc50-16k --out /tmp/esc50-timing
+    python benchmarks/esc50_timing_set.py --source DATA/esc50-16k --out esc50-timing
 """
 from __future__ import annotations
 

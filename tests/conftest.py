@@ -1,4 +1,4 @@
-"""Synthetic ESC-50-shaped datasets made on the fly; no test needs ../shared."""
+"""Synthetic ESC-50-shaped datasets made on the fly: no test needs a downloaded dataset."""
 from __future__ import annotations
 
 import os
@@ -80,7 +80,7 @@ def small_config(data_dir: Path, tmp_path: Path) -> Config:
 
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Path:
-    """A one-fold run (1 s clips) with the edge stage and the deploy/ export, built once per session."""
+    """A one-fold run (1 s clips) with the edge stage and the deploy/ export, built once per test run."""
     from esc_tf.stages import deploy as edge
     from esc_tf.stages import train
 

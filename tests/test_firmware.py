@@ -54,7 +54,7 @@ class Export:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, dataset_dir, exported_run) -> Export:
-    """The session's tiny exported model (``edge.deploy``: training, pruning, int8 conversion,
+    """The test run's tiny exported model (``edge.deploy``: training, pruning, int8 conversion,
     the deployment files), copied, with golden files made for it, and the host programs."""
     if host_build.compiler() is None:
         pytest.skip("no C compiler found")
