@@ -100,7 +100,8 @@ class DataConfig:
     subset: str = option("all", check=one_of("all", "esc10", "not-esc10"))
     # "folds" (official cross-validation) or "stratified" (one split, test_size held out)
     split: str = option("folds", check=one_of("folds", "stratified"))
-    folds: list[int] = option([], check=each(within(min(FOLDS), max(FOLDS))))  # test folds to run; empty = every fold present
+    # test folds to run; empty = every fold present
+    folds: list[int] = option([], check=each(within(min(FOLDS), max(FOLDS))))
     test_size: float = option(0.2, check=within(0, 1, open_low=True, open_high=True))  # for split="stratified"
     # > 0: early-stopping validation carved from the training clips (tune needs it)
     val_fraction: float = option(0.0, check=FRACTION)
@@ -212,7 +213,8 @@ class DistillConfig:
     """Knowledge distillation from finished runs' models (esc_tf.teachers.distill)."""
 
     teacher_runs: list[str] = option([], role="late")  # finished runs whose models teach this one
-    weight: float = option(0.5, check=within(0, 1, open_low=True), role="late")  # share of the loss taken by the teachers
+    # share of the loss taken by the teachers' probabilities
+    weight: float = option(0.5, check=within(0, 1, open_low=True), role="late")
     # softmax temperature of teachers and student in the distillation term (1: the teachers' own probabilities)
     temperature: float = option(1.0, check=at_least(1), role="late")
 

@@ -21,7 +21,7 @@ from esc_tf.stages import deploy as edge
 from esc_tf.runtime import predictors as evaluate
 from esc_tf.stages import export
 from esc_tf.stages import train
-from esc_tf.config import ExportConfig, load_config, with_values
+from esc_tf.config import ExportConfig, load_config, with_value, with_values
 from esc_tf.artifacts import ModelError, ModelMeta
 from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
@@ -182,7 +182,7 @@ def test_op_missing_in_tflm_is_refused_before_writing(edge_run, tmp_path):
 def test_budgets_are_enforced_before_writing(edge_run, tmp_path, budget, message):
     deploy = edge_run / "deploy"
     meta = artifacts.ModelMeta.for_model(deploy / "model_int8.tflite")
-    setattr(meta.config.export, budget, 1000)
+    meta.config = with_value(meta.config, f"export.{budget}", 1000)
     with pytest.raises(ModelError, match=message):
         export.write_deployment(tmp_path / "out", (deploy / "model_float.tflite").read_bytes(),
                                 (deploy / "model_int8.tflite").read_bytes(), meta, publish_dir=tmp_path / "pub")

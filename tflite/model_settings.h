@@ -6,10 +6,8 @@
 
 // Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major
 // (all frames of coefficient 0, then coefficient 1, ...), as in training.
-// A model that reads kNumFrames < kClipFrames frames scored a clip as the mean softmax of
-// kClipWindows inputs kClipWindowStrideFrames apart from the clip's first frame, each scored
-// as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll),
-// each of them at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).
+// A clip is scored as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames
+// (np.roll), each at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).
 // Arena: measured minimum 60736 bytes in the TFLM interpreter (x86-64), plus 7.9% margin (export.arena_margin 10%, capped at export.arena_budget_bytes).
 #define kSampleRate 16000
 #define kClipSamples 80000
@@ -21,9 +19,6 @@
 #define kNumCoefficients 64
 #define kNumFrames 155
 #define kFeatureElementCount 9920
-#define kClipFrames 155
-#define kClipWindows 1
-#define kClipWindowStrideFrames 0
 #define kTimeRolls 1
 #define kMelShifts 0
 #define kInputScale 1.7452655e-02f

@@ -219,8 +219,8 @@ def model_settings_header(meta: ModelMeta, quant: dict[str, float], check: Devic
     }
     body = ["// Input: features [1, kNumCoefficients, kNumFrames, 1] int8, laid out coefficient-major",
             "// (all frames of coefficient 0, then coefficient 1, ...), as in training.",
-            "// A clip is scored as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames (np.roll),",
-            "// each of them at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).",
+            "// A clip is scored as the mean softmax of kTimeRolls inferences on it rotated by 0, 1, ... frames",
+            "// (np.roll), each at every mel shift -kMelShifts .. +kMelShifts (rows moved, edge row repeated).",
             f"// Arena: measured minimum {check.arena_measured} bytes in the TFLM interpreter (x86-64), plus "
             f"{check.arena_size / check.arena_measured - 1:.1%} margin (export.arena_margin "
             f"{config.export.arena_margin:.0%}" + (", capped at export.arena_budget_bytes)."

@@ -231,7 +231,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     augment.check_augment_config(config.augment, config.features)
     # absolute, so the report and a resumed run find them from any folder
     if config.distill.teacher_runs:
-        config = with_value(config, "distill.teacher_runs", [str(Path(r).resolve()) for r in config.distill.teacher_runs])
+        config = with_value(config, "distill.teacher_runs",
+                            [str(Path(r).resolve()) for r in config.distill.teacher_runs])
     if config.train.init_from:
         config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
 
