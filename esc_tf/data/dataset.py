@@ -18,10 +18,10 @@ zero-padded at the end to ``audio.clip_seconds``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import tensorflow_io as tfio
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from tqdm.auto import tqdm
 
+from esc_tf.artifacts import write_bytes_atomic
 from esc_tf.config import AudioConfig, Config, DataConfig
 
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
@@ -281,9 +282,9 @@ def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path
         raise DatasetError(f"{bad}: cannot decode audio ({op_error_text(exc)})") from exc
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".npy.part", delete=False) as tmp:
-            np.save(tmp, waves)
-        os.replace(tmp.name, cache_file)
+        buffer = io.BytesIO()
+        np.save(buffer, waves)
+        write_bytes_atomic(cache_file, buffer.getvalue())
     return waves
 
 

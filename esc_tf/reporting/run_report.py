@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
+from esc_tf.artifacts import write_json_atomic, write_text_atomic
 from esc_tf.artifacts import (DEPLOY_DIR, META_FILE, MODEL_FILE, RESULT_FILE, ModelError, ModelMeta, invocation,
                               load_fold_result, package_versions, record_command, relative_path)
 from esc_tf.models import transfer
@@ -30,7 +31,7 @@ def write_benchmark_table(path: Path, title: str, table: str, argv: list[str] | 
     """Write a benchmark's markdown ``table`` to ``path`` under ``title`` and the command that made it
     (``argv``: the arguments its ``main`` was given, when not this process's own)."""
     command = invocation() if argv is None else shlex.join(["python", sys.argv[0], *argv])
-    Path(path).write_text(f"# {title}\n\n`{command}`\n\n{table}\n")
+    write_text_atomic(path, f"# {title}\n\n`{command}`\n\n{table}\n")
 
 
 def summarize(results: list["FoldResult"], class_names: list[str]) -> dict[str, Any]:
@@ -237,8 +238,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
             "wall_seconds": wall_seconds, "versions": package_versions()}
     payload = {**summary, **meta, "config": config.to_dict(),
                "histories": {r.name: r.history for r in results}}
-    (run_dir / "report.json").write_text(json.dumps(payload, indent=1))
-    (run_dir / "report.md").write_text(_markdown(summary, meta))
+    write_json_atomic(run_dir / "report.json", payload)
+    write_text_atomic(run_dir / "report.md", _markdown(summary, meta))
     figures = {"curves.png": viz.plot_training_curves(payload), "confusion.png": viz.plot_confusion(payload),
                "edge.png": viz.plot_edge(payload)}
     for name, figure in figures.items():

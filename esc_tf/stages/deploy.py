@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import tf_keras as keras
 
+from esc_tf.artifacts import write_bytes_atomic
 from esc_tf.artifacts import DEPLOY_DIR, EDGE_FILE
 from esc_tf.data import dataset as data_mod
 from esc_tf import pipeline
@@ -75,7 +76,7 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
     float_bytes = to_float_tflite(model)
     int8_plain = to_int8_tflite(model, calibration)
     int8 = to_int8_tflite(pruned, calibration) if config.prune.enabled else int8_plain
-    (fold_dir / "model_int8.tflite").write_bytes(int8)
+    write_bytes_atomic(fold_dir / "model_int8.tflite", int8)
 
     test = pipeline.feature_array(waves[test_rows], config, normalization)
     predictors = {"keras_float": keras_predictor(model), "tflite_float": LiteRTPredictor(float_bytes),
@@ -185,9 +186,10 @@ def _scoring_override(assignment: str) -> bool:
 
 
 def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
-    """Score every finished fold's saved model again with the scoring options (``options_with_role("scoring")``) in ``overrides``
-    (e.g. ``model.time_rolls=16``), without retraining: each fold's float scores (``result.json``), its
-    ``model_meta.json`` and ``edge.json`` are rewritten, then the run's ``config.yaml`` and report.
+    """Score every finished fold's saved model again with the scoring options in ``overrides``
+    (``options_with_role("scoring")``, e.g. ``model.time_rolls=16``), without retraining: each fold's
+    float scores (``result.json``), its ``model_meta.json`` and ``edge.json`` are rewritten, then the
+    run's ``config.yaml`` and report.
     The other overrides apply as in :func:`run_edge_stages`. A run with a deployment model is refused:
     its export would no longer describe how it scores (rescore a copy without ``deploy/``)."""
     if (run_dir / DEPLOY_DIR).exists():

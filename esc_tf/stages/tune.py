@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 import yaml
 
+from esc_tf.artifacts import write_json_atomic, write_text_atomic
 from esc_tf.artifacts import FoldResult, load_fold_result
 from esc_tf.config import Config, ConfigError, with_value
 from esc_tf.data.dataset import load_dataset
@@ -266,7 +267,7 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
         return t["state"] == "pruned", -np.inf if t["val_mean"] is None else -t["val_mean"]
 
     ranked = sorted(trials, key=order)
-    (out_dir / "tune.json").write_text(json.dumps(ranked, indent=1))
+    write_json_atomic(out_dir / "tune.json", ranked)
     keys = list(dict.fromkeys(k for t in ranked for k in t["point"]))
     lines = ["# Hyperparameter search", "", "Ranked by validation accuracy (carved from the training folds); "
              "test accuracy is mean ± std over seeds × test folds. A pruned trial was stopped early, after "
@@ -279,7 +280,7 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
         rank = "—" if t["state"] == "pruned" else str(i)
         lines.append(f"| {rank} | {t['trial']} | {values}{val} | "
                      f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} | {t['state']} |")
-    (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out_dir / "tune.md", "\n".join(lines) + "\n")
 
 
 def _cell(value: Any) -> str:
