@@ -21,7 +21,6 @@ from esc_tf.config import Config, ConfigError, with_value, with_values
 from esc_tf.artifacts import ModelMeta
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import feature_shape
-from esc_tf.reporting.run_report import accuracy_table
 from tests.conftest import MFCC_RECIPE, small_config
 
 
@@ -101,9 +100,9 @@ def test_a_teacher_sees_the_features_in_its_own_normalisation():
     student = Normalization(rng.normal(size=4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32))
     teacher = Normalization(rng.normal(size=4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32))
     scale, offset = distill._renormalization(student, teacher)
-    as_student = student.apply(raw).numpy()[..., None]
+    as_student = np.asarray(student.apply(raw))[..., None]
     np.testing.assert_allclose(as_student * scale + offset,
-                               teacher.apply(raw).numpy()[..., None], rtol=1e-5, atol=1e-5)
+                               np.asarray(teacher.apply(raw))[..., None], rtol=1e-5, atol=1e-5)
 
 
 def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_dir, tmp_path):
@@ -129,6 +128,7 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
         "data.folds": [1], "prune.enabled": False, "distill.teacher_runs": [str(exported_run)],
         "distill.weight": 0.9, "distill.temperature": 4.0})
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    write_run_report(run_dir, 0.0)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["config"]["distill"] == {"teacher_runs": [str(exported_run)], "weight": 0.9, "temperature": 4.0}
     assert report["mean_accuracy"] > 0.6  # chance is 1/3
@@ -136,7 +136,6 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
     assert report["teachers"] == [{"run": str(exported_run), "mean_accuracy": teacher_report["mean_accuracy"],
                                    "train_seconds": teacher_report["folds"][0]["wall_seconds"]}]
     assert "## Teachers" in (run_dir / "report.md").read_text()
-    assert "for 1 teachers |" in accuracy_table([run_dir])
     edge.run_edge_stages(run_dir, progress=False)  # the deployment model learns from the teacher's deploy/
     write_run_report(run_dir, 0.0)
     assert (run_dir / "deploy" / "model.keras").is_file()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from esc_tf.reporting.run_report import write_run_report
 from esc_tf.cli.main import main as cli_main
 from esc_tf import artifacts
 from esc_tf.data import dataset as data
@@ -23,7 +24,10 @@ from tests.conftest import MFCC_RECIPE, make_dataset, small_config
 def finished_run(tmp_path_factory, dataset_dir) -> tuple[Path, Config]:
     tmp = tmp_path_factory.mktemp("run")
     config = with_value(small_config(dataset_dir, tmp), "data.folds", [1, 2])
-    return train.run_cross_validation(config, tmp / "runs", progress=False), config
+    run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
+    write_run_report(run_dir, 0.0)
+    write_run_report(run_dir, 0.0)
+    return run_dir, config
 
 
 def test_two_epochs_beat_chance(finished_run):
@@ -46,6 +50,7 @@ def default_recipe_config(tmp_path: Path) -> Config:
 def test_the_default_recipe_learns_the_synthetic_classes(tmp_path):
     config = with_value(default_recipe_config(tmp_path), "export.edge_eval", False)
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    write_run_report(run_dir, 0.0)
     assert json.loads((run_dir / "report.json").read_text())["mean_accuracy"] > 0.8  # chance is 1/3
 
 
@@ -162,6 +167,7 @@ def test_interrupted_fold_is_trained_again(dataset_dir, tmp_path, monkeypatch):
     assert started_by == [artifacts.invocation()]  # recorded before any report exists
     train.run_cross_validation(config, tmp_path / "runs", progress=False)
     assert calls == ["fold1", "fold2", "fold2"]
+    write_run_report(run_dir, 0.0)
     assert (run_dir / "report.md").is_file()
     assert json.loads((run_dir / "report.json").read_text())["commands"] == started_by  # the same command, once
 
@@ -219,14 +225,6 @@ def test_help_documents_every_option(capsys):
         assert text in out
 
 
-def test_missing_default_dataset_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ESC_TF_DATA_DIR", raising=False)
-    assert cli_main(["train"]) == 1
-    err = capsys.readouterr().err
-    assert "data/ESC-50" in err and "python -m esc_tf.data download" in err
-
-
 def test_a_config_file_of_an_older_version_trains(tmp_path):
     """A file written while train.class_weights existed holds it at its default: accepted, not saved again."""
     root = make_dataset(tmp_path / "ds", clips_per_class_per_fold=2, folds=(1, 2))
@@ -243,17 +241,15 @@ def test_a_config_file_of_an_older_version_trains(tmp_path):
 
 def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
     run_dir, _ = finished_run
-    monkeypatch.setattr("sys.argv", ["/x/esc_tf/export.py", "--run", str(run_dir)])
-    assert artifacts.invocation() == f"python -m esc_tf.export --run {run_dir}"
+    monkeypatch.setattr("sys.argv", ["/x/bin/esc-tf", "deploy", "--run", str(run_dir)])
+    assert artifacts.invocation() == f"esc-tf deploy --run {run_dir}"
     commands = artifacts.record_command(run_dir)
-    assert commands[-1] == f"python -m esc_tf.export --run {run_dir}" and len(commands) >= 2
+    assert commands[-1] == f"esc-tf deploy --run {run_dir}" and len(commands) >= 2
     assert artifacts.record_command(run_dir) == commands  # the same invocation is not repeated
     assert cli_main(["report", "runs", str(run_dir)]) == 0
-    table = capsys.readouterr().out
-    row = next(line for line in table.splitlines() if f"| {run_dir.name.rsplit('-', 1)[-1]} | esc50" in line)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| `{run_dir.name}` |"))
     accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
-    assert f"{accuracy:.4f}" in row and "| cnn | mfcc 13 of 40, 512/256, log offset 1e-06 | 2 |" in row
-    assert f"python -m esc_tf.export --run {run_dir}" in table
+    assert f"| {accuracy:.4f} ± " in row and "| mfcc 13 of 40, 512/256, log offset 1e-06 | 2 |" in row
 
 
 def test_options_added_later_keep_the_folders_of_older_runs():

@@ -72,6 +72,7 @@ def test_a_run_starts_from_the_source_and_reports_it(source_run, mixed_dataset, 
     original = transfer.transfer_weights
     monkeypatch.setattr(transfer, "transfer_weights", lambda s, t: loaded.append(s) or original(s, t))
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    write_run_report(run_dir, 0.0)
     assert len(loaded) == 1 and loaded[0].output_shape[-1] == 2  # fold 1 began from the 2-class model
     result = json.loads((run_dir / "fold1" / "result.json").read_text())
     assert result["accuracy"] > 1 / 3
