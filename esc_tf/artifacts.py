@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from esc_tf.config import Config, config_from_dict
+from esc_tf.config import Config, config_from_dict, config_text
 
 META_FILE = "model_meta.json"  # front end, normalisation and labels, beside every model
 MODEL_FILE = "model.keras"  # a trained Keras model, beside its META_FILE
@@ -59,6 +59,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, payload: Any, indent: int | None = 1) -> Path:
     """:func:`write_bytes_atomic` for a JSON document."""
     return write_text_atomic(path, json.dumps(payload, indent=indent))
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the config as YAML or JSON, chosen by the file extension."""
+    return write_text_atomic(path, config_text(config, Path(path).suffix))
 
 
 # --------------------------------------------------------------------------- normalisation and model metadata

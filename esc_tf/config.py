@@ -430,12 +430,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
-def save_config(config: Config, path: str | Path) -> None:
-    """Write the config as YAML or JSON, chosen by the file extension."""
-    path = Path(path)
+def config_text(config: Config, suffix: str = ".yaml") -> str:
+    """The config as a YAML document, or JSON when ``suffix`` is ``.json`` (the inverse of :func:`load_config`;
+    :func:`esc_tf.artifacts.save_config` writes it)."""
     d = config.to_dict()
-    text = json.dumps(d, indent=2) if path.suffix == ".json" else yaml.safe_dump(d, sort_keys=False)
-    path.write_text(text)
+    return json.dumps(d, indent=2) if suffix == ".json" else yaml.safe_dump(d, sort_keys=False)
 
 
 def with_values(config: Config, values: dict[str, Any]) -> Config:

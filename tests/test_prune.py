@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from esc_tf.stages import train
-from esc_tf.config import Config
+from esc_tf.config import Config, with_values
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 
 
@@ -15,8 +15,7 @@ def _fine_tuned_kernel(loss: keras.losses.Loss) -> tuple[np.ndarray, np.ndarray]
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 6)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 32)]
-    config = Config().prune
-    config.fine_tune_epochs, config.target_sparsity = 2, 0.5
+    config = with_values(Config(), {"prune.fine_tune_epochs": 2, "prune.target_sparsity": 0.5}).prune
     pruned = prune_and_fine_tune(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(8), None, config, loss)
     assert kernel_sparsity(pruned) > 0.4
     return model.layers[0].kernel.numpy(), pruned.layers[0].kernel.numpy()

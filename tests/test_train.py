@@ -249,7 +249,7 @@ def test_commands_are_recorded_and_tabulated(finished_run, monkeypatch, capsys):
     assert cli_main(["report", "runs", str(run_dir)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| `{run_dir.name}` |"))
     accuracy = json.loads((run_dir / "report.json").read_text())["mean_accuracy"]
-    assert f"| {accuracy:.4f} ± " in row and "| mfcc 13 of 40, 512/256, log offset 1e-06 | 2 |" in row
+    assert f"| {accuracy:.4f} ± " in row and "| mfcc 13 of 40, 512/256, log offset 1e-06 | 1,2 |" in row
 
 
 def test_options_added_later_keep_the_folders_of_older_runs():

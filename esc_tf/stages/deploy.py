@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import tf_keras as keras
 
+from esc_tf.artifacts import save_config
 from esc_tf.artifacts import write_bytes_atomic
 from esc_tf.artifacts import DEPLOY_DIR, EDGE_FILE
 from esc_tf.data import dataset as data_mod
 from esc_tf import pipeline
 from esc_tf.models import transfer
-from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role, save_config
+from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role
 from esc_tf.teachers.distill import check_teachers, load_teacher
 from esc_tf.artifacts import MODEL_FILE, ModelMeta
 from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor

@@ -21,13 +21,14 @@ import tensorflow as tf
 import tf_keras as keras
 from sklearn.metrics import accuracy_score
 
+from esc_tf.artifacts import save_config
 from esc_tf.artifacts import FoldResult, RESULT_FILE, load_fold_result, write_json_atomic
 from esc_tf import artifacts
 from esc_tf.data import dataset as data_mod
 from esc_tf import augment
 from esc_tf import pipeline
 from esc_tf.models import transfer
-from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, option_value, options_with_role, save_config,
+from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, option_value, options_with_role,
                            with_value)
 from esc_tf.data.dataset import Split
 from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
