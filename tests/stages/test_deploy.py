@@ -27,7 +27,7 @@ from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
 from esc_tf.quantize import representative_indices
 from tests.conftest import small_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from esc_tf.codegen.frontend_tables import (dense_mel, frontend_fingerprint, fro
                                             write_frontend_header)
 from tests.conftest import MFCC_RECIPE
 
-SOURCES = Path(__file__).resolve().parents[1] / "firmware_stub" / "frontend"
+SOURCES = Path(__file__).resolve().parents[2] / "firmware_stub" / "frontend"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 TOL = 1e-4
 SR = 16000

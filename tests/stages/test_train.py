@@ -257,7 +257,7 @@ def test_options_added_later_keep_the_folders_of_older_runs():
     (``options_with_role("late")``) at their defaults, holds moved options under their old names and
     retired ones at the value they implied: the folders of these configs, named before any option was
     retired, are still theirs."""
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"
     base = with_value(Config(), "data.data_dir", "/data/x")
     named = {
         "f0371623": base,

@@ -40,7 +40,7 @@ def test_the_runs_table_has_one_row_per_run_with_its_scores_and_cost(exported_ru
 
 def test_the_committed_docs_tables_are_what_the_reports_give(tmp_path):
     """docs/results.md is generated: regenerating it from reports/ changes nothing (no hand edits)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     shutil.copytree(root / "docs", tmp_path / "docs")
     written = write_docs_tables(root / "reports", tmp_path / "docs")
     assert written, "no generated table"

@@ -40,7 +40,7 @@ def _default() -> Config:
     return Config()
 
 
-RECIPES = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _micro_wide() -> Config:
