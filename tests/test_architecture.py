@@ -68,3 +68,14 @@ def test_only_the_promised_entry_points_have_a_main_block():
     with_main = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                        if "__name__ == \"__main__\"" in p.read_text() or p.name == "__main__.py")
     assert with_main == ["__main__.py", "train.py"]
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<folder>/test_<module>.py sits beside the sub-package it tests: every test folder names a
+    sub-package of esc_tf, and every test module in it names one of that sub-package's modules."""
+    tests = Path(__file__).resolve().parent
+    for folder in (p for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert (PACKAGE / folder.name / "__init__.py").is_file(), f"tests/{folder.name} mirrors no sub-package"
+        for test in folder.glob("test_*.py"):
+            module = test.stem.removeprefix("test_")
+            assert (PACKAGE / folder.name / f"{module}.py").is_file(), f"{test.relative_to(tests)} tests no module"
