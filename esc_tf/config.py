@@ -26,8 +26,9 @@ FOLDS = (1, 2, 3, 4, 5)  # ESC-50's official cross-validation folds
 ROLES = {
     "network": "the shapes of the network's weights (a transfer source must agree: esc_tf.models.transfer)",
     "scoring": "only how a trained model's clip score is formed: may change after training (esc-tf deploy --rescore)",
-    "late": "added after run folders were named by a hash of the config: left out of that hash at its default, so a "
-            "run started before it existed keeps its folder (esc_tf.stages.train.run_dir_for)",
+    "late": "added after run folders were named by a hash of the config: left out of that hash at the value that "
+            "does what esc-tf did before it existed, so a run started then keeps its folder "
+            "(esc_tf.stages.train.run_dir_for)",
 }
 
 
@@ -78,14 +79,20 @@ PROBABILITY = within(0, 1)
 FRACTION = within(0, 1, open_high=True)
 
 
-def option(default: Any, *, check: Check | None = None, role: str | tuple[str, ...] = ()) -> Any:
-    """A config field: its default (a list is copied for each config), the range of values it accepts
-    and its roles (keys of :data:`ROLES`)."""
+_SAME_AS_DEFAULT = object()
+
+
+def option(default: Any, *, check: Check | None = None, role: str | tuple[str, ...] = (),
+           before: Any = _SAME_AS_DEFAULT) -> Any:
+    """A config field: its default (a list is copied for each config), the range of values it accepts,
+    its roles (keys of :data:`ROLES`) and, for a late option whose default has since changed, ``before``:
+    the value that does what esc-tf did before the option existed."""
     roles = (role,) if isinstance(role, str) else role
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown option role(s) {sorted(unknown)}; known: {', '.join(ROLES)}")
-    metadata = {"check": check, "roles": frozenset(roles)}
+    metadata = {"check": check, "roles": frozenset(roles),
+                "before": default if before is _SAME_AS_DEFAULT else before}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -158,7 +165,7 @@ class AugmentConfig:
     speed_range: tuple[float, float] = option((0.9, 1.1), check=ascending_pair(above(0)))
     # logmel only: each clip's log-mels moved by a whole number of bands uniform in [-mel_shift, +mel_shift], the
     # edge band repeated (a pitch shift without a tempo change; the training side of model.mel_shifts). 0: off
-    mel_shift: int = option(0, check=at_least(0), role="late")
+    mel_shift: int = option(2, check=at_least(0), role="late", before=0)
     # Freq-MixStyle: share of clips whose bands' mean and std over time are mixed with a partner's,
     # weight ~ Beta(freq_mixstyle_alpha, freq_mixstyle_alpha)
     freq_mixstyle_prob: float = option(0.0, check=PROBABILITY, role="late")
@@ -179,11 +186,11 @@ class ModelConfig:
     # dscnn: channels of the strided first convolution
     stem_filters: int = option(16, check=at_least(1), role="network")
     # dscnn: one depthwise-separable block per stage, a pool between stages
-    stage_filters: list[int] = option([48, 96, 160, 160], check=each(at_least(1)), role="network")
+    stage_filters: list[int] = option([48, 128, 192, 192], check=each(at_least(1)), role="network")
     # Views a clip is scored on: its features rotated circularly in time by 0, 1, ..., time_rolls - 1
     # frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls inferences, each on a
     # rotated copy of its feature ring. Training is unchanged.
-    time_rolls: int = option(1, check=at_least(1), role=("scoring", "late"))
+    time_rolls: int = option(4, check=at_least(1), role=("scoring", "late"), before=1)
     # logmel only: each of those views also moved by -mel_shifts .. +mel_shifts whole mel bands (the edge band
     # repeated; pipeline.shift_mels), as a sound a little higher or lower: (2 * mel_shifts + 1) x time_rolls
     # inferences per clip, softmax averaged. The device moves the rows of its int8 input the same way.
@@ -194,7 +201,7 @@ class ModelConfig:
 class TrainConfig:
     """The optimiser (Adam) and schedule."""
 
-    epochs: int = option(120, check=at_least(1))
+    epochs: int = option(300, check=at_least(1))
     batch_size: int = option(32, check=at_least(1))
     learning_rate: float = option(3e-3, check=above(0))
     # "cosine": annealed to 0 over the epochs; "plateau": halved when the validation loss stalls
@@ -298,6 +305,11 @@ def options_with_role(role: str) -> tuple[str, ...]:
     if role not in ROLES:
         raise ValueError(f"unknown option role {role!r}; known: {', '.join(ROLES)}")
     return tuple(key for key, f in option_fields().items() if role in f.metadata["roles"])
+
+
+def value_before(key: str) -> Any:
+    """What the late option ``section.name`` did before it existed (its ``before`` value)."""
+    return option_fields()[key].metadata["before"]
 
 
 def option_value(config: Config, key: str) -> Any:

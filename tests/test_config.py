@@ -70,15 +70,20 @@ def test_missing_file(tmp_path):
         load_config(tmp_path / "none.yaml")
 
 
-def test_recipe_files_load_and_the_micro_recipe_is_the_default():
+def test_recipe_files_load_and_differ_from_the_default_only_where_they_say():
     configs = ROOT / "configs"
-    assert load_config(configs / "micro_logmel.yaml") == Config()
+    default = Config()
+    accurate = load_config(configs / "most_accurate.yaml")
+    assert with_values(accurate, {"model.time_rolls": default.model.time_rolls,
+                                  "model.mel_shifts": default.model.mel_shifts}) == default
+    assert (accurate.model.time_rolls, accurate.model.mel_shifts) == (16, 1)  # 48 views
+    assert (default.model.time_rolls, default.model.mel_shifts, default.augment.mel_shift) == (4, 0, 2)
+    wide, small = load_config(configs / "micro_wide.yaml"), load_config(configs / "micro_logmel.yaml")
+    assert wide.model.stage_filters == default.model.stage_filters
+    assert (wide.model.time_rolls, wide.augment.mel_shift, small.model.time_rolls) == (1, 0, 1)
+    assert small.model.stage_filters == [48, 96, 160, 160] and small.train.epochs == 120
     config = load_config(configs / "mfcc_cnn.yaml")
     assert (config.model.preset, config.features.kind, config.features.num_mfcc) == ("cnn", "mfcc", 13)
-    wide, accurate = load_config(configs / "micro_wide.yaml"), load_config(configs / "most_accurate.yaml")
-    assert accurate.model.stage_filters == wide.model.stage_filters
-    assert (accurate.model.time_rolls, accurate.model.mel_shifts, accurate.augment.mel_shift) == (16, 1, 2)
-    assert (accurate.train.epochs, accurate.features.log_offset) == (300, 1e-3)
 
 
 @pytest.mark.parametrize("key, value, allowed", [
@@ -144,8 +149,8 @@ def test_configs_are_frozen():
         config.train.epochs = 3  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.train = config.train  # type: ignore[misc]
-    changed = with_values(config, {"train.epochs": 3, "model.time_rolls": 4})
-    assert (changed.train.epochs, changed.model.time_rolls) == (3, 4) and config.train.epochs == 120
+    changed = with_values(config, {"train.epochs": 3, "model.time_rolls": 2})
+    assert (changed.train.epochs, changed.model.time_rolls) == (3, 2) and config.train.epochs == 300
 
 
 def test_the_role_lists_are_derived_from_the_fields():
@@ -161,18 +166,23 @@ def test_the_role_lists_are_derived_from_the_fields():
 
 def test_every_option_declares_its_roles_and_range_on_its_field():
     for key, f in option_fields().items():
-        assert set(f.metadata) == {"check", "roles"}, key
+        assert set(f.metadata) == {"check", "roles", "before"}, key
+        if "late" not in f.metadata["roles"]:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert f.metadata["before"] == default, key  # only a late option remembers an older behaviour
     assert len(option_fields()) == sum(len(fields) for fields in Config().to_dict().values())
 
 
-def test_the_published_model_meta_still_loads():
-    """tflite/model_meta.json was written while the retired options existed, at their defaults."""
-    meta = json.loads((ROOT / "tflite" / "model_meta.json").read_text())
-    stored = meta["config"]
+def test_a_model_meta_written_by_an_older_version_still_loads():
+    """The config of a model_meta.json written while the retired options existed (the one published before the
+    current model), and the current published one."""
+    stored = json.loads((Path(__file__).parent / "config_written_by_an_older_version.json").read_text())
     assert any(name in stored.get(key.partition(".")[0], {}) for key in RETIRED for name in [key.partition(".")[2]])
     config = config_from_dict(stored)
     assert config.model.preset == stored["model"]["preset"]
     assert config.distill.teacher_runs == stored["train"].get("teacher_runs", [])
+    published = json.loads((ROOT / "tflite" / "model_meta.json").read_text())["config"]
+    assert config_from_dict(published).model.time_rolls == 4
 
 
 def test_retired_options_at_their_old_default_are_dropped_and_moved_ones_follow():

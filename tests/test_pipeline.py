@@ -40,7 +40,7 @@ def test_model_inputs_are_each_clip_rotated_in_time():
     for roll in range(3):
         np.testing.assert_array_equal(inputs[1 * 3 + roll], np.roll(feats[1], roll, axis=1))
     np.testing.assert_array_equal(inputs[1 * 3 + 2][:, :2], feats[1][:, -2:])  # the end wraps to the front
-    assert pipeline.model_inputs(feats, Config()) is feats
+    assert pipeline.model_inputs(feats, with_value(Config(), "model.time_rolls", 1)) is feats
 
 
 def test_mel_shifts_move_the_bands_with_the_edge_band_repeated_and_multiply_the_views():

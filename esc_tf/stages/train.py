@@ -28,7 +28,7 @@ from esc_tf.data import dataset as data_mod
 from esc_tf import augment
 from esc_tf import pipeline
 from esc_tf.models import transfer
-from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, option_value, options_with_role,
+from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, option_value, options_with_role, value_before,
                            with_value)
 from esc_tf.data.dataset import Split
 from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
@@ -65,12 +65,12 @@ def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
 
 def _hashed_options(config: Config) -> dict:
     """The options a run folder's hash covers, under the names they had when run folders were first hashed:
-    late options (``options_with_role("late")``) only away from their defaults, moved options under their old
-    names, :data:`HASHED_RETIRED` at the value they implied."""
+    late options (``options_with_role("late")``) only when they do something esc-tf did not do before them
+    (:func:`value_before`), moved options under their old names, :data:`HASHED_RETIRED` at the value they
+    implied."""
     d = config.to_dict()
-    defaults = Config()
     for key in options_with_role("late"):
-        if option_value(config, key) == option_value(defaults, key):
+        if option_value(config, key) == value_before(key):
             section, _, name = key.partition(".")
             d[section].pop(name)
     for old, new in MOVED.items():

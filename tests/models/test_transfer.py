@@ -61,9 +61,9 @@ def test_every_layer_but_the_classifier_is_copied():
             np.testing.assert_array_equal(a, b)
     for a, b in zip(before, target.layers[-1].get_weights()):
         np.testing.assert_array_equal(a, b)  # the classifier keeps its fresh weights
-    wider = with_value(Config(), "model.stage_filters", [48, 128, 192, 192])
+    narrower = with_value(Config(), "model.stage_filters", [48, 96, 160, 160])
     with pytest.raises(ConfigError, match="has weights"):
-        transfer.transfer_weights(build_model((64, 40, 1), 7, wider.model), target)
+        transfer.transfer_weights(build_model((64, 40, 1), 7, narrower.model), target)
 
 
 def test_a_run_starts_from_the_source_and_reports_it(source_run, mixed_dataset, tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_a_source_that_reads_other_features_or_builds_another_network_is_refused
     config = with_value(esc10_config(mixed_dataset, tmp_path, source_run), "features.num_mel_bins", 32)
     _refused(config, tmp_path, r"\[features\] settings differ.*num_mel_bins: 40 vs 32")
     for option, value, shown in (("model.preset", "dscnn", "'cnn' vs 'dscnn'"), ("model.stem_filters", 8, "16 vs 8"),
-                                 ("model.stage_filters", [8, 8], r"\[48, 96, 160, 160\] vs \[8, 8\]")):
+                                 ("model.stage_filters", [8, 8], r"\[48, 128, 192, 192\] vs \[8, 8\]")):
         config = with_value(esc10_config(mixed_dataset, tmp_path, source_run), option, value)
         _refused(config, tmp_path, f"builds another network.*{option}: {shown}")
 
