@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-GENERATED_BY = "python -m esc_tf.export"
+GENERATED_BY = "esc-tf train / esc-tf deploy"
 
 
 def banner(what: str, command: str = GENERATED_BY) -> str:
