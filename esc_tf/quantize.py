@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from esc_tf.native_logs import native_notices_filtered
+
 
 def representative_indices(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """Up to ``count`` positions into ``labels``, spread evenly over the classes."""
@@ -33,7 +35,8 @@ def to_float_tflite(model: keras.Model) -> bytes:
     """Float32 ``.tflite`` with TFLite builtin ops only."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    with native_notices_filtered():
+        return converter.convert()
 
 
 def to_int8_tflite(model: keras.Model, calibration: np.ndarray) -> bytes:
@@ -51,4 +54,5 @@ def to_int8_tflite(model: keras.Model, calibration: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with native_notices_filtered():
+        return converter.convert()

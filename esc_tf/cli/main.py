@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from esc_tf import __version__
-from esc_tf.cli import quiet
+from esc_tf.native_logs import silence_native_logs
 
-quiet.silence_native_logs()
+silence_native_logs()
 
 from esc_tf.artifacts import ModelError  # noqa: E402  (after the native logs are silenced)
 from esc_tf.cli import (baselines, dataset, deploy, evaluate, explore, frontend, predict, report,  # noqa: E402

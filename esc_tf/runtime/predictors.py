@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tflite_micro import runtime as tflm_runtime
 
+from esc_tf.native_logs import native_notices_filtered
 from esc_tf.artifacts import ModelError
 from esc_tf import pipeline
 from esc_tf.config import Config
@@ -94,9 +95,10 @@ class LiteRTPredictor:
         if kernels not in LITERT_KERNELS:
             raise ValueError(f"unknown LiteRT kernels {kernels!r}; use one of {', '.join(LITERT_KERNELS)}")
         resolver = getattr(tf.lite.experimental.OpResolverType, LITERT_KERNELS[kernels])
-        self.interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1,
-                                               experimental_op_resolver_type=resolver)
-        self.interpreter.allocate_tensors()
+        with native_notices_filtered():  # the XNNPACK delegate announces itself on stderr
+            self.interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1,
+                                                   experimental_op_resolver_type=resolver)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from esc_tf.cli.main import COMMANDS, build_parser, main
-from esc_tf.cli.quiet import HARMLESS
+from esc_tf.native_logs import HARMLESS, native_notices_filtered
 
 SUBCOMMANDS = {"download", "check", "train", "deploy", "evaluate", "predict", "explore", "tune", "baselines",
                "report", "frontend"}
@@ -85,3 +85,14 @@ def test_the_final_summary_lists_every_fold_and_the_means():
     assert lines[3].split() == ["mean", "0.6250", "0.6250"]
     assert "1234 B int8, 5678 B TFLM arena" in lines[4]
     assert summary_table({**summary, "edge": {}, "deploy": None}).splitlines()[1].split() == ["fold1", "0.5000", "-"]
+
+
+def test_native_notices_are_filtered_and_other_lines_kept(capfd):
+    import os
+    with native_notices_filtered():
+        os.write(2, b"W0000 00:00:1 tf_tfl_flatbuffer_helpers.cc:392] Ignored output_format.\n")
+        os.write(1, b"fully_quantize: 0, inference_type: 6, input_inference_type: INT8\n")
+        os.write(2, b"E op_kernel.cc:1] a real error\n")
+        os.write(1, b"a line of the program\n")
+    out, err = capfd.readouterr()
+    assert out == "a line of the program\n" and err == "E op_kernel.cc:1] a real error\n"
