@@ -242,12 +242,24 @@ def test_freq_mixstyle_gives_chosen_clips_a_mix_of_their_own_and_a_partners_band
 
 
 def test_mixup_mixes_inputs_and_labels_alike():
-    x = tf.constant(np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1))
-    y = tf.one_hot(tf.range(8) % 4, 4)
+    """Each clip's input is ``lam * x_i + (1 - lam) * x_p`` for a drawn weight and partner; its label is
+    the same mix of the two labels, with the same ``lam`` and the same partner."""
+    clips = 64
+    x = tf.constant(np.eye(clips, dtype=np.float32).reshape(clips, 1, 1, clips))  # each clip's input names it
+    y = tf.one_hot(tf.range(clips) % 4, 4) * 0.9 + 0.025  # labels with no zeros (as with smoothing)
     mx, my = augment.mixup(x, y, 0.4, RNG())
-    assert np.allclose(my.numpy().sum(axis=1), 1.0)
-    assert not np.allclose(mx.numpy(), x.numpy())
-    assert augment.mixup(x, y, 0.0, RNG())[0] is x
+    mx, my, y = mx.numpy().reshape(clips, clips), my.numpy(), y.numpy()
+    lams = []
+    for i in range(clips):
+        lam = mx[i, i]
+        partner = i if np.isclose(lam, 1.0, atol=1e-6) else int(np.argmax(np.where(np.arange(clips) == i, -1, mx[i])))
+        np.testing.assert_allclose(mx[i, partner], 1.0 - lam if partner != i else 1.0, atol=1e-6)
+        np.testing.assert_allclose(my[i], lam * y[i] + (1.0 - lam) * y[partner], atol=1e-6)
+        lams.append(lam)
+    lams = np.array(lams)
+    assert np.all((0 <= lams) & (lams <= 1)) and lams.std() > 0.1  # drawn per clip, not one weight for all
+    assert np.mean((lams > 0.05) & (lams < 0.95)) > 0.3  # and most clips are really mixed
+    assert augment.mixup(x, tf.constant(y), 0.0, RNG())[0] is x
 
 
 def test_eval_pipeline_is_never_augmented_and_train_is():
