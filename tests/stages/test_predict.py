@@ -14,7 +14,9 @@ from esc_tf.runtime import predictors as evaluate
 from esc_tf import pipeline
 from esc_tf.stages import predict
 from esc_tf.runtime.predictors import load_predictor
-from tests.conftest import CLASS_FREQS
+from tests.conftest import CLASS_FREQS, CLASSES
+
+NAMES = dict(CLASSES)  # target -> class name
 
 HEADER = re.compile(r"^(\S+)  \((\d+\.\d\d) s, (\d+) windows?\)$")
 RANK = re.compile(r"^  (\d)\. (\w+)\s+(\d\.\d{4})$")
@@ -57,8 +59,10 @@ def test_formats_rates_and_lengths(exported_run, tmp_path, capsys):
              "vorbis16k.ogg": (_tone(10, 1.0, 16000), 16000, "VORBIS"),
              "float48k.wav": (_tone(41, 0.4, 48000), 48000, "FLOAT"),
              "long.wav": (_tone(0, 2.6, 16000), 16000, "PCM_16")}
+    targets = {"stereo44k.wav": 41, "mono22k.flac": 0, "vorbis16k.ogg": 10, "float48k.wav": 41, "long.wav": 0}
     if "MP3" in sf.available_formats():
         files["tone.mp3"] = (_tone(41, 1.0, 44100), 44100, "MPEG_LAYER_III")
+        targets["tone.mp3"] = 41
     for name, (audio, rate, subtype) in files.items():
         sf.write(tmp_path / name, audio, rate, subtype=subtype)
     out_json = tmp_path / "out.json"
@@ -70,6 +74,8 @@ def test_formats_rates_and_lengths(exported_run, tmp_path, capsys):
     for result in printed.values():
         labels, scores = zip(*result["top"])
         assert len(labels) == 2 and set(labels) <= classes and scores[0] >= scores[1] and 0 <= scores[1] <= 1
+    for name, target in targets.items():  # each tone is its class's pitch
+        assert printed[str(tmp_path / name)]["top"][0][0] == NAMES[target], name
     long = printed[str(tmp_path / "long.wav")]
     assert long["seconds"] == 2.6 and long["windows"] == 5  # 1 s windows at 0, .5, 1, 1.5 and 1.6 s
     assert printed[str(tmp_path / "float48k.wav")]["windows"] == 1  # shorter than a clip: padded
@@ -80,6 +86,26 @@ def test_formats_rates_and_lengths(exported_run, tmp_path, capsys):
     for r in payload["results"]:
         assert r["error"] is None and len(r["top_k"]) == 2
         assert [t["label"] for t in r["top_k"]] == [lab for lab, _ in printed[r["file"]]["top"]]
+        assert [t["score"] for t in r["top_k"]] == pytest.approx([s for _, s in printed[r["file"]]["top"]], abs=1e-4)
+
+
+def test_a_long_file_scores_the_mean_of_its_windows(exported_run, tmp_path, capsys):
+    """3 s of one class's tone then 1 s of another's: seven 1 s windows, five of the first class, one
+    mixed, one (the last) of the second. The file's scores are the mean of the windows' scores."""
+    rate = 16000
+    sf.write(tmp_path / "dog_then_saw.wav", np.concatenate([_tone(0, 3.0, rate), _tone(41, 1.0, rate)]), rate)
+    classifier = predict.Classifier.load(exported_run)
+    wave = data.decode_file(tmp_path / "dog_then_saw.wav", classifier.audio)
+    probs, windows = classifier.probabilities(wave)
+    assert windows == 7
+    per_window = [classifier.probabilities(w)[0] for w in predict.split_windows(wave, rate, rate // 2)]
+    np.testing.assert_allclose(probs, np.mean(per_window, axis=0), atol=1e-6)
+    names = classifier.meta.class_names
+    assert [names[int(np.argmax(p))] for p in per_window][:5] == ["dog"] * 5
+    assert names[int(np.argmax(per_window[-1]))] == "chainsaw"  # the last window alone would say chainsaw
+    assert cli_main(["predict", str(tmp_path / "dog_then_saw.wav"), "--model", str(exported_run)]) == 0
+    top = _parse(capsys.readouterr().out)[str(tmp_path / "dog_then_saw.wav")]["top"]
+    assert top[0][0] == "dog" and top[0][1] == pytest.approx(probs[names.index("dog")], abs=1e-4)
 
 
 def test_same_decoding_and_scores_as_training(exported_run, dataset_dir):
