@@ -1,6 +1,7 @@
 """Synthetic ESC-50-shaped datasets made on the fly: no test needs a downloaded dataset."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -29,6 +30,19 @@ def synth_clip(target: int, seconds: float, rate: int, rng: np.random.Generator)
     f = {**CLASS_FREQS, **OTHER_FREQS}[target] * rng.uniform(0.97, 1.03)
     tone = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.2, 0.5)
     return (tone + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def chance_of_at_least(hits: int, clips: int, classes: int) -> float:
+    """The probability that a model guessing uniformly at random gets ``hits`` or more of ``clips`` right.
+
+    Learning tests require it below ``CHANCE``: a model that learned nothing passes them less than
+    once in a thousand runs.
+    """
+    p = 1.0 / classes
+    return sum(math.comb(clips, k) * p ** k * (1 - p) ** (clips - k) for k in range(hits, clips + 1))
+
+
+CHANCE = 1e-3
 
 
 def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int, ...] = (1, 2, 3, 4, 5),
