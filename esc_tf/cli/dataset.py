@@ -6,7 +6,7 @@ import os
 
 from esc_tf.cli.options import add_set_argument
 from esc_tf.config import DATA_DIR_ENV, DEFAULT_DATA_DIR, Config, apply_overrides, with_value
-from esc_tf.data.dataset import read_metadata
+from esc_tf.data.dataset import load_waveforms, read_metadata
 from esc_tf.data.download import OFFICIAL_URL, DownloadError, download_esc50, is_dataset_dir
 
 
@@ -40,8 +40,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=run_download)
 
     check = commands.add_parser("check", help="validate a dataset folder and print a summary",
-                                description="Validate an ESC-50-layout folder (CSV, labels, every audio file) "
-                                            "and summarise it.")
+                                description="Validate an ESC-50-layout folder as training does (CSV, labels, "
+                                            "every audio file decoded) and summarise it.")
     check.add_argument("--data-dir", default=None, help="dataset folder (default: $ESC_TF_DATA_DIR, "
                                                         "else ./data/ESC-50)")
     add_set_argument(check)
@@ -59,8 +59,10 @@ def run_check(args: argparse.Namespace) -> int:
     if args.data_dir:
         config = with_value(config, "data.data_dir", args.data_dir)
     meta = read_metadata(config.resolved_data_dir())
+    # decoded as training decodes it (and cached for it): a clip train would refuse is refused here too
+    load_waveforms(meta, config.audio, config.data.cache_dir)
     print(f"{len(meta)} clips, {meta['target'].nunique()} classes, folds "
           f"{dict(meta['fold'].value_counts().sort_index())}")
     print(f"sample rates: {dict(meta['sample_rate'].value_counts())}; channels: "
-          f"{dict(meta['channels'].value_counts())}")
+          f"{dict(meta['channels'].value_counts())}; every clip decodes to finite samples")
     return 0

@@ -22,8 +22,9 @@ import io
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ CACHE_FORMAT_VERSION = 2
 
 # How each clip is decoded inside the tf.data graph, chosen from its header.
 DECODE_WAV16, DECODE_FLAC16, DECODE_VORBIS, DECODE_SOUNDFILE = 0, 1, 2, 3
+
+
+NON_FINITE = "holds NaN or infinite samples"
 
 
 class DatasetError(ValueError):
@@ -101,6 +105,11 @@ def read_metadata(data_dir: str | Path) -> pd.DataFrame:
     meta["category"] = meta["category"].str.strip()
     if (meta["filename"] == "").any():
         _fail(csv, f"empty filename on line {int(np.argmax(meta['filename'] == '')) + 2}")
+    outside = [i for i, name in enumerate(meta["filename"]) if PurePath(name).is_absolute() or ".." in PurePath(name).parts
+               or PureWindowsPath(name).is_absolute()]
+    if outside:
+        _fail(csv, f"line {outside[0] + 2}: filename {meta['filename'][outside[0]]!r} points outside audio/; "
+                   "list files by their name inside the audio folder")
     dupes = meta["filename"][meta["filename"].duplicated()]
     if len(dupes):
         _fail(csv, f"filename {dupes.iloc[0]!r} is listed more than once")
@@ -187,8 +196,13 @@ def labels(meta: pd.DataFrame) -> np.ndarray:
 
 
 def load_dataset(config: Config) -> pd.DataFrame:
-    """Read, validate and subset the configured dataset."""
-    return select_subset(read_metadata(config.resolved_data_dir()), config.data.subset)
+    """Read, validate and subset the configured dataset (at least two classes: it trains a classifier)."""
+    meta = select_subset(read_metadata(config.resolved_data_dir()), config.data.subset)
+    if meta["category"].nunique() < 2:
+        raise DatasetError(f"{metadata_path(config.resolved_data_dir())}: only one class "
+                           f"({meta['category'].iloc[0]}) in subset {config.data.subset}; a classifier needs at "
+                           "least two")
+    return meta
 
 
 # --------------------------------------------------------------------------- decoding
@@ -220,6 +234,7 @@ def decode_clip(path: tf.Tensor, decoder: tf.Tensor, rate: tf.Tensor, audio: Aud
 
     samples = tf.switch_case(decoder, [wav16, flac16, vorbis, other])
     mono = tf.reduce_mean(tf.reshape(samples, [tf.shape(samples)[0], -1]), axis=1, keepdims=True)
+    mono = tf.debugging.assert_all_finite(mono, NON_FINITE)  # else to_pcm16 would saturate an infinity
     target_rate = audio.sample_rate
     resampled = tf.cond(
         tf.equal(rate, target_rate),
@@ -262,30 +277,67 @@ def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path
                    progress: bool = True) -> np.ndarray:
     """All clips as a float32 array ``[clips, samples]``, decoded once and cached on disk.
 
-    The cache is keyed by the files (path, size, mtime) and the audio settings, so a changed
-    file or sample rate decodes again. A decode failure names the file.
+    The cache is keyed by the files (path, size, mtime) and the audio settings, so a changed file or
+    sample rate decodes again; an entry that does not read back as that many finite clips is decoded
+    again too. Every clip that cannot be decoded, or holds NaN or infinite samples, is named in one
+    :class:`DatasetError`, and nothing is cached.
     """
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"waveforms-{_cache_key(meta, audio)}.npy"
-        if cache_file.is_file():
-            return np.load(cache_file)
+        cached = _read_cache(cache_file, (len(meta), audio.clip_samples))
+        if cached is not None:
+            return cached
     waves = np.empty((len(meta), audio.clip_samples), np.float32)
-    done = 0
-    try:
-        for wave in tqdm(decoded_dataset(meta, audio).as_numpy_iterator(), total=len(meta),
-                         desc="decoding audio", unit="clip", disable=not progress):
-            waves[done] = wave
-            done += 1
-    except tf.errors.OpError as exc:
-        bad = meta["path"].iloc[done]
-        raise DatasetError(f"{bad}: cannot decode audio ({op_error_text(exc)})") from exc
+    problems: list[str] = []
+    with tqdm(total=len(meta), desc="decoding audio", unit="clip", disable=not progress) as bar:
+        start = 0
+        while start < len(meta):  # after a clip that fails, go on with the next one
+            done = start
+            try:
+                for wave in decoded_dataset(meta.iloc[start:], audio).as_numpy_iterator():
+                    waves[done] = wave
+                    done += 1
+                    bar.update(1)
+            except tf.errors.OpError as exc:
+                problems.append(_decode_problem(meta["path"].iloc[done], exc))
+                waves[done] = 0.0
+                done += 1
+                bar.update(1)
+            start = done
+    if problems:
+        raise DatasetError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} clips cannot be used; replace or remove them:\n  " +
+                           "\n  ".join(sorted(problems)))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, waves)
         write_bytes_atomic(cache_file, buffer.getvalue())
     return waves
+
+
+def _decode_problem(path: str | Path, exc: tf.errors.OpError) -> str:
+    """What is wrong with a clip the decoder refused, in one line naming it."""
+    text = op_error_text(exc)
+    if NON_FINITE in text:
+        return f"{path}: {NON_FINITE}"
+    return f"{path}: cannot decode audio, truncated or corrupt? ({text})"
+
+
+def _read_cache(cache_file: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached clips, or None when there is no entry or it is damaged (then it is removed, to be rebuilt)."""
+    if not cache_file.is_file():
+        return None
+    try:
+        waves = np.load(cache_file)
+        if waves.shape == shape and waves.dtype == np.float32 and np.isfinite(waves).all():
+            return waves
+    except (OSError, ValueError, EOFError):
+        pass
+    print(f"{cache_file}: damaged cache entry, decoding the audio again", file=sys.stderr)
+    cache_file.unlink(missing_ok=True)
+    return None
 
 
 def probe_file(path: str | Path) -> pd.DataFrame:
@@ -312,7 +364,7 @@ def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:
     try:
         return next(decoded_dataset(row, full).as_numpy_iterator())
     except tf.errors.OpError as exc:
-        raise DatasetError(f"{path}: cannot decode audio, truncated or corrupt? ({op_error_text(exc)})") from exc
+        raise DatasetError(_decode_problem(path, exc)) from exc
 
 
 def op_error_text(exc: tf.errors.OpError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -13,9 +14,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from tflite_micro import runtime as tflm_runtime
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from esc_tf.audio.features import feature_shape
 from esc_tf.native_logs import native_notices_filtered
-from esc_tf.artifacts import ModelError
+from esc_tf.artifacts import META_FILE, ModelError, ModelMeta
 from esc_tf import pipeline
 from esc_tf.config import Config
 
@@ -172,19 +175,70 @@ def measure_arena(model_bytes: bytes, upper: int = TFLM_PROBE_ARENA) -> int:
     return hi
 
 
-def load_predictor(model_path: str | Path, runtime: str = "tflm") -> Predictor:
-    """A predictor for a ``.keras`` / ``.h5`` model or a ``.tflite`` run in ``runtime``."""
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier of every .tflite model
+
+
+def tflite_io_shapes(model_bytes: bytes, where: str | Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The input and output shapes of a ``.tflite`` model, after every table, vector and buffer of its
+    flatbuffer was read within the file's bounds: a truncated or foreign file is refused as a
+    :class:`ModelError` naming ``where`` before a runtime reads it (TFLM and LiteRT trust their input, and
+    crash or read out of bounds on such a file)."""
+    if len(model_bytes) < 8 or model_bytes[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(f"{where}: not a TensorFlow Lite model (no TFL3 identifier); export it again with "
+                         "esc-tf deploy")
+    try:
+        model = schema.Model.GetRootAsModel(model_bytes, 0)
+        for i in range(model.BuffersLength()):
+            if model.Buffers(i).DataLength():
+                model.Buffers(i).DataAsNumpy()
+        codes = [model.OperatorCodes(i).BuiltinCode() for i in range(model.OperatorCodesLength())]
+        graph = model.Subgraphs(0)
+        shapes = [tuple(graph.Tensors(t).ShapeAsNumpy()) for t in range(graph.TensorsLength())]
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            used = [*op.InputsAsNumpy(), *op.OutputsAsNumpy()]
+            if op.OpcodeIndex() >= len(codes) or any(t >= len(shapes) for t in used):
+                raise ValueError(f"operator {o} refers to a missing tensor or op code")
+        return shapes[int(graph.Inputs(0))], shapes[int(graph.Outputs(0))]
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{where}: a damaged TensorFlow Lite model, truncated or corrupt ({exc}); export it "
+                         "again with esc-tf deploy") from exc
+
+
+def check_model_matches_meta(input_shape: tuple[int, ...], output_shape: tuple[int, ...], meta: ModelMeta,
+                             where: str | Path) -> None:
+    """Refuse a model whose input is not the features its ``model_meta.json`` describes, or whose outputs
+    are not its classes: scoring it would give silently wrong results."""
+    expected = (*feature_shape(meta.config), 1)
+    if tuple(int(d) for d in input_shape[1:]) != expected:
+        raise ModelError(f"{where}: the model reads inputs of shape {tuple(input_shape[1:])}, but its "
+                         f"{META_FILE} describes features of shape {expected}; use the model_meta.json "
+                         "exported with this model")
+    if int(output_shape[-1]) != len(meta.class_names):
+        raise ModelError(f"{where}: the model has {int(output_shape[-1])} outputs, but its {META_FILE} names "
+                         f"{len(meta.class_names)} classes; use the model_meta.json exported with this model")
+
+
+def load_predictor(model_path: str | Path, runtime: str = "tflm", meta: ModelMeta | None = None) -> Predictor:
+    """A predictor for a ``.keras`` / ``.h5`` model or a ``.tflite`` run in ``runtime``; with ``meta``, the
+    model is first checked against it (:func:`check_model_matches_meta`)."""
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     if path.suffix in (".keras", ".h5"):
         try:
-            return keras_predictor(keras.models.load_model(path, compile=False))
+            model = keras.models.load_model(path, compile=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: cannot load Keras model: {exc}") from exc
+        if meta is not None:
+            check_model_matches_meta(model.input_shape, model.output_shape, meta, path)
+        return keras_predictor(model)
     if path.suffix != ".tflite":
         raise ModelError(f"{path}: expected a .keras, .h5 or .tflite model")
     model_bytes = path.read_bytes()
+    input_shape, output_shape = tflite_io_shapes(model_bytes, path)
+    if meta is not None:
+        check_model_matches_meta(input_shape, output_shape, meta, path)
     if runtime == "tflm":
         return TFLMPredictor(model_bytes)
     if runtime == "litert":

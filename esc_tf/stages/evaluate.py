@@ -61,7 +61,7 @@ def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: lis
     dataset = dataset[known].reset_index(drop=True)
     if dataset.empty:
         raise DatasetError(f"{data_dir}: no clip belongs to the model's classes")
-    predictor = load_predictor(model_path, runtime)
+    predictor = load_predictor(model_path, runtime, meta_info)
     waves = data_mod.load_waveforms(dataset, config.audio, config.data.cache_dir, progress=progress)
     feats = pipeline.feature_array(waves, config, meta_info.normalization)
     y_true = dataset["category"].map({n: i for i, n in enumerate(meta_info.class_names)}).to_numpy()

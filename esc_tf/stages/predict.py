@@ -86,7 +86,7 @@ class Classifier:
     def load(cls, model: str | Path, runtime: str = "tflm", use_float: bool = False) -> "Classifier":
         path = resolve_model(model, use_float)
         meta = ModelMeta.for_model(path)
-        return cls(path, meta, load_predictor(path, runtime), runtime if path.suffix == ".tflite" else "keras")
+        return cls(path, meta, load_predictor(path, runtime, meta), runtime if path.suffix == ".tflite" else "keras")
 
     @property
     def audio(self) -> AudioConfig:

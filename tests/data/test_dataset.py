@@ -13,7 +13,7 @@ import tensorflow_io as tfio
 
 from esc_tf.cli.main import main as cli_main
 from esc_tf.data import dataset as data
-from esc_tf.config import AudioConfig, DataConfig
+from esc_tf.config import AudioConfig, Config, DataConfig
 from esc_tf.data.dataset import DatasetError
 from tests.conftest import make_dataset
 
@@ -233,10 +233,77 @@ def test_by_default_every_training_clip_is_fitted(dataset_dir):
 
 
 def test_check_command(dataset_dir, capsys, tmp_path):
-    assert cli_main(["check", "--data-dir", str(dataset_dir)]) == 0
+    assert cli_main(["check", "--data-dir", str(dataset_dir), "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 0
     assert "30 clips, 3 classes" in capsys.readouterr().out
     assert cli_main(["check", "--data-dir", str(tmp_path / "none")]) == 1
     assert "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         cli_main([])
     assert exit_info.value.code == 2
+
+
+def _write_float_wav(path: Path, samples: np.ndarray, rate: int = 22050) -> None:
+    sf.write(path, samples.astype(np.float32), rate, subtype="FLOAT")
+
+
+def test_every_unusable_clip_is_named_at_once_before_anything_is_cached(dataset_dir, tmp_path, capsys):
+    """A truncated clip, a clip with NaN samples and one with an infinite sample: one error lists all three,
+    and `esc-tf check` refuses what training refuses."""
+    root = copy_dataset(dataset_dir, tmp_path)
+    files = sorted((root / "audio").iterdir())
+    truncated, not_a_number, infinite = files[3], files[11], files[20]
+    meta = data.read_metadata(root)  # headers read before the damage: as a file damaged after listing
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    for victim, bad in ((not_a_number, np.nan), (infinite, np.inf)):
+        wave = np.full(22050, 0.1)
+        wave[100] = bad
+        _write_float_wav(victim, wave)
+    meta = meta.assign(decoder=[data.DECODE_SOUNDFILE if p in (str(not_a_number), str(infinite)) else d
+                                for p, d in zip(meta["path"], meta["decoder"])])
+    with pytest.raises(DatasetError) as err:
+        data.load_waveforms(meta, AudioConfig(sample_rate=22050, clip_seconds=1.0), cache_dir=tmp_path / "c",
+                            progress=False)
+    message = str(err.value)
+    assert message.startswith("3 clips cannot be used")
+    assert f"{truncated}: cannot decode audio" in message
+    assert f"{not_a_number}: holds NaN or infinite samples" in message
+    assert f"{infinite}: holds NaN or infinite samples" in message
+    assert not (tmp_path / "c").exists()
+    assert cli_main(["check", "--data-dir", str(root), "--set", f"data.cache_dir={tmp_path / 'c'}"]) == 1
+    err_text = capsys.readouterr().err
+    assert "3 clips cannot be used" in err_text and "Traceback" not in err_text
+
+
+def test_a_damaged_cache_entry_is_decoded_again(dataset_dir, tmp_path, capsys):
+    meta = data.read_metadata(dataset_dir)
+    audio = AudioConfig(clip_seconds=1.0)
+    first = data.load_waveforms(meta, audio, cache_dir=tmp_path, progress=False)
+    entry = next(tmp_path.glob("waveforms-*.npy"))
+    for damage in (entry.read_bytes()[:1000], b"not numpy at all"):
+        entry.write_bytes(damage)
+        np.testing.assert_array_equal(data.load_waveforms(meta, audio, cache_dir=tmp_path, progress=False), first)
+        assert "damaged cache entry" in capsys.readouterr().err
+    np.save(entry, first[:, :100])  # a readable array of the wrong shape
+    np.testing.assert_array_equal(data.load_waveforms(meta, audio, cache_dir=tmp_path, progress=False), first)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.wav", "sub/../../outside.wav", "C:\\x.wav"])
+def test_file_names_must_stay_inside_the_audio_folder(dataset_dir, tmp_path, name):
+    root = copy_dataset(dataset_dir, tmp_path)
+    csv = root / "meta" / "esc50.csv"
+    table = pd.read_csv(csv)
+    table.loc[4, "filename"] = name
+    table.to_csv(csv, index=False)
+    with pytest.raises(DatasetError, match="points outside audio/") as err:
+        data.read_metadata(root)
+    assert str(csv) in str(err.value) and "line 6" in str(err.value)
+
+
+def test_a_dataset_of_one_class_is_refused(dataset_dir, tmp_path):
+    root = copy_dataset(dataset_dir, tmp_path)
+    csv = root / "meta" / "esc50.csv"
+    table = pd.read_csv(csv)
+    table[table["category"] == "dog"].to_csv(csv, index=False)
+    config = Config(data=DataConfig(data_dir=str(root)))
+    with pytest.raises(DatasetError, match="only one class \\(dog\\).*needs at least two"):
+        data.load_dataset(config)
