@@ -11,6 +11,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,7 @@ RESULT_FILE = "result.json"  # one fold's test-fold scores (FoldResult)
 EDGE_FILE = "edge.json"  # one fold's pruned / int8 / TFLM comparison
 DEPLOY_DIR = "deploy"  # the run's deployment model, trained on every clip
 COMMANDS_FILE = "commands.txt"  # every command that wrote into a run folder
+INPUTS_FILE = "inputs.json"  # what a run was started on: a resumed run must find the same
 
 
 class ModelError(ValueError):
@@ -64,6 +66,20 @@ def write_json_atomic(path: str | Path, payload: Any, indent: int | None = 1) ->
 def save_config(config: Config, path: str | Path) -> Path:
     """Write the config as YAML or JSON, chosen by the file extension."""
     return write_text_atomic(path, config_text(config, Path(path).suffix))
+
+
+def check_writable(folder: str | Path, option: str) -> None:
+    """Refuse, before any long work, a folder the run could not write into (``option`` names the fix)."""
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OSError(f"{folder}: cannot write the run here ({exc.strerror or exc}); choose another folder with "
+                      f"{option}") from exc
 
 
 # --------------------------------------------------------------------------- normalisation and model metadata

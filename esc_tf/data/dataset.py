@@ -273,6 +273,16 @@ def _cache_key(meta: pd.DataFrame, audio: AudioConfig) -> str:
     return h.hexdigest()[:16]
 
 
+def listing_fingerprint(meta: pd.DataFrame) -> str:
+    """A fingerprint of the clips (names, sizes, modification times, folds, labels): a resumed run must be
+    trained on the same data."""
+    h = hashlib.sha256()
+    for row in meta[["filename", "fold", "target", "path"]].itertuples(index=False):
+        st = os.stat(row.path)
+        h.update(f"{row.filename}|{row.fold}|{row.target}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path | None = None,
                    progress: bool = True) -> np.ndarray:
     """All clips as a float32 array ``[clips, samples]``, decoded once and cached on disk.

@@ -21,6 +21,8 @@ import tensorflow as tf
 import tf_keras as keras
 from sklearn.metrics import accuracy_score
 
+from esc_tf import __version__
+from esc_tf.artifacts import INPUTS_FILE, check_writable
 from esc_tf.artifacts import save_config
 from esc_tf.artifacts import FoldResult, RESULT_FILE, load_fold_result, write_json_atomic
 from esc_tf import artifacts
@@ -219,12 +221,28 @@ def write_split(split: Split, meta: pd.DataFrame, fold_dir: Path) -> None:
         "test": names[split.test].tolist(), "test_fold": split.test_fold})
 
 
+def check_same_inputs(run_dir: Path, inputs: dict[str, str]) -> None:
+    """Refuse to resume a run folder started on other data or by another esc-tf version."""
+    path = run_dir / INPUTS_FILE
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    changed = [f"the {'dataset' if key == 'data' else 'esc-tf version'} ({before.get(key)} then, {value} now)"
+               for key, value in inputs.items() if before.get(key) != value]
+    if changed:
+        raise ConfigError(f"{run_dir}: {' and '.join(changed)} changed since this run started, so its finished "
+                          "folds cannot be resumed; run again with --restart to train it anew, or pass --run-dir "
+                          "for a new folder")
+
+
 def run_cross_validation(config: Config, runs_root: str | Path = "runs",
-                         run_dir: str | Path | None = None, progress: bool = True) -> Path:
+                         run_dir: str | Path | None = None, progress: bool = True, restart: bool = False) -> Path:
     """Validate the data, then train every requested fold (skipping finished ones).
 
     Nothing is written before the dataset has been validated and decoded, so bad input leaves
-    no run folder behind. Returns the run folder.
+    no run folder behind; the output folder is checked for writing before that. A run folder
+    resumes only on the data it started on (``inputs.json``); ``restart`` starts it anew.
+    Returns the run folder.
     """
     check_feature_config(config.features, config.audio)
     check_scoring_config(config)
@@ -237,6 +255,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     if config.train.init_from:
         config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
 
+    run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
+    check_writable(run_dir, "--runs-root or --run-dir")
     meta = data_mod.load_dataset(config)
     if config.export.deploy:
         check_budgets_before_training(config, num_classes=int(data_mod.labels(meta).max()) + 1)
@@ -249,10 +269,14 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
     transfer.check_source(config, data_mod.class_names(meta), names.tolist())
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 
-    run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
+    inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    check_same_inputs(run_dir, inputs)
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        write_json_atomic(run_dir / INPUTS_FILE, inputs)
         save_config(config, run_dir / "config.yaml")
         artifacts.record_command(run_dir)  # now, so a run stopped before its report still names what trained it
         for i, split in enumerate(splits, 1):
