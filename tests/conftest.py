@@ -47,8 +47,11 @@ CHANCE = 1e-3
 
 def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int, ...] = (1, 2, 3, 4, 5),
                  rate: int = 22050, seconds: float = 1.0, fmt: str = "wav", stereo_every: int = 4,
-                 seed: int = 0, classes: list[tuple[int, str]] = CLASSES) -> Path:
-    """Write ``root/audio/*`` and ``root/meta/esc50.csv`` in the official layout; ``CLASSES`` are ESC-10's."""
+                 seed: int = 0, classes: list[tuple[int, str]] = CLASSES, first_source: int = 100000) -> Path:
+    """Write ``root/audio/*`` and ``root/meta/esc50.csv`` in the official layout; ``CLASSES`` are ESC-10's.
+
+    File names are ``{fold}-{first_source + n}-A-{target}``: datasets with different ``first_source``
+    share no name."""
     rng = np.random.default_rng(seed)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,7 @@ def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int
     for fold in folds:
         for target, category in classes:
             for _ in range(clips_per_class_per_fold):
-                src = f"{100000 + n}"
+                src = f"{first_source + n}"
                 name = f"{fold}-{src}-A-{target}.{fmt}"
                 audio = synth_clip(target, seconds, rate, rng)
                 if stereo_every and n % stereo_every == 0:
@@ -69,6 +72,19 @@ def make_dataset(root: Path, clips_per_class_per_fold: int = 2, folds: tuple[int
                 n += 1
     pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
     return root
+
+
+def held_out_hits(model: Path, root: Path, classes: list[tuple[int, str]] = CLASSES,
+                  clips_per_class: int = 8) -> tuple[int, int]:
+    """Correct clips and clips of ``model`` on a fresh synthetic dataset under ``root``: new draws, new
+    names, never trained on. Scoring is cheap, so learning tests score many more clips than they train on."""
+    from esc_tf.stages.evaluate import evaluate_on_dataset
+
+    fresh = make_dataset(root, clips_per_class_per_fold=clips_per_class, folds=(1,), seed=2024, classes=classes,
+                         first_source=900000)
+    metrics = evaluate_on_dataset(model, fresh, progress=False)
+    assert metrics["clips_seen_in_training"] == 0 and metrics["skipped_unknown_class"] == 0
+    return int(np.trace(metrics["confusion_matrix"])), metrics["clips"]
 
 
 MFCC_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "mfcc_cnn.yaml"

@@ -17,7 +17,7 @@ from esc_tf.stages import train
 from esc_tf.models import transfer
 from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
 from esc_tf.models.networks import build_model
-from tests.conftest import CLASSES, OTHER_CLASSES, make_dataset, small_config
+from tests.conftest import CHANCE, CLASSES, OTHER_CLASSES, chance_of_at_least, held_out_hits, make_dataset, small_config
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,10 @@ def test_a_run_starts_from_the_source_and_reports_it(source_run, mixed_dataset, 
     write_run_report(run_dir, 0.0)
     assert len(loaded) == 1 and loaded[0].output_shape[-1] == 2  # fold 1 began from the 2-class model
     result = json.loads((run_dir / "fold1" / "result.json").read_text())
-    assert result["accuracy"] > 1 / 3
+    assert len(result["y_pred"]) == 6
+    # two epochs from another task's features reach about 2/3 here: 48 clips keep a clear margin
+    hits, clips = held_out_hits(run_dir / "fold1" / "model.keras", tmp_path / "held_out", clips_per_class=16)
+    assert chance_of_at_least(hits, clips, 3) < CHANCE, (hits, clips)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["init_from"]["model_dir"] == str((source_run / "deploy").resolve())
     assert report["init_from"]["classes"] == 2 and report["init_from"]["train_seconds"] > 0
