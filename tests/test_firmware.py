@@ -352,12 +352,13 @@ def test_arduino_sketch_is_flat_and_compiles_with_arduino_defined(exported, tmp_
     assert not [n for n in names if n.endswith(".cc") or n.startswith(("host_", "test_"))]
     assert (sketch / "frontend_tables.h").read_text() == (exported.deploy / "frontend_tables.h").read_text()
     cxx = shutil.which("c++") or shutil.which("g++")
-    if cxx:
-        for name in ("main.cpp", "model_runner.cpp"):
-            done = subprocess.run([cxx, "-std=c++11", "-DARDUINO=10819", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                                   "-I", str(sketch), "-I", str(TFLM_STUB), "-fsyntax-only", str(sketch / name)],
-                                  capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
+    if cxx is None:
+        pytest.skip("no C++ compiler found: the sketch was written and checked but not compiled")
+    for name in ("main.cpp", "model_runner.cpp"):
+        done = subprocess.run([cxx, "-std=c++11", "-DARDUINO=10819", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                               "-I", str(sketch), "-I", str(TFLM_STUB), "-fsyntax-only", str(sketch / name)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
 
 
 # --------------------------------------------------------------------------- benchmark
