@@ -1,9 +1,11 @@
 """The C front end (firmware_stub/frontend) against tf.signal, CMSIS-DSP and itself.
 
 Parity criterion, stated once: on raw (un-normalised) features, elementwise
-``|c - tf| <= 1e-4 * max(1, |tf|)``. Normalised outputs are held to the same bound in raw
-units, ``|c_n - tf_n| * std <= 1e-4 * max(1, |tf_raw|)`` (dividing by std scales the error
-and nothing else). Test signals are tones plus noise 20-30 dB below them at amplitudes
+``|c - tf| <= TOL * max(1, |tf|)``. Normalised outputs are held to the same bound in raw
+units, ``|c_n - tf_n| * std <= TOL * max(1, |tf_raw|)`` (dividing by std scales the error
+and nothing else). ``TOL`` is 1e-5, about 1.5 times the largest error measured (6.5e-6); the
+1024-point, 128-mel front end and the CMSIS-DSP build have their own bounds, as measured
+(firmware_stub/frontend/README.md lists every measurement). Test signals are tones plus noise 20-30 dB below them at amplitudes
 from 0.9 down to 1e-5: both tf.signal and the C code are float32, and a noiseless tone
 leaves mel bands at float32 rounding level, where log() makes any two float32 FFTs
 disagree (for a 0.3-amplitude 440 Hz tone tf.signal itself was 0.09 away from float64).
@@ -32,7 +34,10 @@ from tests.conftest import MFCC_RECIPE
 
 SOURCES = Path(__file__).resolve().parents[2] / "firmware_stub" / "frontend"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-TOL = 1e-4
+TOL = 1e-5  # worst measured 6.5e-6 (the default front end)
+# A 1024-point FFT into 128 mels sums more float32 terms per band: worst measured 1.7e-5.
+TOL_BY_CONFIG = {"logmel_128mel_hop256": 2.5e-5}
+TOL_CMSIS = 2e-5  # CMSIS-DSP's arm_rfft_fast_f32 (another FFT) vs tf.signal: worst measured 1.2e-5
 SR = 16000
 
 # Shim for the CMSIS build: only the declarations frontend.c uses; the definitions come
@@ -276,7 +281,7 @@ def test_matches_tf_signal(builds, name):
         raw, _ = b.run(x, "-r")
         worst = max(worst, raw_error(raw, tf_raw))
     print(f"{name}: max normalised-criterion error vs tf.signal {worst:.2e}")
-    assert worst <= TOL
+    assert worst <= TOL_BY_CONFIG.get(name, TOL)
 
 
 def test_int16_input_matches_the_python_scaling(builds):
@@ -337,7 +342,7 @@ def test_cmsis_build_uses_arm_rfft_fast_f32(builds, tmp_path):
         worst_tf = max(worst_tf, normalized_error(ours, tf_features(x, portable.config), portable.norm))
         worst_portable = max(worst_portable, raw_error(cmsis.run(x, "-r")[0], portable.run(x, "-r")[0]))
     print(f"CMSIS build vs tf.signal {worst_tf:.2e}; vs portable build {worst_portable:.2e}")
-    assert worst_tf <= TOL and worst_portable <= TOL
+    assert worst_tf <= TOL_CMSIS and worst_portable <= TOL
 
 
 # --------------------------------------------------------------------------- streaming
