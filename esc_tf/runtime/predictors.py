@@ -16,11 +16,11 @@ import tf_keras as keras
 from tflite_micro import runtime as tflm_runtime
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from esc_tf.audio.features import feature_shape
-from esc_tf.native_logs import native_notices_filtered
-from esc_tf.artifacts import META_FILE, ModelError, ModelMeta
 from esc_tf import pipeline
+from esc_tf.artifacts import META_FILE, ModelError, ModelMeta
+from esc_tf.audio.features import feature_shape
 from esc_tf.config import Config
+from esc_tf.native_logs import native_notices_filtered
 
 TFLM_PROBE_ARENA = 8 * 1024 * 1024
 
@@ -33,8 +33,13 @@ class Predictor(Protocol):
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 as TFLite does (round half away from zero, then clamp)."""
-    v = np.asarray(x, np.float64) / scale
+    """float -> int8 as TFLite's QUANTIZE reference kernel and TFLM do: ``x / scale`` in float32, rounded
+    half away from zero, plus the zero point, clamped (the firmware's ``frontend_quantize`` too).
+
+    The division must be float32: in float64 a value a hair below a .5 tie stays below it, where
+    float32 lands on the tie and rounds away. (LiteRT's optimised x86 kernel rounds ties to even: it
+    is not what a device runs.)"""
+    v = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)  # the +0.5 below is exact in float64
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 

@@ -6,7 +6,8 @@ From ``model_int8.tflite`` + ``model_meta.json`` the export's own generators reb
 samples by make_golden. Any difference is reported.
 
 The arena lines of ``model_settings.h`` hold a measurement of the TFLM runtime installed
-at export time (``tflite-micro`` is not pinned), so they are compared differently: the
+at export time (requirements.txt pins ``tflite-micro``, but an install may hold another version),
+so they are compared differently: the
 header is regenerated with the committed arena numbers, and the committed
 ``kTensorArenaSize`` must still be at least what the installed TFLM measures now.
 
@@ -19,10 +20,10 @@ import re
 import sys
 from pathlib import Path
 
-from esc_tf.stages import export
 from esc_tf.artifacts import META_FILE, ModelMeta
-from esc_tf.runtime.predictors import measure_arena
 from esc_tf.codegen.frontend_tables import frontend_header
+from esc_tf.runtime.predictors import measure_arena
+from esc_tf.stages import export
 from firmware_stub.tools import make_golden
 
 MODEL = "model_int8.tflite"

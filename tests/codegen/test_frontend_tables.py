@@ -27,9 +27,15 @@ import pytest
 
 from esc_tf import artifacts
 from esc_tf.audio import features as F
+from esc_tf.runtime import predictors
+from esc_tf.codegen.frontend_tables import (
+    dense_mel,
+    frontend_fingerprint,
+    frontend_header,
+    sparse_mel,
+    write_frontend_header,
+)
 from esc_tf.config import Config, load_config, with_values
-from esc_tf.codegen.frontend_tables import (dense_mel, frontend_fingerprint, frontend_header, sparse_mel,
-                                            write_frontend_header)
 from tests.conftest import MFCC_RECIPE
 
 SOURCES = Path(__file__).resolve().parents[2] / "firmware_stub" / "frontend"
@@ -390,13 +396,6 @@ def test_first_frame_is_samples_zero_to_frame_length(builds):
 
 # --------------------------------------------------------------------------- int8
 
-def tflite_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """TFLite AffineQuantize: round half away from zero of float32 x / scale, + zp, clamp."""
-    v = np.asarray(x, np.float32) / np.float32(scale)
-    rounded = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    return np.clip(rounded + zero_point, -128, 127).astype(np.int8)
-
-
 def test_quantize_matches_tflite_rounding(tmp_path):
     config = make_config()
     b = build(tmp_path / "q", config, artifacts.Normalization.identity(13), main=QUANTIZE_MAIN)
@@ -407,8 +406,8 @@ def test_quantize_matches_tflite_rounding(tmp_path):
                             [0.0, -0.0, 1e30, -1e30, 127 * scale, -128 * scale]]).astype(np.float32)
         done = subprocess.run([str(b.exe), repr(scale), str(zp)], input=x.tobytes(), capture_output=True,
                               check=True)
-        np.testing.assert_array_equal(np.frombuffer(done.stdout, np.int8), tflite_quantize(x, scale, zp))
-    assert tflite_quantize(np.float32([0.25, -0.25, 0.75]), 0.5, 0).tolist() == [1, -1, 2]
+        # predictors.quantize is TFLite's QUANTIZE op, value for value (tests/runtime/test_predictors.py)
+        np.testing.assert_array_equal(np.frombuffer(done.stdout, np.int8), predictors.quantize(x, scale, zp))
 
 
 def test_host_quantized_output_matches_float_output(builds):
@@ -416,4 +415,4 @@ def test_host_quantized_output_matches_float_output(builds):
     x = signal(0.5, 0.3, 0.1, seed=50)
     floats, _ = b.run(x)
     q, _ = b.run(x, "-q", "0.05", "-3")
-    np.testing.assert_array_equal(q, tflite_quantize(floats, 0.05, -3))
+    np.testing.assert_array_equal(q, predictors.quantize(floats, 0.05, -3))
