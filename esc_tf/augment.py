@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from esc_tf.config import AugmentConfig, ConfigError, FeatureConfig
 from esc_tf.audio.features import check_mel_shift, mel_magnitudes
+from esc_tf.config import AugmentConfig, ConfigError, FeatureConfig
 
 
 def _clips(mel: tf.Tensor) -> tf.Tensor:

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf import augment
-from esc_tf.config import Config
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import compute_features, feature_shape, features_from_mel, mel_magnitudes
+from esc_tf.config import Config
 
 if TYPE_CHECKING:
     from esc_tf.teachers.distill import Teacher

@@ -12,7 +12,6 @@ training clips only (:func:`normalization_stats`) and shipped to the device as c
 """
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow as tf
 

@@ -20,6 +20,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_set_argument(parser, "override prune.* / export.* options of the run's config (with --rescore, "
                              "model.time_rolls and model.mel_shifts too)")
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
+    parser.add_argument("--publish", action="store_true",
+                        help="replace the model already published in export.publish_dir (tflite/)")
     parser.add_argument("--rescore", action="store_true",
                         help="score every fold's saved model again with new scoring options (--set "
                              "model.time_rolls=N, model.mel_shifts=K), rewriting the run's scores; no retraining, "
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if args.rescore:
         rescore(run_dir, args.set)
     else:
-        run_edge_stages(run_dir, args.set, deploy_model=False if args.no_deploy else None)
+        run_edge_stages(run_dir, args.set, deploy_model=False if args.no_deploy else None,
+                        replace_published=args.publish)
     write_run_report(run_dir, time.time() - started)
     print(f"report: {run_dir / 'report.md'}")
     return 0

@@ -6,8 +6,16 @@ import sys
 from dataclasses import asdict
 
 from esc_tf.artifacts import write_json_atomic
-from esc_tf.stages.predict import (AUDIO_EXTENSIONS, DEFAULT_MODEL, FLOAT_MODEL, Classifier, FileResult, audio_files,
-                                   classify_file, format_result)
+from esc_tf.stages.predict import (
+    AUDIO_EXTENSIONS,
+    DEFAULT_MODEL,
+    FLOAT_MODEL,
+    Classifier,
+    FileResult,
+    audio_files,
+    classify_file,
+    format_result,
+)
 
 DESCRIPTION = """Classify audio files through the training front end.
 

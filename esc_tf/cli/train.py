@@ -33,6 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     parser.add_argument("--runs-root", default="runs", help="where run folders are made (default: runs)")
     parser.add_argument("--run-dir", help="use this run folder instead of the derived one")
+    parser.add_argument("--publish", action="store_true",
+                        help="replace the model already published in export.publish_dir (tflite/)")
     parser.add_argument("--restart", action="store_true",
                         help="delete the run folder's finished folds and train it anew (once the data is validated)")
     parser.set_defaults(handler=run)
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     config = ensure_dataset(config_from_args(args), explicit=bool(args.data_dir))
     run_dir = run_cross_validation(config, args.runs_root, args.run_dir, restart=args.restart)
     if config.export.edge_eval or config.export.deploy:
-        run_edge_stages(run_dir)
+        run_edge_stages(run_dir, replace_published=args.publish)
     summary = write_run_report(run_dir, time.time() - started)
     print(summary_table(summary))
     print(f"report: {run_dir / 'report.md'}")

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from esc_tf.codegen.c_source import banner, float_array, float_literal, int_array, with_guard
-from esc_tf.artifacts import write_text_atomic
-from esc_tf.config import Config
-from esc_tf.artifacts import Normalization
+from esc_tf.artifacts import Normalization, write_text_atomic
 from esc_tf.audio.features import check_feature_config, frontend_tables, num_coefficients
+from esc_tf.codegen.c_source import banner, float_array, float_literal, int_array, with_guard
+from esc_tf.config import Config
 
 HEADER_NAME = "frontend_tables.h"
 IMPLEMENTATION_MACRO = "FRONTEND_TABLES_IMPLEMENTATION"

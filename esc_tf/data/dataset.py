@@ -105,8 +105,8 @@ def read_metadata(data_dir: str | Path) -> pd.DataFrame:
     meta["category"] = meta["category"].str.strip()
     if (meta["filename"] == "").any():
         _fail(csv, f"empty filename on line {int(np.argmax(meta['filename'] == '')) + 2}")
-    outside = [i for i, name in enumerate(meta["filename"]) if PurePath(name).is_absolute() or ".." in PurePath(name).parts
-               or PureWindowsPath(name).is_absolute()]
+    outside = [i for i, name in enumerate(meta["filename"])
+               if PurePath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ".." in PurePath(name).parts]
     if outside:
         _fail(csv, f"line {outside[0] + 2}: filename {meta['filename'][outside[0]]!r} points outside audio/; "
                    "list files by their name inside the audio folder")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from esc_tf.config import Config, ConfigError, check_same_front_end, option_value, options_with_role
 from esc_tf.artifacts import META_FILE, MODEL_FILE, ModelMeta
+from esc_tf.config import Config, ConfigError, check_same_front_end, option_value, options_with_role
 
 
 def source_dir(config: Config) -> Path | None:

@@ -33,9 +33,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from esc_tf.config import Config
 from esc_tf.data import dataset as data_mod
 from esc_tf.reporting import plots as viz
-from esc_tf.config import Config
 
 MAX_OFFENDER_ROWS = 200
 STYLE = """

@@ -25,9 +25,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from esc_tf import artifacts
-from esc_tf.data import dataset as data_mod
 from esc_tf.audio import features as feat
 from esc_tf.config import Config
+from esc_tf.data import dataset as data_mod
 
 tf.get_logger().setLevel("ERROR")  # as esc_tf.train: tf.data notices about the resampling op drown the output
 

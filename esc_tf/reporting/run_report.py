@@ -15,14 +15,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from esc_tf.artifacts import write_json_atomic, write_text_atomic
-from esc_tf.artifacts import (DEPLOY_DIR, META_FILE, MODEL_FILE, RESULT_FILE, ModelError, ModelMeta, invocation,
-                              load_fold_result, package_versions, record_command, relative_path)
+from esc_tf.artifacts import (
+    DEPLOY_DIR,
+    META_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    ModelError,
+    ModelMeta,
+    invocation,
+    load_fold_result,
+    package_versions,
+    record_command,
+    relative_path,
+    write_json_atomic,
+    write_text_atomic,
+)
+from esc_tf.config import Config, ExportConfig, load_config
 from esc_tf.models import transfer
 from esc_tf.reporting import plots as viz
-from esc_tf.config import Config, ExportConfig, load_config
-from esc_tf.stages.export import budget_excess
 from esc_tf.reporting.plots import EDGE_VARIANTS
+from esc_tf.stages.export import budget_excess
 
 if TYPE_CHECKING:
     from esc_tf.artifacts import FoldResult

@@ -19,11 +19,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from esc_tf.data import dataset as data_mod
 from esc_tf import pipeline
-from esc_tf.config import Config
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import num_coefficients
+from esc_tf.config import Config
+from esc_tf.data import dataset as data_mod
 
 
 def pooled_statistics(features: np.ndarray) -> np.ndarray:

@@ -19,24 +19,32 @@ import numpy as np
 import pandas as pd
 import tf_keras as keras
 
-from esc_tf.artifacts import save_config
-from esc_tf.artifacts import write_bytes_atomic
-from esc_tf.artifacts import DEPLOY_DIR, EDGE_FILE
-from esc_tf.data import dataset as data_mod
 from esc_tf import pipeline
-from esc_tf.models import transfer
-from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role
-from esc_tf.teachers.distill import check_teachers, load_teacher
-from esc_tf.artifacts import MODEL_FILE, ModelMeta
-from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
-from esc_tf.stages.export import gzip_size, measure_arena, write_deployment
-from esc_tf.artifacts import Normalization
+from esc_tf.artifacts import (
+    DEPLOY_DIR,
+    EDGE_FILE,
+    META_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    FoldResult,
+    ModelMeta,
+    Normalization,
+    load_fold_result,
+    save_config,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from esc_tf.audio.features import check_scoring_config, views_per_clip
+from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role
+from esc_tf.data import dataset as data_mod
+from esc_tf.models import transfer
 from esc_tf.models.networks import count_macs, recalibrate_batch_norm
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
-from esc_tf.artifacts import RESULT_FILE, FoldResult, write_json_atomic, load_fold_result
+from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
+from esc_tf.stages.export import gzip_size, measure_arena, write_deployment
 from esc_tf.stages.train import fit_model, training_loss
+from esc_tf.teachers.distill import check_teachers, load_teacher
 
 
 def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
@@ -107,8 +115,36 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
     return result
 
 
-def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config) -> dict:
-    """Train on all clips, prune, quantise and export; returns the export summary."""
+PUBLISHED_MODEL = "model_int8.tflite"
+PUBLISHED_FILES = ("model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h",
+                   "model_op_resolver.h", "frontend_tables.h", "export.json", META_FILE)
+
+
+def publish_target(config: Config, replace_published: bool) -> Path | None:
+    """Where the export is mirrored: ``export.publish_dir``, unless it already holds a published model and
+    ``replace_published`` is not given (a committed model is not replaced by accident)."""
+    if not config.export.publish_dir:
+        return None
+    target = Path(config.export.publish_dir)
+    if (target / PUBLISHED_MODEL).is_file() and not replace_published:
+        print(f"[deploy] {target}/ already holds a published model: not replaced (pass --publish to replace "
+              "it)", flush=True)
+        return None
+    return target
+
+
+def publish_export(out_dir: Path, target: Path) -> None:
+    """Mirror a finished export's deployable files into ``target``, each written whole."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PUBLISHED_FILES:
+        if (out_dir / name).is_file():
+            write_bytes_atomic(target / name, (out_dir / name).read_bytes())
+
+
+def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
+           publish_dir: Path | None = None) -> dict:
+    """Train on all clips, prune, quantise and export (mirrored to ``publish_dir`` when given); returns the
+    export summary."""
     start = time.time()
     check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
     transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
@@ -130,12 +166,13 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config)
              "trained_on_clips": len(model_meta.trained_on), "calibration_clips": len(calibration_rows),
              "wall_seconds": time.time() - start}
     return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
-                            extra=extra, publish_dir=config.export.publish_dir or None)
+                            extra=extra, publish_dir=publish_dir)
 
 
 def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_model: bool | None = None,
-                    progress: bool = True) -> None:
-    """Per-fold comparison for every finished fold without one, then the deployment export."""
+                    progress: bool = True, replace_published: bool = False) -> None:
+    """Per-fold comparison for every finished fold without one, then the deployment export, mirrored to
+    ``export.publish_dir`` (:func:`publish_target`)."""
 
     config, meta, waves, _ = run_clips(run_dir, overrides or [], progress)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
@@ -151,14 +188,18 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
                   f"int8 TFLM {v['int8_tflm']['accuracy']:.4f}, agreement "
                   f"{r['agreement']['keras_float_vs_int8_tflm']:.4f}", flush=True)
     if config.export.deploy if deploy_model is None else deploy_model:
+        target = publish_target(config, replace_published)
         if (run_dir / DEPLOY_DIR / "export.json").is_file():
             print("[deploy] already exported, skipping", flush=True)
+            if target is not None:
+                publish_export(run_dir / DEPLOY_DIR, target)
+                print(f"[deploy] published to {target}/", flush=True)
         else:
             print(f"[deploy] training the deployment model on all {len(meta)} clips", flush=True)
-            summary = deploy(run_dir, meta, waves, config)
+            summary = deploy(run_dir, meta, waves, config, target)
             print(f"[deploy] int8 model {summary['int8_tflite_bytes']} bytes, TFLM arena "
                   f"{summary['arena_size_bytes']} bytes -> {run_dir / DEPLOY_DIR}"
-                  + (f" and {config.export.publish_dir}/" if config.export.publish_dir else ""), flush=True)
+                  + (f" and {target}/" if target is not None else ""), flush=True)
 
 
 def run_clips(run_dir: Path, overrides: list[str], progress: bool = False

@@ -18,7 +18,6 @@ from esc_tf.data import dataset as data_mod
 from esc_tf.data.dataset import DatasetError
 from esc_tf.runtime.predictors import clip_scores, load_predictor
 
-
 # --------------------------------------------------------------------------- metrics
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:

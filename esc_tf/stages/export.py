@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from esc_tf.codegen import c_source as cg
-from esc_tf.config import Config, ExportConfig
 from esc_tf.artifacts import ModelError, ModelMeta
-from esc_tf.runtime.predictors import measure_arena
 from esc_tf.audio.features import feature_shape
+from esc_tf.codegen import c_source as cg
 from esc_tf.codegen.frontend_tables import frontend_fingerprint, frontend_header
+from esc_tf.config import Config, ExportConfig
+from esc_tf.runtime.predictors import measure_arena
 
 MODEL_ARRAY = "g_model_data"
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from esc_tf.data import dataset as data_mod
 from esc_tf import pipeline
-from esc_tf.config import AudioConfig
-from esc_tf.data.dataset import DatasetError
 from esc_tf.artifacts import ModelError, ModelMeta
+from esc_tf.config import AudioConfig
+from esc_tf.data import dataset as data_mod
+from esc_tf.data.dataset import DatasetError
 from esc_tf.runtime.predictors import Predictor, clip_scores, load_predictor
 
 INT8_MODEL = "model_int8.tflite"

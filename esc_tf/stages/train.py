@@ -21,26 +21,29 @@ import tensorflow as tf
 import tf_keras as keras
 from sklearn.metrics import accuracy_score
 
-from esc_tf import __version__
-from esc_tf.artifacts import INPUTS_FILE, check_writable
-from esc_tf.artifacts import save_config
-from esc_tf.artifacts import FoldResult, RESULT_FILE, load_fold_result, write_json_atomic
-from esc_tf import artifacts
+from esc_tf import __version__, artifacts, augment, pipeline
+from esc_tf.artifacts import (
+    INPUTS_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    FoldResult,
+    ModelMeta,
+    Normalization,
+    check_writable,
+    load_fold_result,
+    save_config,
+    write_json_atomic,
+)
+from esc_tf.audio.features import check_feature_config, check_scoring_config, feature_shape, normalization_stats
+from esc_tf.config import MOVED, RETIRED, Config, ConfigError, option_value, options_with_role, value_before, with_value
 from esc_tf.data import dataset as data_mod
-from esc_tf import augment
-from esc_tf import pipeline
-from esc_tf.models import transfer
-from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, option_value, options_with_role, value_before,
-                           with_value)
 from esc_tf.data.dataset import Split
-from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
-from esc_tf.artifacts import MODEL_FILE, ModelMeta
+from esc_tf.models import transfer
+from esc_tf.models.networks import build_model, recalibrate_batch_norm
 from esc_tf.runtime.predictors import clip_scores, keras_predictor
 from esc_tf.stages.export import check_budgets_before_training
 from esc_tf.stages.progress import EpochProgress
-from esc_tf.artifacts import Normalization
-from esc_tf.audio.features import check_feature_config, check_scoring_config, feature_shape, normalization_stats
-from esc_tf.models.networks import build_model, recalibrate_batch_norm
+from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
 
 # Retired options that run-folder hashes held from the start (the others came late, and at their defaults were
 # left out): hashed at the value they implied, so a run folder named while they existed keeps its name.

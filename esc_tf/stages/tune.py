@@ -22,8 +22,7 @@ import numpy as np
 import optuna
 import yaml
 
-from esc_tf.artifacts import write_json_atomic, write_text_atomic
-from esc_tf.artifacts import FoldResult, load_fold_result
+from esc_tf.artifacts import FoldResult, load_fold_result, write_json_atomic, write_text_atomic
 from esc_tf.config import Config, ConfigError, with_value
 from esc_tf.data.dataset import load_dataset
 from esc_tf.stages.train import run_cross_validation, run_dir_for

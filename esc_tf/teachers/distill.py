@@ -24,10 +24,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from esc_tf.artifacts import META_FILE, MODEL_FILE, ModelMeta, Normalization
 from esc_tf.config import Config, ConfigError, check_same_front_end
 from esc_tf.models import transfer
-from esc_tf.artifacts import META_FILE, MODEL_FILE, ModelMeta
-from esc_tf.artifacts import Normalization
 
 BATCH = 256  # teacher inference chunk: bounds the activations held at once
 

@@ -12,19 +12,18 @@ import pytest
 import tensorflow as tf
 from tflite_micro import runtime as tflm_runtime
 
-from esc_tf.reporting.run_report import write_run_report
-from esc_tf.cli.main import main as cli_main
 from esc_tf import artifacts
-from esc_tf.stages import evaluate as evaluate_stage
-from esc_tf.codegen import c_source as c_codegen
-from esc_tf.stages import deploy as edge
-from esc_tf.runtime import predictors as evaluate
-from esc_tf.stages import export
-from esc_tf.stages import train
-from esc_tf.config import ExportConfig, load_config, with_value, with_values
 from esc_tf.artifacts import ModelError, ModelMeta
-from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
+from esc_tf.cli.main import main as cli_main
+from esc_tf.codegen import c_source as c_codegen
+from esc_tf.config import ExportConfig, load_config, with_value, with_values
 from esc_tf.quantize import representative_indices
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.runtime import predictors as evaluate
+from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
+from esc_tf.stages import deploy as edge
+from esc_tf.stages import evaluate as evaluate_stage
+from esc_tf.stages import export, train
 from tests.conftest import small_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,3 +307,20 @@ def test_interpreter_parity_finds_the_reference_kernels_identical_to_tflm(edge_r
         assert set(cells) == {"tflm", "litert_default", "litert_optimized", "litert_reference"}
         assert cells["tflm"] == ["0.00000", "0.0000", f"{edge_result['variants']['int8_tflm']['accuracy']:.4f}"]
         assert cells["litert_reference"][:2] == ["0.00000", "0.0000"]
+
+
+def test_a_published_model_is_replaced_only_when_asked(exported_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    target = tmp_path / "published"
+    exported = (run / "deploy" / "model_int8.tflite").read_bytes()
+    overrides = [f"export.publish_dir={target}"]
+    edge.run_edge_stages(run, overrides, progress=False)  # an empty folder: published
+    assert (target / "model_int8.tflite").read_bytes() == exported
+    assert (target / "model_meta.json").read_text() == (run / "deploy" / "model_meta.json").read_text()
+    (target / "model_int8.tflite").write_bytes(b"the model published before")
+    edge.run_edge_stages(run, overrides, progress=False)
+    assert (target / "model_int8.tflite").read_bytes() == b"the model published before"
+    assert "already holds a published model: not replaced (pass --publish" in capsys.readouterr().out
+    edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
+    assert (target / "model_int8.tflite").read_bytes() == exported
