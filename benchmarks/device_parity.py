@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from esc_tf.data import dataset as data_mod  # noqa: E402
-from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.artifacts import ModelMeta  # noqa: E402
 from esc_tf.audio.features import views_per_clip  # noqa: E402
+from esc_tf.config import apply_override  # noqa: E402
+from esc_tf.data import dataset as data_mod  # noqa: E402
 from firmware_stub.tools import host_build, reference  # noqa: E402
 
 

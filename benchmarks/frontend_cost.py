@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from esc_tf import artifacts
 from esc_tf.audio import features as F  # noqa: E402
-from esc_tf.config import Config, apply_overrides  # noqa: E402
 from esc_tf.codegen.frontend_tables import sparse_mel, write_frontend_header  # noqa: E402
+from esc_tf.config import Config, apply_overrides  # noqa: E402
 
 SOURCES = Path(__file__).resolve().parents[1] / "firmware_stub" / "frontend"
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os", "-std=c99",

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf import pipeline  # noqa: E402
 from esc_tf.config import Config  # noqa: E402
-from esc_tf.stages.deploy import fold_model_and_test_features, run_clips  # noqa: E402
+from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf.reporting.run_report import write_benchmark_table  # noqa: E402
 from esc_tf.runtime.predictors import LITERT_KERNELS, LiteRTPredictor, TFLMPredictor, softmax  # noqa: E402
+from esc_tf.stages.deploy import fold_model_and_test_features, run_clips  # noqa: E402
 
 
 def compare_fold(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], labels: np.ndarray,

@@ -19,16 +19,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-import esc_tf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import librosa
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf.data import dataset as data
+import esc_tf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from esc_tf import pipeline
-from esc_tf.config import Config, load_config, with_value
 from esc_tf.audio.features import feature_shape, normalization_stats
+from esc_tf.config import Config, load_config, with_value
+from esc_tf.data import dataset as data
 from esc_tf.models.networks import build_model
 
 

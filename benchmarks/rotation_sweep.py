@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf import pipeline  # noqa: E402
 from esc_tf.config import Config, with_value  # noqa: E402
-from esc_tf.stages.deploy import fold_model_and_test_features, run_clips  # noqa: E402
+from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf.reporting.run_report import write_benchmark_table  # noqa: E402
 from esc_tf.runtime.predictors import softmax  # noqa: E402
+from esc_tf.stages.deploy import fold_model_and_test_features, run_clips  # noqa: E402
 
 
 def rotation_probabilities(model: keras.Model, feats: np.ndarray, config: Config, rolls: int,

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from esc_tf import artifacts
-from esc_tf.artifacts import (META_FILE, ModelError, ModelMeta, Normalization, invocation, relative_path,
-                              write_bytes_atomic, write_json_atomic)
+from esc_tf.artifacts import (
+    META_FILE,
+    ModelError,
+    ModelMeta,
+    Normalization,
+    invocation,
+    relative_path,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from esc_tf.config import Config
 
 

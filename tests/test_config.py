@@ -8,8 +8,20 @@ from pathlib import Path
 import pytest
 
 from esc_tf.artifacts import save_config
-from esc_tf.config import (MOVED, RETIRED, Config, ConfigError, apply_override, config_from_dict, describe_options,
-                           load_config, option_fields, options_with_role, with_value, with_values)
+from esc_tf.config import (
+    MOVED,
+    RETIRED,
+    Config,
+    ConfigError,
+    apply_override,
+    config_from_dict,
+    describe_options,
+    load_config,
+    option_fields,
+    options_with_role,
+    with_value,
+    with_values,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,6 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT = 120
 

@@ -5,9 +5,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf.stages import train
 from esc_tf.config import Config, with_values
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
+from esc_tf.stages import train
 
 
 def _fine_tuned_kernel(loss: keras.losses.Loss) -> tuple[np.ndarray, np.ndarray]:

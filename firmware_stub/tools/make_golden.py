@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from esc_tf import artifacts
-from esc_tf.codegen import c_source as cg
 from esc_tf.artifacts import ModelMeta
 from esc_tf.audio.features import feature_shape
+from esc_tf.codegen import c_source as cg
 from esc_tf.codegen.frontend_tables import frontend_fingerprint
 from firmware_stub.tools import reference
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from esc_tf.runtime import predictors as evaluate
 from esc_tf import pipeline
 from esc_tf.artifacts import ModelMeta
+from esc_tf.runtime import predictors as evaluate
 from esc_tf.stages.export import io_quantization
 
 

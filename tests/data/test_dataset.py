@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_io as tfio
 
 from esc_tf.cli.main import main as cli_main
-from esc_tf.data import dataset as data
 from esc_tf.config import AudioConfig, Config, DataConfig
+from esc_tf.data import dataset as data
 from esc_tf.data.dataset import DatasetError
 from tests.conftest import make_dataset
 

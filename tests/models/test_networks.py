@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from esc_tf.config import Config, ConfigError, ModelConfig, load_config, option_fields, with_value, with_values
 from esc_tf.artifacts import ModelError
-from esc_tf.stages.export import check_budgets_before_training, int8_before_training
 from esc_tf.audio.features import feature_shape
+from esc_tf.config import Config, ConfigError, ModelConfig, load_config, option_fields, with_value, with_values
 from esc_tf.models.networks import PRESETS, build_model
 from esc_tf.quantize import to_int8_tflite
+from esc_tf.stages.export import check_budgets_before_training, int8_before_training
 
 
 def test_seed_preset_is_the_original_design():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import io
 import os
 from pathlib import Path
@@ -13,12 +12,12 @@ import pytest
 import soundfile as sf
 from matplotlib.figure import Figure
 
-from esc_tf.data import dataset as data
-from esc_tf.audio import features
-from esc_tf.reporting import run_report as report
-from esc_tf.reporting import plots as viz
-from esc_tf.config import Config, with_value
 from esc_tf.artifacts import FoldResult
+from esc_tf.audio import features
+from esc_tf.config import Config, with_value
+from esc_tf.data import dataset as data
+from esc_tf.reporting import plots as viz
+from esc_tf.reporting import run_report as report
 from tests.conftest import make_dataset
 
 SILENT, NEAR_SILENT, CLIPPED = "1-100000-A-0.wav", "1-100001-A-10.wav", "2-100005-A-41.wav"

@@ -6,11 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-from esc_tf.cli.main import main as cli_main
 from esc_tf import artifacts
-from esc_tf.reporting import run_report as report
-from esc_tf.config import FeatureConfig, load_config, with_values
 from esc_tf.artifacts import MODEL_FILE, ModelMeta
+from esc_tf.cli.main import main as cli_main
+from esc_tf.config import FeatureConfig, load_config, with_values
+from esc_tf.reporting import run_report as report
 from esc_tf.reporting.tables import features_label, write_docs_tables
 
 
