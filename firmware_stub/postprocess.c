@@ -48,7 +48,7 @@ int postprocess_top_k(const float *scores, int n, int k, int *indices) {
 
 int postprocess_update(postprocess_t *p, const int8_t *output, postprocess_result_t *result) {
   float *row = p->history[p->next], view[kCategoryCount];
-  int i, r, best;
+  int i, r, best = 0;  /* initialised: GCC -O3 -Werror cannot see that top_k always writes it */
   postprocess_dequantize(output, kCategoryCount, kOutputScale, kOutputZeroPoint, view);
   postprocess_softmax(view, kCategoryCount);
   for (i = 0; i < kCategoryCount; i++) p->views_sum[i] = (p->views_in ? p->views_sum[i] : 0.0f) + view[i];
