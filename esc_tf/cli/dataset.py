@@ -58,7 +58,7 @@ def run_check(args: argparse.Namespace) -> int:
     config = apply_overrides(Config(), args.set)
     if args.data_dir:
         config = with_value(config, "data.data_dir", args.data_dir)
-    meta = read_metadata(config.resolved_data_dir())
+    meta = read_metadata(config.resolved_data_dir(), keep_unreadable=True)
     # decoded as training decodes it (and cached for it): a clip train would refuse is refused here too
     load_waveforms(meta, config.audio, config.data.cache_dir)
     print(f"{len(meta)} clips, {meta['target'].nunique()} classes, folds "

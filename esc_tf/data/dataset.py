@@ -78,12 +78,14 @@ def _bool_column(meta: pd.DataFrame, column: str, csv: Path) -> pd.Series:
     return text.map(mapping).astype(bool)
 
 
-def read_metadata(data_dir: str | Path) -> pd.DataFrame:
-    """Read and validate ``meta/esc50.csv`` and the audio files it names.
+def read_metadata(data_dir: str | Path, keep_unreadable: bool = False) -> pd.DataFrame:
+    """Read and validate ``meta/esc50.csv`` and the headers of the audio files it names.
 
-    Returns the table with extra columns ``path``, ``sample_rate``, ``channels``,
-    ``frames`` and ``decoder``. Raises :class:`DatasetError` naming the file and the
-    problem for anything unusable.
+    Returns the table with extra columns ``path``, ``sample_rate``, ``channels``, ``frames``,
+    ``decoder`` and ``problem``. Raises :class:`DatasetError` naming the file and the problem for
+    anything unusable; with ``keep_unreadable``, clips whose header cannot be read stay in the table
+    with their ``problem``, so that :func:`load_waveforms` names them together with the clips that
+    fail to decode.
     """
     data_dir = Path(data_dir)
     csv = metadata_path(data_dir)
@@ -123,7 +125,11 @@ def read_metadata(data_dir: str | Path) -> pd.DataFrame:
         meta["esc10"] = _bool_column(meta, "esc10", csv)
     _check_labels(meta, csv)
     meta["path"] = [str(data_dir / "audio" / name) for name in meta["filename"]]
-    return _probe_audio(meta)
+    meta = _probe_audio(meta)
+    problems = [p for p in meta["problem"] if p]
+    if problems and not keep_unreadable:
+        raise unusable_clips_error(problems)
+    return meta
 
 
 def _check_labels(meta: pd.DataFrame, csv: Path) -> None:
@@ -147,25 +153,38 @@ def _decoder_for(info: sf._SoundFileInfo) -> int:
 
 
 def _probe_audio(meta: pd.DataFrame) -> pd.DataFrame:
-    """Read every audio header: existence, emptiness, readability, rate, channels."""
-    rates, channels, frames, decoders = [], [], [], []
+    """Read every audio header: existence, emptiness, readability, rate, channels. A clip that fails gets
+    its reason in the ``problem`` column (empty for the others) and is not read any further."""
+    rates, channels, frames, decoders, problems = [], [], [], [], []
     for path in meta["path"]:
-        p = Path(path)
+        p, problem, info = Path(path), "", None
         if not p.is_file():
-            _fail(p, "audio file listed in meta/esc50.csv does not exist")
-        if p.stat().st_size == 0:
-            _fail(p, "audio file is empty (0 bytes)")
-        try:
-            info = sf.info(path)
-        except (RuntimeError, sf.LibsndfileError) as exc:
-            raise DatasetError(f"{p}: not a readable audio file ({exc})") from exc
-        if info.frames <= 0:
-            _fail(p, "audio file has no samples")
-        rates.append(int(info.samplerate))
-        channels.append(int(info.channels))
-        frames.append(int(info.frames))
-        decoders.append(_decoder_for(info))
-    return meta.assign(sample_rate=rates, channels=channels, frames=frames, decoder=decoders)
+            problem = "audio file listed in meta/esc50.csv does not exist"
+        elif p.stat().st_size == 0:
+            problem = "audio file is empty (0 bytes)"
+        else:
+            try:
+                info = sf.info(path)
+                if info.frames <= 0:
+                    problem = "audio file has no samples"
+            except (RuntimeError, sf.LibsndfileError) as exc:
+                problem = f"not a readable audio file ({exc})"
+        if problem:
+            info = None
+        problems.append(f"{p}: {problem}" if problem else "")
+        rates.append(int(info.samplerate) if info else 0)
+        channels.append(int(info.channels) if info else 0)
+        frames.append(int(info.frames) if info else 0)
+        decoders.append(_decoder_for(info) if info else DECODE_SOUNDFILE)
+    return meta.assign(sample_rate=rates, channels=channels, frames=frames, decoder=decoders, problem=problems)
+
+
+def unusable_clips_error(problems: list[str]) -> DatasetError:
+    """One error naming every unusable clip (one per line after the first when there are several)."""
+    if len(problems) == 1:
+        return DatasetError(problems[0])
+    return DatasetError(f"{len(problems)} clips cannot be used; replace or remove them:\n  " +
+                        "\n  ".join(sorted(problems)))
 
 
 def select_subset(meta: pd.DataFrame, subset: str) -> pd.DataFrame:
@@ -197,7 +216,7 @@ def labels(meta: pd.DataFrame) -> np.ndarray:
 
 def load_dataset(config: Config) -> pd.DataFrame:
     """Read, validate and subset the configured dataset (at least two classes: it trains a classifier)."""
-    meta = select_subset(read_metadata(config.resolved_data_dir()), config.data.subset)
+    meta = select_subset(read_metadata(config.resolved_data_dir(), keep_unreadable=True), config.data.subset)
     if meta["category"].nunique() < 2:
         raise DatasetError(f"{metadata_path(config.resolved_data_dir())}: only one class "
                            f"({meta['category'].iloc[0]}) in subset {config.data.subset}; a classifier needs at "
@@ -289,36 +308,36 @@ def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path
 
     The cache is keyed by the files (path, size, mtime) and the audio settings, so a changed file or
     sample rate decodes again; an entry that does not read back as that many finite clips is decoded
-    again too. Every clip that cannot be decoded, or holds NaN or infinite samples, is named in one
-    :class:`DatasetError`, and nothing is cached.
+    again too. Every clip whose header could not be read (its ``problem``, see :func:`read_metadata`),
+    cannot be decoded, or holds NaN or infinite samples is named in one :class:`DatasetError`, and
+    nothing is cached.
     """
+    readable = (meta["problem"] == "").to_numpy() if "problem" in meta.columns else np.ones(len(meta), bool)
+    problems = list(meta["problem"][~readable]) if "problem" in meta.columns else []
     cache_file = None
-    if cache_dir is not None:
+    if cache_dir is not None and not problems:
         cache_file = Path(cache_dir) / f"waveforms-{_cache_key(meta, audio)}.npy"
         cached = _read_cache(cache_file, (len(meta), audio.clip_samples))
         if cached is not None:
             return cached
-    waves = np.empty((len(meta), audio.clip_samples), np.float32)
-    problems: list[str] = []
-    with tqdm(total=len(meta), desc="decoding audio", unit="clip", disable=not progress) as bar:
+    waves = np.zeros((len(meta), audio.clip_samples), np.float32)
+    rows = np.flatnonzero(readable)
+    with tqdm(total=len(rows), desc="decoding audio", unit="clip", disable=not progress) as bar:
         start = 0
-        while start < len(meta):  # after a clip that fails, go on with the next one
+        while start < len(rows):  # after a clip that fails, go on with the next one
             done = start
             try:
-                for wave in decoded_dataset(meta.iloc[start:], audio).as_numpy_iterator():
-                    waves[done] = wave
+                for wave in decoded_dataset(meta.iloc[rows[start:]], audio).as_numpy_iterator():
+                    waves[rows[done]] = wave
                     done += 1
                     bar.update(1)
             except tf.errors.OpError as exc:
-                problems.append(_decode_problem(meta["path"].iloc[done], exc))
-                waves[done] = 0.0
+                problems.append(_decode_problem(meta["path"].iloc[rows[done]], exc))
                 done += 1
                 bar.update(1)
             start = done
     if problems:
-        raise DatasetError(problems[0] if len(problems) == 1 else
-                           f"{len(problems)} clips cannot be used; replace or remove them:\n  " +
-                           "\n  ".join(sorted(problems)))
+        raise unusable_clips_error(problems)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -359,7 +378,10 @@ def probe_file(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    return _probe_audio(pd.DataFrame({"path": [str(path)]}))
+    row = _probe_audio(pd.DataFrame({"path": [str(path)]}))
+    if row["problem"].iloc[0]:
+        raise DatasetError(row["problem"].iloc[0])
+    return row
 
 
 def decode_file(path: str | Path, audio: AudioConfig) -> np.ndarray:

@@ -14,6 +14,8 @@ Input is ``(coefficients, frames, 1)``: 64 log-mels x 155 frames for the default
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -163,3 +165,16 @@ def count_macs(model: keras.Model) -> int:
         elif isinstance(layer, layers.Dense):
             macs += layer.input.shape[-1] * layer.units
     return int(macs)
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """Save ``model`` as ``path`` (``.keras``) whole or not at all: Keras writes a temporary file in the same
+    folder, renamed over ``path`` once complete, so a full disk leaves the previous model, not half of one."""
+    path = Path(path)
+    partial = path.with_name(f".partial-{path.name}")  # Keras needs the .keras suffix to pick its format
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -38,7 +38,7 @@ from esc_tf.audio.features import check_scoring_config, views_per_clip
 from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role
 from esc_tf.data import dataset as data_mod
 from esc_tf.models import transfer
-from esc_tf.models.networks import count_macs, recalibrate_batch_norm
+from esc_tf.models.networks import count_macs, recalibrate_batch_norm, save_model
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
 from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
@@ -157,7 +157,7 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
     model, normalization, history = fit_model(
         waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
         teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
-    model.save(out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
+    save_model(model, out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)
     model_meta = ModelMeta(config, normalization, data_mod.class_names(meta), meta["filename"].tolist())

@@ -49,7 +49,7 @@ def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: lis
         raise ModelError(f"{model_path}: model file not found")
     meta_info = ModelMeta.for_model(model_path)
     config = apply_override(meta_info.config, f"data.data_dir={data_dir}")
-    dataset = data_mod.read_metadata(config.resolved_data_dir())
+    dataset = data_mod.read_metadata(config.resolved_data_dir(), keep_unreadable=True)
     if folds:
         missing = sorted(set(folds) - set(dataset["fold"]))
         if missing:

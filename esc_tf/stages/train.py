@@ -39,7 +39,7 @@ from esc_tf.config import MOVED, RETIRED, Config, ConfigError, option_value, opt
 from esc_tf.data import dataset as data_mod
 from esc_tf.data.dataset import Split
 from esc_tf.models import transfer
-from esc_tf.models.networks import build_model, recalibrate_batch_norm
+from esc_tf.models.networks import build_model, recalibrate_batch_norm, save_model
 from esc_tf.runtime.predictors import clip_scores, keras_predictor
 from esc_tf.stages.export import check_budgets_before_training
 from esc_tf.stages.progress import EpochProgress
@@ -200,7 +200,7 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
         teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
     test_features = pipeline.feature_array(waves[split.test], config, normalization)
     y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
-    model.save(fold_dir / MODEL_FILE)
+    save_model(model, fold_dir / MODEL_FILE)
     write_json_atomic(fold_dir / "normalization.json", normalization.to_dict())
     trained_on = meta["filename"].iloc[np.concatenate([split.train, split.val])].tolist()
     ModelMeta(config, normalization, data_mod.class_names(meta), trained_on).save(fold_dir)

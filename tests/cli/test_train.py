@@ -50,3 +50,28 @@ def test_a_run_resumes_only_on_the_data_it_started_on(dataset_dir, tmp_path, cap
     assert f"{run_dir}: the dataset" in err and "changed since this run started" in err and "--restart" in err
     assert _train(root, tmp_path, "--restart") == 0
     assert "already finished" not in capsys.readouterr().out
+
+
+def test_a_corrupt_a_nan_and_a_truncated_clip_are_reported_together_before_training(dataset_dir, tmp_path,
+                                                                                    monkeypatch, capsys):
+    from esc_tf.stages import train as train_stage
+    root = tmp_path / "ds"
+    shutil.copytree(dataset_dir, root)
+    files = sorted((root / "audio").iterdir())
+    corrupt, not_a_number, truncated = files[2], files[9], files[17]
+    corrupt.write_bytes(b"RIFF\x00\x00 this is not audio" * 8)
+    wave = np.full(22050, 0.1)
+    wave[1000] = np.nan
+    sf.write(not_a_number, wave, 22050, subtype="FLOAT")
+    truncated.write_bytes(truncated.read_bytes()[:60])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained despite unusable clips")
+    monkeypatch.setattr(train_stage, "train_fold", no_training)
+    assert _train(root, tmp_path) == 1
+    err = capsys.readouterr().err.split("\r")[-1].split("\n", 1)[-1]  # after the decoding progress bar
+    assert err.startswith("error: 3 clips cannot be used") and "Traceback" not in err
+    assert f"{corrupt}: not a readable audio file" in err
+    assert f"{not_a_number}: holds NaN or infinite samples" in err
+    assert f"{truncated}: cannot decode audio" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -106,3 +106,18 @@ def test_the_size_measured_before_training_is_the_trained_models():
     untrained = len(to_int8_tflite(build_model(shape, 50, config.model), x[:4]))
     assert abs(len(int8_before_training(config, 50)) - trained) < 64
     assert trained - untrained > 2000  # measured: 2,856 B for the default network
+
+
+def test_a_model_is_saved_whole_or_not_at_all(tmp_path, monkeypatch):
+    from esc_tf.models.networks import save_model
+    model = build_model((13, 20, 1), 3, Config().model)
+    path = save_model(model, tmp_path / "model.keras")
+    before = path.read_bytes()
+
+    def disk_full(target, *args, **kwargs):
+        Path(target).write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(model, "save", disk_full)
+    with pytest.raises(OSError):
+        save_model(model, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
