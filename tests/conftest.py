@@ -13,8 +13,9 @@ import soundfile as sf
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from esc_tf.reporting.run_report import write_run_report
 from esc_tf.config import Config, load_config, with_value, with_values  # noqa: E402
+from esc_tf.reporting.run_report import write_run_report  # noqa: E402
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ci_may_skip(reason): a skip that CI=true accepts (the tool is on no "

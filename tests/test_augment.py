@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esc_tf import augment
-from esc_tf import pipeline
-from esc_tf.config import AugmentConfig, Config, ConfigError, with_value, with_values
+from esc_tf import augment, pipeline
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import feature_shape, mel_magnitudes, normalization_stats
+from esc_tf.config import AugmentConfig, Config, ConfigError, with_value, with_values
 
 SR = 16000
 FEATURES = Config().features

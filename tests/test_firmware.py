@@ -25,12 +25,11 @@ import pytest
 import soundfile as sf
 
 from esc_tf import artifacts
-from esc_tf.data import dataset as data_mod
-from esc_tf.runtime import predictors as evaluate
-from esc_tf.artifacts import ModelMeta
-from esc_tf.artifacts import Normalization
+from esc_tf.artifacts import ModelMeta, Normalization
 from esc_tf.audio.features import compute_features, feature_shape
 from esc_tf.codegen.frontend_tables import frontend_header
+from esc_tf.data import dataset as data_mod
+from esc_tf.runtime import predictors as evaluate
 from firmware_stub.tools import arduino_sketch, check_generated, footprint, host_build, make_golden, reference
 from tests.conftest import CLASS_FREQS
 

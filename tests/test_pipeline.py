@@ -12,20 +12,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from esc_tf.reporting.tables import results_table
-from esc_tf.reporting.run_report import write_run_report
-from esc_tf.cli.main import main as cli_main
-from esc_tf import artifacts
-from esc_tf.stages import evaluate as evaluate_stage
-from esc_tf.stages import deploy as edge
-from esc_tf.runtime import predictors as evaluate
-from esc_tf import pipeline
-from esc_tf.stages import train
-from esc_tf.data import dataset as data_mod
-from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
+from esc_tf import artifacts, pipeline
 from esc_tf.artifacts import ModelMeta
-from esc_tf.stages.export import io_quantization
 from esc_tf.audio.features import check_scoring_config, feature_shape, views_per_clip
+from esc_tf.cli.main import main as cli_main
+from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
+from esc_tf.data import dataset as data_mod
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.reporting.tables import results_table
+from esc_tf.runtime import predictors as evaluate
+from esc_tf.stages import deploy as edge
+from esc_tf.stages import evaluate as evaluate_stage
+from esc_tf.stages import train
+from esc_tf.stages.export import io_quantization
 from firmware_stub.tools import host_build, reference
 from tests.conftest import CHANCE, chance_of_at_least, held_out_hits, small_config
 

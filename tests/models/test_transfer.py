@@ -2,21 +2,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from esc_tf.reporting.run_report import write_run_report
+from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
 from esc_tf.data import dataset as data
-from esc_tf.teachers import distill
+from esc_tf.models import transfer
+from esc_tf.models.networks import build_model
+from esc_tf.reporting.run_report import write_run_report
 from esc_tf.stages import deploy as edge
 from esc_tf.stages import train
-from esc_tf.models import transfer
-from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
-from esc_tf.models.networks import build_model
+from esc_tf.teachers import distill
 from tests.conftest import CHANCE, CLASSES, OTHER_CLASSES, chance_of_at_least, held_out_hits, make_dataset, small_config
 
 

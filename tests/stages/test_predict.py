@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from esc_tf import pipeline
 from esc_tf.cli.main import main as cli_main
 from esc_tf.data import dataset as data
 from esc_tf.runtime import predictors as evaluate
-from esc_tf import pipeline
-from esc_tf.stages import predict
 from esc_tf.runtime.predictors import load_predictor
+from esc_tf.stages import predict
 from tests.conftest import CLASS_FREQS, CLASSES
 
 NAMES = dict(CLASSES)  # target -> class name

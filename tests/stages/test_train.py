@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esc_tf.reporting.run_report import write_run_report
-from esc_tf.cli.main import main as cli_main
 from esc_tf import artifacts
-from esc_tf.data import dataset as data
-from esc_tf.stages import train
-from esc_tf.config import Config, load_config, options_with_role, with_value, with_values
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import normalization_stats
+from esc_tf.cli.main import main as cli_main
+from esc_tf.config import Config, load_config, options_with_role, with_value, with_values
+from esc_tf.data import dataset as data
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.stages import train
 from tests.conftest import CHANCE, MFCC_RECIPE, chance_of_at_least, held_out_hits, make_dataset, small_config
 
 

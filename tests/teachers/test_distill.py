@@ -10,17 +10,16 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from esc_tf.reporting.run_report import write_run_report
-from esc_tf.cli.main import main as cli_main
-from esc_tf.data import dataset as data
-from esc_tf.teachers import distill
-from esc_tf.stages import deploy as edge
 from esc_tf import pipeline
-from esc_tf.stages import train
-from esc_tf.config import Config, ConfigError, with_value, with_values
-from esc_tf.artifacts import ModelMeta
-from esc_tf.artifacts import Normalization
+from esc_tf.artifacts import ModelMeta, Normalization
 from esc_tf.audio.features import feature_shape
+from esc_tf.cli.main import main as cli_main
+from esc_tf.config import Config, ConfigError, with_value, with_values
+from esc_tf.data import dataset as data
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.stages import deploy as edge
+from esc_tf.stages import train
+from esc_tf.teachers import distill
 from tests.conftest import CHANCE, MFCC_RECIPE, chance_of_at_least, held_out_hits, small_config
 
 
