@@ -27,7 +27,6 @@ import pytest
 
 from esc_tf import artifacts
 from esc_tf.audio import features as F
-from esc_tf.runtime import predictors
 from esc_tf.codegen.frontend_tables import (
     dense_mel,
     frontend_fingerprint,
@@ -36,6 +35,7 @@ from esc_tf.codegen.frontend_tables import (
     write_frontend_header,
 )
 from esc_tf.config import Config, load_config, with_values
+from esc_tf.runtime import predictors
 from tests.conftest import MFCC_RECIPE
 
 SOURCES = Path(__file__).resolve().parents[2] / "firmware_stub" / "frontend"
