@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,16 @@ def check_writable(folder: str | Path, option: str) -> None:
     except OSError as exc:
         raise OSError(f"{folder}: cannot write the run here ({exc.strerror or exc}); choose another folder with "
                       f"{option}") from exc
+
+
+def check_free_space(folder: str | Path, needed_bytes: int, what: str, option: str) -> None:
+    """Refuse, before any long work, a folder whose disk cannot hold ``what`` (about ``needed_bytes``)."""
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise OSError(f"{folder}: {free / 1e6:,.0f} MB free, and {what} needs about {needed_bytes / 1e6:,.0f} MB; "
+                      f"free some space or choose another folder with {option}")
 
 
 # --------------------------------------------------------------------------- normalisation and model metadata

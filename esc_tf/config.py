@@ -120,8 +120,8 @@ class DataConfig:
 class AudioConfig:
     """How clips are turned into fixed-length mono waveforms."""
 
-    sample_rate: int = option(16000, check=at_least(1))
-    clip_seconds: float = option(5.0, check=above(0))
+    sample_rate: int = option(16000, check=within(1000, 192000))
+    clip_seconds: float = option(5.0, check=within(0, 600, open_low=True))  # a sound event, not a recording
 
     @property
     def clip_samples(self) -> int:
@@ -138,13 +138,13 @@ class FeatureConfig:
 
     kind: str = option("logmel", check=one_of("logmel", "mfcc"))
     # equal to fft_length so the device FFT sees the same window
-    frame_length: int = option(1024, check=at_least(1))
-    hop_length: int = option(512, check=at_least(1))
-    fft_length: int = option(1024, check=at_least(1))
-    num_mel_bins: int = option(64, check=at_least(1))
+    frame_length: int = option(1024, check=within(16, 65536))
+    hop_length: int = option(512, check=within(1, 65536))
+    fft_length: int = option(1024, check=within(16, 65536))
+    num_mel_bins: int = option(64, check=within(1, 512))
     fmin: float = option(20.0, check=at_least(0))
     fmax: float = option(8000.0, check=above(0))
-    num_mfcc: int = option(13, check=at_least(1))  # for kind="mfcc"
+    num_mfcc: int = option(13, check=within(1, 512))  # for kind="mfcc"
     # log(mel + offset). 1e-3 puts digital silence (mel 0: padded clips) at -6.9, next to the quietest sounds,
     # not at -13.8 as 1e-6 did: +1.6 to +2.6 pp on esc50-16k (README, Results). CMSIS-DSP arm_mfcc_f32
     # hard-codes 1e-6, so configs/mfcc_cnn.yaml keeps that.

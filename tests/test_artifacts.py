@@ -52,6 +52,11 @@ def test_model_meta_round_trips_and_a_malformed_one_names_its_file(tmp_path):
     (tmp_path / META_FILE).write_text(json.dumps({"config": {}, "class_names": []}))
     with pytest.raises(ModelError, match=f"{META_FILE}.*normalization"):
         ModelMeta.for_model(tmp_path / "model.tflite")
+    huge = meta.to_dict()
+    huge["config"]["features"]["fft_length"] = 10 ** 12  # a front end that would ask for terabytes
+    (tmp_path / META_FILE).write_text(json.dumps(huge))
+    with pytest.raises(ModelError, match=f"{META_FILE}.*features.fft_length"):
+        ModelMeta.for_model(tmp_path / "model.tflite")
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelError, match=str(tmp_path / META_FILE)):
         ModelMeta.for_model(tmp_path / "model.tflite")

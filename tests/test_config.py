@@ -124,6 +124,9 @@ def test_recipe_files_load_and_differ_from_the_default_only_where_they_say():
     ("export.arena_margin", -0.1, ">= 0"),
     ("export.flash_budget_bytes", -1, ">= 0"),
     ("export.arena_budget_bytes", -1, ">= 0"),
+    ("features.fft_length", 10 ** 12, "in [16, 65536]"),  # would ask for terabytes
+    ("audio.clip_seconds", 1e9, "in (0, 600]"),
+    ("audio.sample_rate", 10, "in [1000, 192000]"),
 ])
 def test_values_out_of_range_are_refused_naming_the_option_value_and_range(key, value, allowed):
     for build in (lambda: with_value(Config(), key, value),

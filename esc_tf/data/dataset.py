@@ -34,7 +34,7 @@ import tensorflow_io as tfio
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from tqdm.auto import tqdm
 
-from esc_tf.artifacts import write_bytes_atomic
+from esc_tf.artifacts import write_bytes_atomic, write_text_atomic
 from esc_tf.config import AudioConfig, Config, DataConfig
 
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
@@ -343,7 +343,12 @@ def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path
         buffer = io.BytesIO()
         np.save(buffer, waves)
         write_bytes_atomic(cache_file, buffer.getvalue())
+        write_text_atomic(_checksum_file(cache_file), hashlib.sha256(buffer.getvalue()).hexdigest())
     return waves
+
+
+def _checksum_file(cache_file: Path) -> Path:
+    return cache_file.with_suffix(".sha256")
 
 
 def _decode_problem(path: str | Path, exc: tf.errors.OpError) -> str:
@@ -355,17 +360,21 @@ def _decode_problem(path: str | Path, exc: tf.errors.OpError) -> str:
 
 
 def _read_cache(cache_file: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    """The cached clips, or None when there is no entry or it is damaged (then it is removed, to be rebuilt)."""
+    """The cached clips, or None when there is no entry or it is damaged: not its recorded checksum, not
+    readable, or not that many finite float32 clips (then it is removed, to be rebuilt)."""
     if not cache_file.is_file():
         return None
     try:
-        waves = np.load(cache_file)
-        if waves.shape == shape and waves.dtype == np.float32 and np.isfinite(waves).all():
-            return waves
+        raw = cache_file.read_bytes()
+        if _checksum_file(cache_file).read_text().strip() == hashlib.sha256(raw).hexdigest():
+            waves = np.load(io.BytesIO(raw))
+            if waves.shape == shape and waves.dtype == np.float32 and np.isfinite(waves).all():
+                return waves
     except (OSError, ValueError, EOFError):
         pass
     print(f"{cache_file}: damaged cache entry, decoding the audio again", file=sys.stderr)
     cache_file.unlink(missing_ok=True)
+    _checksum_file(cache_file).unlink(missing_ok=True)
     return None
 
 

@@ -29,6 +29,7 @@ from esc_tf.artifacts import (
     FoldResult,
     ModelMeta,
     Normalization,
+    check_free_space,
     check_writable,
     load_fold_result,
     save_config,
@@ -224,6 +225,9 @@ def write_split(split: Split, meta: pd.DataFrame, fold_dir: Path) -> None:
         "test": names[split.test].tolist(), "test_fold": split.test_fold})
 
 
+RUN_FOLDER_BYTES = 100_000_000  # models, exports and logs of a run, with room to spare
+
+
 def check_same_inputs(run_dir: Path, inputs: dict[str, str]) -> None:
     """Refuse to resume a run folder started on other data or by another esc-tf version."""
     path = run_dir / INPUTS_FILE
@@ -270,6 +274,10 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
         test_files["deploy"] = []  # the deployment model has no test clips
     check_teachers(config, test_files, data_mod.class_names(meta))
     transfer.check_source(config, data_mod.class_names(meta), names.tolist())
+    if config.data.cache_dir:
+        check_free_space(config.data.cache_dir, len(meta) * config.audio.clip_samples * 4, "the decoded audio",
+                         "--set data.cache_dir=DIR")
+    check_free_space(run_dir, RUN_FOLDER_BYTES, "a run folder", "--runs-root or --run-dir")
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
 
     inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}

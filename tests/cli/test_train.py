@@ -75,3 +75,19 @@ def test_a_corrupt_a_nan_and_a_truncated_clip_are_reported_together_before_train
     assert f"{not_a_number}: holds NaN or infinite samples" in err
     assert f"{truncated}: cannot decode audio" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_disk_too_full_for_the_decoded_audio_is_refused_before_decoding(dataset_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    import shutil as shutil_module
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the disk is full")
+    monkeypatch.setattr(data, "load_waveforms", no_decoding)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9 - 1000, 1000))
+    assert _train(dataset_dir, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'cache'}: 0 MB free, and the decoded audio needs about" in err
+    assert "--set data.cache_dir=DIR" in err and err.count("\n") == 1

@@ -285,6 +285,11 @@ def test_a_damaged_cache_entry_is_decoded_again(dataset_dir, tmp_path, capsys):
         assert "damaged cache entry" in capsys.readouterr().err
     np.save(entry, first[:, :100])  # a readable array of the wrong shape
     np.testing.assert_array_equal(data.load_waveforms(meta, audio, cache_dir=tmp_path, progress=False), first)
+    flipped = first.copy()
+    flipped[3, 5] += 0.5  # a well-formed entry whose contents changed: only the checksum sees it
+    np.save(entry, flipped)
+    np.testing.assert_array_equal(data.load_waveforms(meta, audio, cache_dir=tmp_path, progress=False), first)
+    assert "damaged cache entry" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../outside.wav", "sub/../../outside.wav", "C:\\x.wav"])
