@@ -414,6 +414,12 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Build a Config from nested dicts; missing fields keep their defaults. Every value is checked
     against its option's range; retired and moved options are handled as :data:`RETIRED` and
     :data:`MOVED` say."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"expected a mapping of sections ({', '.join(SECTIONS)}), not {type(values).__name__}")
+    not_mappings = [name for name, fields in values.items() if fields is not None and not isinstance(fields, dict)]
+    if not_mappings:
+        raise ConfigError(f"section [{not_mappings[0]}] must be a mapping of options, not "
+                          f"{type(values[not_mappings[0]]).__name__}")
     unknown = set(values) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; "

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from esc_tf import artifacts
 from esc_tf.artifacts import (
@@ -88,3 +90,24 @@ def test_paths_inside_the_working_folder_become_relative(tmp_path, monkeypatch):
 def test_provenance_names_the_packages_that_shape_the_numbers():
     versions = artifacts.package_versions()
     assert {"esc-tf (git)", "python", "tensorflow", "tflite-micro"} <= set(versions)
+
+
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+                    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(
+    JSON,
+    st.fixed_dictionaries({"config": JSON, "normalization": JSON, "class_names": JSON}),
+    st.fixed_dictionaries({"config": st.just({}), "class_names": st.lists(st.text(max_size=5), max_size=3),
+                           "normalization": st.fixed_dictionaries({"mean": JSON, "std": JSON})})))
+def test_any_model_meta_file_loads_or_is_refused_naming_it(tmp_path, content):
+    """Whatever a model_meta.json holds, reading it gives a ModelMeta or a ModelError naming the file."""
+    (tmp_path / META_FILE).write_text(json.dumps(content))
+    try:
+        ModelMeta.for_model(tmp_path / "model.tflite")
+    except ModelError as exc:
+        assert str(tmp_path / META_FILE) in str(exc)

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from esc_tf.artifacts import save_config
 from esc_tf.config import (
     MOVED,
     RETIRED,
+    SECTIONS,
     Config,
     ConfigError,
     apply_override,
@@ -18,6 +21,7 @@ from esc_tf.config import (
     describe_options,
     load_config,
     option_fields,
+    option_value,
     options_with_role,
     with_value,
     with_values,
@@ -226,3 +230,24 @@ def test_overriding_a_retired_or_moved_option_says_so():
         with_value(Config(), "train.label_smoothing", 0.1)
     with pytest.raises(ConfigError, match="now distill.weight"):
         apply_override(Config(), "train.distill_weight=0.3")
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+                   st.lists(st.one_of(st.integers(), st.floats(), st.text(max_size=4)), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from([*SECTIONS, "nonsense"]), st.one_of(
+    VALUES, st.dictionaries(st.sampled_from(sorted({k.partition(".")[2] for k in option_fields()} | {"nonsense"})),
+                            VALUES, max_size=4)), max_size=4))
+def test_any_mapping_gives_a_config_or_one_config_error(values):
+    """Whatever a config file holds, building it ends in a Config whose every option is in range, or in a
+    ConfigError naming what is wrong: never another exception."""
+    try:
+        config = config_from_dict(values)
+    except ConfigError as exc:
+        assert str(exc)
+        return
+    for key, f in option_fields().items():
+        check = f.metadata["check"]
+        assert check is None or check.allows(option_value(config, key)), key

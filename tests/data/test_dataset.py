@@ -10,6 +10,8 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 import tensorflow_io as tfio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from esc_tf.cli.main import main as cli_main
 from esc_tf.config import AudioConfig, Config, DataConfig
@@ -312,3 +314,27 @@ def test_a_dataset_of_one_class_is_refused(dataset_dir, tmp_path):
     config = Config(data=DataConfig(data_dir=str(root)))
     with pytest.raises(DatasetError, match="only one class \\(dog\\).*needs at least two"):
         data.load_dataset(config)
+
+
+CELLS = st.one_of(st.text(max_size=10), st.integers(-3, 60).map(str), st.sampled_from(
+    ["1-100000-A-0.wav", "../x.wav", "/abs.wav", "True", "False", "dog", "rain", "", "1.5", "nan"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.lists(st.sampled_from(["filename", "fold", "target", "category", "esc10", "src_file", "take",
+                                        "other"]), min_size=1, max_size=7, unique=True),
+       rows=st.lists(st.lists(CELLS, min_size=7, max_size=7), max_size=5))
+def test_any_csv_gives_a_table_or_one_dataset_error(dataset_dir, tmp_path_factory, header, rows):
+    """Whatever meta/esc50.csv holds, reading the dataset gives a validated table or a DatasetError naming
+    the CSV or a clip: never another exception."""
+    root = tmp_path_factory.mktemp("csv")
+    (root / "meta").mkdir()
+    shutil.copytree(dataset_dir / "audio", root / "audio")
+    pd.DataFrame([row[:len(header)] for row in rows], columns=header).to_csv(root / "meta" / "esc50.csv",
+                                                                             index=False)
+    try:
+        meta = data.read_metadata(root)
+    except DatasetError as exc:
+        assert str(root) in str(exc)
+        return
+    assert meta["fold"].isin([1, 2, 3, 4, 5]).all() and (meta["problem"] == "").all()
