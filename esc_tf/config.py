@@ -213,6 +213,9 @@ class TrainConfig:
     # a finished run (its deploy/ model) on other classes to start from (esc_tf.models.transfer)
     init_from: str = option("", role="late")
     verbose: int = option(1, check=one_of(0, 1, 2))  # 0 silent, 1 one progress bar per fold, 2 one line per epoch
+    # where the model trains (esc_tf.stages.strategy): "auto" (every GPU when there are several, else one
+    # device), "mirrored" (every GPU, or every logical CPU) or "multi_worker" (the cluster TF_CONFIG describes)
+    distribute: str = option("auto", check=one_of("auto", "mirrored", "multi_worker"))
 
 
 @dataclass(frozen=True)

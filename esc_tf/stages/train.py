@@ -44,6 +44,7 @@ from esc_tf.models.networks import build_model, recalibrate_batch_norm, save_mod
 from esc_tf.runtime.predictors import clip_scores, keras_predictor
 from esc_tf.stages.export import check_budgets_before_training
 from esc_tf.stages.progress import EpochProgress
+from esc_tf.stages.strategy import training_strategy
 from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
 
 # Retired options that run-folder hashes held from the start (the others came late, and at their defaults were
@@ -56,12 +57,13 @@ tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress 
 def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
     """A stable run folder for a config, so the same command finds and resumes it.
 
-    Folds to run and verbosity do not change the folder; everything that changes results does.
+    Folds to run, verbosity and devices do not change the folder; everything that changes results does.
     """
     d = _hashed_options(config)
     d["data"].pop("folds")
     d["data"].pop("cache_dir")
     d["train"].pop("verbose")
+    d["train"].pop("distribute")  # where a run trains does not make it another run
     d["data"]["data_dir"] = str(config.resolved_data_dir().resolve())
     fingerprint = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{config.resolved_data_dir().resolve().name}-{config.data.subset}-{config.model.preset}-" \
@@ -162,9 +164,10 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     val_ds = None
     if len(val_rows):
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
-    model = build_model((*feature_shape(config), 1), num_classes, config.model)
-    transfer.initialise(model, config)
-    model.compile(optimizer=make_optimizer(config), loss=training_loss(config), metrics=[training_accuracy()])
+    with training_strategy(config.train.distribute).scope():
+        model = build_model((*feature_shape(config), 1), num_classes, config.model)
+        transfer.initialise(model, config)
+        model.compile(optimizer=make_optimizer(config), loss=training_loss(config), metrics=[training_accuracy()])
     callbacks: list[keras.callbacks.Callback] = [
         _EpochLogger(),
         keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), write_graph=False),
