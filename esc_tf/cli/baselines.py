@@ -9,6 +9,7 @@ from esc_tf.stages.baselines import run_baselines
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser(
         "baselines", help="scikit-learn baselines on pooled features",
         description="Logistic regression, an RBF SVM and a random forest on per-coefficient mean, std, min and "
@@ -19,6 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     results = run_baselines(config_from_args(args))
     if args.out:
         write_json_atomic(args.out, results)

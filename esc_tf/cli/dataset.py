@@ -27,6 +27,7 @@ def ensure_dataset(config: Config, explicit: bool) -> Config:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     download = commands.add_parser("download", help="fetch, verify and unpack the official ESC-50 release",
                                    description="Download the ESC-50 release (progress bar, checksum, resumes an "
                                                "interrupted download) and unpack it.")
@@ -49,12 +50,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     dest = download_esc50(args.dest, url=args.url, sha256=args.sha256, progress=not args.no_progress)
     print(f"ESC-50 dataset is in {dest}")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     config = apply_overrides(Config(), args.set)
     if args.data_dir:
         config = with_value(config, "data.data_dir", args.data_dir)

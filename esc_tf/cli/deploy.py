@@ -11,6 +11,7 @@ from esc_tf.stages.deploy import rescore, run_edge_stages
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser(
         "deploy", help="prune, quantise, check in TFLM and export a finished run",
         description="Edge stages of a finished training run: for every fold, prune, quantise and compare "
@@ -30,6 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     started, run_dir = time.time(), Path(args.run)
     if args.rescore:
         rescore(run_dir, args.set)

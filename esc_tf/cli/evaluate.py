@@ -9,6 +9,7 @@ from esc_tf.stages.evaluate import evaluate_on_dataset, format_metrics
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser(
         "evaluate", help="score an exported model on a dataset",
         description="Run the training front end (settings from the model_meta.json beside the model) and print "
@@ -24,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     metrics = evaluate_on_dataset(args.model, args.data_dir, parse_folds(args.folds), args.runtime)
     print(format_metrics(metrics, list(metrics["per_class"])))
     if metrics["skipped_unknown_class"]:

@@ -8,6 +8,7 @@ from esc_tf.reporting.explore import write_report
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser(
         "explore", help="write a static HTML report of a dataset",
         description="Class and fold balance, durations, clip levels (silent, near-silent, clipped) and clips as "
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     if args.clips_per_class < 1:
         raise ValueError("--clips-per-class must be at least 1")
     config = load_config(args.config) if args.config else Config()

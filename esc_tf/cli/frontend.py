@@ -12,6 +12,7 @@ from esc_tf.config import Config, load_config
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser("frontend", help="write frontend_tables.h for the C front end",
                                  description="Write frontend_tables.h for a config (esc-tf train and deploy "
                                              "write it with every exported model; this is for by-hand use).")
@@ -22,6 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     config = load_config(args.config) if args.config else Config()
     if args.normalization:
         norm = Normalization.from_dict(json.loads(Path(args.normalization).read_text()))

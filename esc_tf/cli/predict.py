@@ -27,6 +27,7 @@ recursively; unreadable files are reported without stopping the rest (exit code 
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser("predict", help="classify your own audio files", description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio file(s) or folder(s)")
@@ -45,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     if args.top_k < 1:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2

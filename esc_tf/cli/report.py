@@ -9,6 +9,7 @@ from esc_tf.reporting.tables import results_table, write_docs_tables
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser("report", help="results tables from finished runs and reports/",
                                  description="'esc-tf report tables' regenerates the generated tables in docs/ "
                                              "from reports/; 'esc-tf report runs RUN...' prints a results table "
@@ -25,12 +26,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_tables(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     for path in write_docs_tables(args.reports, args.docs):
         print(f"wrote {path}")
     return 0
 
 
 def run_runs(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     missing = [str(d) for d in args.runs if not (d / "report.json").is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}: no report.json; finish the run with esc-tf train or "

@@ -20,6 +20,7 @@ DESCRIPTION = ("Cross-validated training on ESC-50 (or any folder in its layout)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser("train", help="cross-validate, deploy and report a recipe", description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Every config option (set with --set section.option=value or a --config "
@@ -41,6 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     started = time.time()
     config = ensure_dataset(config_from_args(args), explicit=bool(args.data_dir))
     run_dir = run_cross_validation(config, args.runs_root, args.run_dir, restart=args.restart)

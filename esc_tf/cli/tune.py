@@ -14,6 +14,7 @@ DEFAULT_TRIALS = 10
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Add this subcommand\'s parser and handler to ``commands``."""
     parser = commands.add_parser(
         "tune", help="hyperparameter search over the CV folds",
         description="Every trial is a normal cross-validation run (resumable, in its own run folder) repeated "
@@ -42,6 +43,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Carry out the subcommand; returns the exit code."""
     base = with_value(with_value(config_from_args(args), "export.edge_eval", False), "export.deploy", False)
     seeds = parse_seeds(args.seeds)
     space = load_space(args.space) if args.space else None
