@@ -69,10 +69,15 @@ def save_config(config: Config, path: str | Path) -> Path:
     return write_text_atomic(path, config_text(config, Path(path).suffix))
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists: where it would be created."""
+    return next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+
+
 def check_writable(folder: str | Path, option: str) -> None:
     """Refuse, before any long work, a folder the run could not write into (``option`` names the fix)."""
     folder = Path(folder)
-    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    existing = _nearest_existing(folder)
     try:
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is not a folder")
@@ -86,8 +91,7 @@ def check_writable(folder: str | Path, option: str) -> None:
 def check_free_space(folder: str | Path, needed_bytes: int, what: str, option: str) -> None:
     """Refuse, before any long work, a folder whose disk cannot hold ``what`` (about ``needed_bytes``)."""
     folder = Path(folder)
-    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(_nearest_existing(folder)).free
     if free < needed_bytes:
         raise OSError(f"{folder}: {free / 1e6:,.0f} MB free, and {what} needs about {needed_bytes / 1e6:,.0f} MB; "
                       f"free some space or choose another folder with {option}")

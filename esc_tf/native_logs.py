@@ -29,30 +29,41 @@ HARMLESS = re.compile(
 
 
 @contextlib.contextmanager
-def native_notices_filtered() -> Iterator[None]:
-    """Run the body with the known harmless native notices (and the converter's calibration warning)
-    filtered out of stdout and stderr; every other line is printed again afterwards."""
+def captured_output(*fds: int) -> Iterator[dict[int, str]]:
+    """Capture what any code, native included, writes to the file descriptors ``fds`` (1: stdout, 2:
+    stderr) during the block; the yielded dict holds each one's text once the block has ended."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    captured = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
+    saved = {fd: os.dup(fd) for fd in fds}
+    files = {fd: tempfile.TemporaryFile() for fd in fds}
+    text: dict[int, str] = {}
     try:
-        for fd, file in captured.items():
+        for fd, file in files.items():
             os.dup2(file.fileno(), fd)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            yield
+        yield text
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
-        for fd, file in captured.items():
+        for fd, file in files.items():
             file.seek(0)
-            kept = [line for line in file.read().decode("utf-8", "replace").splitlines()
-                    if line.strip() and not HARMLESS.search(line)]
+            text[fd] = file.read().decode("utf-8", "replace")
             file.close()
+
+
+@contextlib.contextmanager
+def native_notices_filtered() -> Iterator[None]:
+    """Run the body with the known harmless native notices (and the converter's calibration warning)
+    filtered out of stdout and stderr; every other line is printed again afterwards."""
+    try:
+        with captured_output(1, 2) as text, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            yield
+    finally:
+        for fd, output in text.items():
+            kept = [line for line in output.splitlines() if line.strip() and not HARMLESS.search(line)]
             if kept:
                 print("\n".join(kept), file=sys.stdout if fd == 1 else sys.stderr, flush=True)
 

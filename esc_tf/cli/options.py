@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from esc_tf.config import Config, apply_override, apply_overrides, load_config
+from esc_tf.config import Config, apply_overrides, load_config, with_values
 
 
 def add_set_argument(parser: argparse.ArgumentParser, help_text: str = "override any config option; repeatable"
@@ -28,16 +28,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults, then the config file, then the flags, then --set overrides."""
     config = load_config(args.config) if args.config else Config()
-    folds = getattr(args, "folds", None)
     flags = {"data.data_dir": args.data_dir, "data.split": args.split,
-             "data.folds": f"[{folds}]" if folds else None, "data.subset": args.subset,
+             "data.folds": parse_folds(getattr(args, "folds", None)), "data.subset": args.subset,
              "model.preset": getattr(args, "preset", None), "train.epochs": getattr(args, "epochs", None),
              "train.batch_size": getattr(args, "batch_size", None),
              "train.learning_rate": getattr(args, "lr", None), "train.seed": getattr(args, "seed", None),
-             "augment.enabled": "false" if getattr(args, "no_augment", False) else None}
-    for key, value in flags.items():
-        if value is not None:
-            config = apply_override(config, f"{key}={value}")
+             "augment.enabled": False if getattr(args, "no_augment", False) else None}
+    config = with_values(config, {key: value for key, value in flags.items() if value is not None})
     return apply_overrides(config, args.set)
 
 

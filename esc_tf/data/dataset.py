@@ -39,7 +39,7 @@ from esc_tf.config import AudioConfig, Config, DataConfig
 
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 VALID_FOLDS = (1, 2, 3, 4, 5)
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
 
 # How each clip is decoded inside the tf.data graph, chosen from its header.
 DECODE_WAV16, DECODE_FLAC16, DECODE_VORBIS, DECODE_SOUNDFILE = 0, 1, 2, 3
@@ -283,23 +283,20 @@ def decoded_dataset(meta: pd.DataFrame, audio: AudioConfig) -> tf.data.Dataset:
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _cache_key(meta: pd.DataFrame, audio: AudioConfig) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT_VERSION, audio.sample_rate, audio.clip_samples]).encode())
-    for path in meta["path"]:
-        st = os.stat(path)
-        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def listing_fingerprint(meta: pd.DataFrame) -> str:
     """A fingerprint of the clips (names, sizes, modification times, folds, labels): a resumed run must be
-    trained on the same data."""
+    trained on the same data, and a cache entry was decoded from it."""
     h = hashlib.sha256()
     for row in meta[["filename", "fold", "target", "path"]].itertuples(index=False):
         st = os.stat(row.path)
         h.update(f"{row.filename}|{row.fold}|{row.target}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def _cache_key(meta: pd.DataFrame, audio: AudioConfig) -> str:
+    """The cache entry of these clips decoded with these audio settings."""
+    settings = json.dumps([CACHE_FORMAT_VERSION, audio.sample_rate, audio.clip_samples, listing_fingerprint(meta)])
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 def load_waveforms(meta: pd.DataFrame, audio: AudioConfig, cache_dir: str | Path | None = None,

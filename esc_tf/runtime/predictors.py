@@ -2,13 +2,9 @@
 (de)quantisation rule, clip scores over the scoring views, and the TFLM arena measurement."""
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import sys
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +16,7 @@ from esc_tf import pipeline
 from esc_tf.artifacts import META_FILE, ModelError, ModelMeta
 from esc_tf.audio.features import feature_shape
 from esc_tf.config import Config
-from esc_tf.native_logs import native_notices_filtered
+from esc_tf.native_logs import captured_output, native_notices_filtered
 
 TFLM_PROBE_ARENA = 8 * 1024 * 1024
 
@@ -119,31 +115,14 @@ class LiteRTPredictor:
         return _run_each(features, self.input, self.output, self._invoke)
 
 
-@contextlib.contextmanager
-def captured_c_stderr() -> Iterator[list[str]]:
-    """Capture what C code writes to file descriptor 2 (TFLM reports errors there)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    captured: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.append(tmp.read().decode(errors="replace"))
-
-
 def tflm_interpreter(model_bytes: bytes, arena_size: int) -> tflm_runtime.Interpreter:
     """A TFLM interpreter; raises :class:`ModelError` with TFLM's own message on failure."""
-    with captured_c_stderr() as log:
+    with captured_output(2) as log:  # TFLM reports why on file descriptor 2
         try:
             return tflm_runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
         except RuntimeError as exc:
             error = exc
-    detail = " ".join(line.strip() for line in log[0].splitlines() if line.strip())
+    detail = " ".join(line.strip() for line in log[2].splitlines() if line.strip())
     raise ModelError(f"TFLM cannot run this model with a {arena_size}-byte arena: {error}"
                      + (f" ({detail})" if detail else ""))
 
@@ -172,7 +151,7 @@ def measure_arena(model_bytes: bytes, upper: int = TFLM_PROBE_ARENA) -> int:
     while hi - lo > 16:
         mid = (lo + hi) // 2
         try:
-            with captured_c_stderr():
+            with captured_output(2):
                 tflm_runtime.Interpreter.from_bytes(model_bytes, arena_size=mid)
             hi = mid
         except RuntimeError:

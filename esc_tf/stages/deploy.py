@@ -23,7 +23,6 @@ from esc_tf import pipeline
 from esc_tf.artifacts import (
     DEPLOY_DIR,
     EDGE_FILE,
-    META_FILE,
     MODEL_FILE,
     RESULT_FILE,
     FoldResult,
@@ -42,7 +41,7 @@ from esc_tf.models.networks import count_macs, recalibrate_batch_norm, save_mode
 from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
 from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
-from esc_tf.stages.export import gzip_size, measure_arena, write_deployment
+from esc_tf.stages.export import gzip_size, measure_arena, publish_export, write_deployment
 from esc_tf.stages.train import fit_model, training_loss
 from esc_tf.teachers.distill import check_teachers, load_teacher
 
@@ -115,30 +114,17 @@ def edge_fold(fold_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Con
     return result
 
 
-PUBLISHED_MODEL = "model_int8.tflite"
-PUBLISHED_FILES = ("model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h",
-                   "model_op_resolver.h", "frontend_tables.h", "export.json", META_FILE)
-
-
 def publish_target(config: Config, replace_published: bool) -> Path | None:
     """Where the export is mirrored: ``export.publish_dir``, unless it already holds a published model and
     ``replace_published`` is not given (a committed model is not replaced by accident)."""
     if not config.export.publish_dir:
         return None
     target = Path(config.export.publish_dir)
-    if (target / PUBLISHED_MODEL).is_file() and not replace_published:
+    if (target / "model_int8.tflite").is_file() and not replace_published:
         print(f"[deploy] {target}/ already holds a published model: not replaced (pass --publish to replace "
               "it)", flush=True)
         return None
     return target
-
-
-def publish_export(out_dir: Path, target: Path) -> None:
-    """Mirror a finished export's deployable files into ``target``, each written whole."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in PUBLISHED_FILES:
-        if (out_dir / name).is_file():
-            write_bytes_atomic(target / name, (out_dir / name).read_bytes())
 
 
 def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
@@ -165,8 +151,11 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
              "kernel_sparsity": kernel_sparsity(pruned), "epochs_trained": len(history["loss"]),
              "trained_on_clips": len(model_meta.trained_on), "calibration_clips": len(calibration_rows),
              "wall_seconds": time.time() - start}
-    return write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
-                            extra=extra, publish_dir=publish_dir)
+    summary = write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
+                               extra=extra)
+    if publish_dir is not None:
+        publish_export(out_dir, publish_dir)
+    return summary
 
 
 def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_model: bool | None = None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from esc_tf.artifacts import ModelError, ModelMeta
+from esc_tf.artifacts import META_FILE, ModelError, ModelMeta
 from esc_tf.audio.features import feature_shape
 from esc_tf.codegen import c_source as cg
 from esc_tf.codegen.frontend_tables import frontend_fingerprint, frontend_header
@@ -249,12 +250,17 @@ def op_resolver_header(ops: list[str]) -> str:
         cg.with_guard("model_op_resolver.h", "\n".join(body))
 
 
+EXPORT_FILES = ("model_float.tflite", "model_int8.tflite", "model_data.h", "model_data.cc", "model_settings.h",
+                "model_op_resolver.h", "export.json", "frontend_tables.h", META_FILE)  # what write_deployment writes
+
+
 def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes, meta: ModelMeta,
-                     extra: dict | None = None, publish_dir: str | Path | None = None) -> dict:
-    """Check the int8 model for the device, then write every deployable file into ``out_dir``.
+                     extra: dict | None = None) -> dict:
+    """Check the int8 model for the device, then write every deployable file (:data:`EXPORT_FILES`) into
+    ``out_dir``.
 
     Files are written to a temporary folder first and moved in only when all are complete;
-    a failed check writes nothing. With ``publish_dir`` the files are mirrored there too.
+    a failed check writes nothing.
     """
     config = meta.config
     check = check_for_device(int8_model, config.export)
@@ -269,8 +275,8 @@ def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes,
         "model_settings.h": model_settings_header(meta, quant, check),
         "model_op_resolver.h": op_resolver_header(check.ops),
         "export.json": json.dumps(summary, indent=1),
+        "frontend_tables.h": frontend_header(config, meta.normalization),
     }
-    files["frontend_tables.h"] = frontend_header(config, meta.normalization)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))
@@ -279,12 +285,22 @@ def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes,
             target = staging / name
             target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
         meta.save(staging)
-        for target_dir in [out_dir] + ([Path(publish_dir)] if publish_dir else []):
-            target_dir.mkdir(parents=True, exist_ok=True)
-            for item in staging.iterdir():
-                shutil.copy2(item, target_dir / (item.name + ".part"))
-            for item in staging.iterdir():
-                (target_dir / (item.name + ".part")).replace(target_dir / item.name)
+        publish_export(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+def publish_export(export_dir: Path, target: Path) -> None:
+    """Copy an export's deployable files (:data:`EXPORT_FILES`) into ``target``: all of them first as
+    ``.part`` files, then each renamed over the old one, so a failed copy replaces nothing."""
+    target.mkdir(parents=True, exist_ok=True)
+    parts = [target / f"{name}.part" for name in EXPORT_FILES]
+    try:
+        for name, part in zip(EXPORT_FILES, parts):
+            shutil.copyfile(export_dir / name, part)
+        for name, part in zip(EXPORT_FILES, parts):
+            os.replace(part, target / name)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)

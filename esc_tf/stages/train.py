@@ -17,7 +17,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 import tf_keras as keras
 from sklearn.metrics import accuracy_score
 
@@ -50,8 +49,6 @@ from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, l
 # Retired options that run-folder hashes held from the start (the others came late, and at their defaults were
 # left out): hashed at the value they implied, so a run folder named while they existed keeps its name.
 HASHED_RETIRED = ("train.class_weights",)
-
-tf.get_logger().setLevel("ERROR")  # Keras retracing notices drown the progress lines
 
 
 def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
@@ -245,14 +242,16 @@ def check_same_inputs(run_dir: Path, inputs: dict[str, str]) -> None:
                           "for a new folder")
 
 
-def run_cross_validation(config: Config, runs_root: str | Path = "runs",
-                         run_dir: str | Path | None = None, progress: bool = True, restart: bool = False) -> Path:
+def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir: str | Path | None = None,
+                         progress: bool = True, restart: bool = False,
+                         dataset: tuple[pd.DataFrame, np.ndarray] | None = None) -> Path:
     """Validate the data, then train every requested fold (skipping finished ones).
 
     Nothing is written before the dataset has been validated and decoded, so bad input leaves
     no run folder behind; the output folder is checked for writing before that. A run folder
     resumes only on the data it started on (``inputs.json``); ``restart`` starts it anew.
-    Returns the run folder.
+    ``dataset``: the config's metadata and decoded clips when a caller already holds them (a search
+    trains many folds on one dataset). Returns the run folder.
     """
     check_feature_config(config.features, config.audio)
     check_scoring_config(config)
@@ -267,7 +266,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
     check_writable(run_dir, "--runs-root or --run-dir")
-    meta = data_mod.load_dataset(config)
+    meta = data_mod.load_dataset(config) if dataset is None else dataset[0]
     if config.export.deploy:
         check_budgets_before_training(config, num_classes=int(data_mod.labels(meta).max()) + 1)
     splits = data_mod.make_splits(meta, config.data)
@@ -277,11 +276,12 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs",
         test_files["deploy"] = []  # the deployment model has no test clips
     check_teachers(config, test_files, data_mod.class_names(meta))
     transfer.check_source(config, data_mod.class_names(meta), names.tolist())
-    if config.data.cache_dir:
+    if dataset is None and config.data.cache_dir:
         check_free_space(config.data.cache_dir, len(meta) * config.audio.clip_samples * 4, "the decoded audio",
                          "--set data.cache_dir=DIR")
     check_free_space(run_dir, RUN_FOLDER_BYTES, "a run folder", "--runs-root or --run-dir")
-    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
+    waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress) \
+        if dataset is None else dataset[1]
 
     inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}
     if restart and run_dir.exists():

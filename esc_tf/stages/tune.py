@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import yaml
 
 from esc_tf.artifacts import FoldResult, load_fold_result, write_json_atomic, write_text_atomic
 from esc_tf.config import Config, ConfigError, with_value
-from esc_tf.data.dataset import load_dataset
+from esc_tf.data.dataset import load_dataset, load_waveforms
 from esc_tf.stages.train import run_cross_validation, run_dir_for
 
 RANGES = ("uniform", "loguniform", "int")
@@ -133,15 +134,28 @@ def fold_config(base: Config, point: dict[str, Any], seed: int, fold: int | None
     return config if fold is None else with_value(config, "data.folds", [fold])
 
 
-def cross_validate_fold(config: Config, runs_root: Path) -> tuple[FoldResult, Path]:
-    """Train the config's one fold in its run folder (a finished fold is reused); its result and the folder."""
-    run_dir = run_cross_validation(config, runs_root, progress=False)
-    name = f"fold{config.data.folds[0]}" if config.data.split == "folds" else "stratified"
-    return load_fold_result(run_dir / name), run_dir
+class FoldTrainer:
+    """A :data:`FoldRunner` that trains the config's one fold in its run folder (a finished fold is reused).
+
+    A search trains many folds on one dataset: each dataset is read and decoded once for the whole search,
+    not once per fold (a point may change the data or audio options, so they key the datasets kept).
+    """
+
+    def __init__(self) -> None:
+        self.datasets: dict[tuple, tuple[pd.DataFrame, np.ndarray]] = {}
+
+    def __call__(self, config: Config, runs_root: Path) -> tuple[FoldResult, Path]:
+        key = (str(config.resolved_data_dir().resolve()), config.data.subset, config.audio, config.data.cache_dir)
+        if key not in self.datasets:
+            meta = load_dataset(config)
+            self.datasets[key] = meta, load_waveforms(meta, config.audio, config.data.cache_dir, progress=False)
+        run_dir = run_cross_validation(config, runs_root, progress=False, dataset=self.datasets[key])
+        name = f"fold{config.data.folds[0]}" if config.data.split == "folds" else "stratified"
+        return load_fold_result(run_dir / name), run_dir
 
 
 def fold_runs(base: Config, point: dict[str, Any], seeds: list[int], folds: list[int | None], runs_root: Path,
-              run_fold: FoldRunner = cross_validate_fold) -> Iterator[dict[str, Any]]:
+              run_fold: FoldRunner) -> Iterator[dict[str, Any]]:
     """Train the point for every seed and fold, yielding one record per finished fold."""
     for seed in seeds:
         for fold in folds:
@@ -204,7 +218,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def objective(base: Config, space: dict[str, dict[str, list[Any]]], seeds: list[int], folds: list[int | None],
-              runs_root: Path, run_fold: FoldRunner = cross_validate_fold) -> Callable[[optuna.Trial], float]:
+              runs_root: Path, run_fold: FoldRunner) -> Callable[[optuna.Trial], float]:
     """The Optuna objective: mean validation accuracy over seeds × folds, reported after every fold."""
     def evaluate(trial: optuna.Trial) -> float:
         point = suggest_point(trial, space)
@@ -229,8 +243,9 @@ def trial_summary(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def run_search(base: Config, space: dict[str, dict[str, list[Any]]], seeds: list[int], trials: int,
-               out_dir: Path, runs_root: Path, run_fold: FoldRunner = cross_validate_fold) -> list[dict[str, Any]]:
+               out_dir: Path, runs_root: Path, run_fold: FoldRunner | None = None) -> list[dict[str, Any]]:
     """Run (or resume) the search until ``trials`` trials have finished; writes and returns the summary."""
+    run_fold = run_fold or FoldTrainer()
     folds = planned_folds(base)
     setup = {"space": space, "seeds": seeds, "folds": folds, "base": run_dir_for(base, "").name}
     study = open_study(out_dir, setup, seed=base.train.seed)
@@ -252,9 +267,9 @@ def run_search(base: Config, space: dict[str, dict[str, list[Any]]], seeds: list
 
 
 def run_seeds(base: Config, seeds: list[int], out_dir: Path, runs_root: Path,
-              run_fold: FoldRunner = cross_validate_fold) -> dict[str, Any]:
+              run_fold: FoldRunner | None = None) -> dict[str, Any]:
     """Cross-validate ``base`` itself for every seed (no search); writes and returns its summary row."""
-    records = list(fold_runs(base, {}, seeds, planned_folds(base), runs_root, run_fold))
+    records = list(fold_runs(base, {}, seeds, planned_folds(base), runs_root, run_fold or FoldTrainer()))
     row = {"trial": 0, "state": "complete", "point": {}, **aggregate(records)}
     write_summary(out_dir, [row])
     return row

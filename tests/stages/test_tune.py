@@ -179,3 +179,20 @@ def test_a_multi_seed_run_without_validation_clips_has_no_validation_score(datas
     assert trial["val_mean"] is None and trial["runs"] == 2 and 0 <= trial["test_mean"] <= 1
     assert "| — |" in (tmp_path / "tune" / "tune.md").read_text()
     assert not (tmp_path / "tune" / "study.db").exists()  # no search, no study
+
+
+def test_the_folds_of_a_search_share_one_decoded_dataset(dataset_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from esc_tf.config import with_values
+    from tests.conftest import small_config
+    decoded = []
+    real = tune.load_waveforms
+    monkeypatch.setattr(tune, "load_waveforms", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    base = with_values(small_config(dataset_dir, tmp_path), {"train.epochs": 1, "export.edge_eval": False,
+                                                            "export.deploy": False, "train.lr_schedule": "cosine",
+                                                            "data.val_fraction": 0.0})
+    trainer = tune.FoldTrainer()
+    results = [trainer(tune.fold_config(base, {}, seed, fold), tmp_path / "runs")[0]
+               for seed in (1, 2) for fold in (1, 2)]
+    assert [r.name for r in results] == ["fold1", "fold2", "fold1", "fold2"]
+    assert len(decoded) == 1  # once for the search, not once per fold
