@@ -28,6 +28,7 @@ RESULT_FILE = "result.json"  # one fold's test-fold scores (FoldResult)
 EDGE_FILE = "edge.json"  # one fold's pruned / int8 / TFLM comparison
 DEPLOY_DIR = "deploy"  # the run's deployment model, trained on every clip
 COMMANDS_FILE = "commands.txt"  # every command that wrote into a run folder
+REPORT_FILE = "report.json"  # a run's pooled results, written by esc_tf.reporting
 INPUTS_FILE = "inputs.json"  # what a run was started on: a resumed run must find the same
 
 
@@ -172,6 +173,15 @@ class FoldResult:
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
+
+
+def read_report(run_dir: str | Path) -> dict[str, Any]:
+    """The ``report.json`` of a run folder (or of a saved report folder under ``reports/``)."""
+    path = Path(run_dir) / REPORT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {REPORT_FILE} (the run has not finished a fold, or this is "
+                                "not a run folder written by esc-tf train)")
+    return json.loads(path.read_text())
 
 
 def load_fold_result(fold_dir: Path) -> FoldResult | None:

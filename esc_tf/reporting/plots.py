@@ -12,7 +12,6 @@ libsndfile, before mixing and resampling, since resampling can move peaks.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from esc_tf import artifacts
+from esc_tf.artifacts import read_report
 from esc_tf.audio import features as feat
 from esc_tf.config import Config
 from esc_tf.data import dataset as data_mod
@@ -315,13 +315,7 @@ def latest_run(runs_root: str | Path = "runs") -> Path | None:
 
 def load_report(run: str | Path | dict[str, Any]) -> dict[str, Any]:
     """``report.json`` of a run folder (a dict is passed through)."""
-    if isinstance(run, dict):
-        return run
-    path = Path(run) / "report.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no report.json (the run has not finished a fold, or this is "
-                                "not a run folder written by python -m esc_tf.train)")
-    return json.loads(path.read_text())
+    return run if isinstance(run, dict) else read_report(run)
 
 
 def cv_table(report: dict[str, Any]) -> pd.DataFrame:

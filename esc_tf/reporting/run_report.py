@@ -19,12 +19,14 @@ from esc_tf.artifacts import (
     DEPLOY_DIR,
     META_FILE,
     MODEL_FILE,
+    REPORT_FILE,
     RESULT_FILE,
     ModelError,
     ModelMeta,
     invocation,
     load_fold_result,
     package_versions,
+    read_report,
     record_command,
     relative_path,
     write_json_atomic,
@@ -149,8 +151,7 @@ def summarize_teachers(teacher_runs: list[str], parts: list[str]) -> list[dict[s
     folds that taught this run), read from its ``report.json``; None where it has no report."""
     teachers = []
     for run in teacher_runs:
-        path = Path(run) / "report.json"
-        r = json.loads(path.read_text()) if path.is_file() else None
+        r = read_report(run) if (Path(run) / REPORT_FILE).is_file() else None
         teachers.append({"run": str(run), "mean_accuracy": r["mean_accuracy"] if r else None,
                          "train_seconds": sum(f["wall_seconds"] for f in r["folds"] if f["name"] in parts)
                          if r else None})
@@ -250,7 +251,7 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
             "wall_seconds": wall_seconds, "versions": package_versions()}
     payload = {**summary, **meta, "config": config.to_dict(),
                "histories": {r.name: r.history for r in results}}
-    write_json_atomic(run_dir / "report.json", payload)
+    write_json_atomic(run_dir / REPORT_FILE, payload)
     write_text_atomic(run_dir / "report.md", _markdown(summary, meta))
     figures = {"curves.png": viz.plot_training_curves(payload), "confusion.png": viz.plot_confusion(payload),
                "edge.png": viz.plot_edge(payload)}
