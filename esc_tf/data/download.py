@@ -90,6 +90,11 @@ class ResumingDownloader:
         offset = self.part.stat().st_size if self.part.is_file() else 0
         headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
         with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
+            if response.status_code == 416 and offset:  # nothing left after offset
+                if _range_total(response) == offset:
+                    return  # the .part already holds the whole file (stopped before its rename)
+                self._drop()
+                return self._fetch(url)
             response.raise_for_status()
             resumed = response.status_code == 206 and _range_start(response) == offset
             if not resumed:
@@ -113,6 +118,12 @@ def _range_start(response: requests.Response) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _range_total(response: requests.Response) -> int | None:
+    """The file size a 416 response states, from ``Content-Range: bytes */TOTAL``."""
+    match = re.match(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
 def _known_hash(sha256: str | None) -> str | None:
     """``sha256:<hex>`` for pooch, or None when no checksum is pinned."""
     if sha256 is None:
@@ -132,17 +143,6 @@ def _unsafe_member(name: str) -> bool:
     if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
         return True
     return ".." in PurePosixPath(normalized).parts
-
-
-def _member_names(archive: Path, url: str) -> list[str]:
-    """The names in the zip archive."""
-    if not zipfile.is_zipfile(archive):
-        raise DownloadError(f"{url}: downloaded file is not a zip archive; check the URL")
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DownloadError(f"{url}: corrupt zip archive ({exc}); download it again") from exc
 
 
 def _dataset_prefix(names: list[str], url: str) -> str:
@@ -173,7 +173,7 @@ def _dataset_prefix(names: list[str], url: str) -> str:
 
 class SafeUnzip:
     """A pooch processor: check the archive holds one ESC-50 dataset and nothing that escapes the
-    extraction folder (pooch's ``Unzip`` checks neither), then unzip it there with ``Unzip``.
+    extraction folder (pooch's ``Unzip`` checks neither), then unzip it there.
 
     Returns the extracted dataset root.
     """
@@ -183,10 +183,15 @@ class SafeUnzip:
         self.extract_dir = extract_dir
 
     def __call__(self, fname: str, action: str, pooch_: Any) -> Path:
-        prefix = _dataset_prefix(_member_names(Path(fname), self.url), self.url)
+        if not zipfile.is_zipfile(fname):
+            raise DownloadError(f"{self.url}: downloaded file is not a zip archive; check the URL")
         try:
-            pooch.Unzip(extract_dir=str(self.extract_dir))(fname, action, pooch_)
+            with zipfile.ZipFile(fname) as archive:
+                prefix = _dataset_prefix(archive.namelist(), self.url)
+                archive.extractall(self.extract_dir)
         except (OSError, zipfile.BadZipFile, RuntimeError) as exc:  # bad CRC, disk full
+            if isinstance(exc, DownloadError):
+                raise
             raise DownloadError(f"{self.url}: extraction failed ({exc}); download it again") from exc
         root = self.extract_dir / prefix
         if not is_dataset_dir(root):
@@ -261,17 +266,19 @@ def download_esc50(dest: str | Path, url: str = OFFICIAL_URL, sha256: str | None
     try:
         # Extract one level down so that renaming the root never moves ``workdir`` itself
         # (which the cleanup below deletes), even when the dataset is at the zip's root.
-        with _pooch_warnings_only():
-            root = pooch.retrieve(url, known_hash, fname=archive.name, path=parent,
-                                  downloader=ResumingDownloader(parent / f"{archive.name}.part", progress, timeout),
-                                  processor=SafeUnzip(url, workdir / "content"))
-        archive.unlink()
+        try:
+            with _pooch_warnings_only():
+                root = pooch.retrieve(url, known_hash, fname=archive.name, path=parent,
+                                      downloader=ResumingDownloader(parent / f"{archive.name}.part", progress,
+                                                                    timeout),
+                                      processor=SafeUnzip(url, workdir / "content"))
+        except ValueError as exc:  # pooch's checksum mismatch (the URL and --sha256 were checked before)
+            raise DownloadError(f"{url}: checksum mismatch: {exc} Run the same command again, or check "
+                                "--sha256.") from exc
         if _check_dest(dest):  # another process finished first
             print(f"ESC-50 already present in {dest}; skipping download")
             return dest
         _install(root, dest)
-    except ValueError as exc:  # pooch's checksum mismatch (the URL and --sha256 were checked before)
-        raise DownloadError(f"{url}: checksum mismatch: {exc} Run the same command again, or check --sha256.") from exc
     finally:
         archive.unlink(missing_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)

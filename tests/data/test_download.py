@@ -47,6 +47,12 @@ class _RangeHandler(_QuietHandler):
         state["ranges"].append(self.headers.get("Range"))
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
         start = int(match.group(1)) if match and state["honour_range"] else 0
+        if start >= len(data) > 0:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -219,6 +225,16 @@ def test_an_interrupted_download_resumes_where_it_stopped(server: Server, dest: 
     assert sorted(p.name for p in dest.parent.iterdir()) == ["ESC-50"]
 
 
+def test_a_part_file_already_whole_is_not_downloaded_again(server: Server, dest: Path) -> None:
+    """Stopped after the last byte but before the rename: the server answers 416, and the .part is used."""
+    archive = make_zip(server.root / "master.zip", esc50_members())
+    dest.parent.mkdir(parents=True)
+    part_file(dest).write_bytes(archive.read_bytes())
+    download_esc50(dest, url=server.url("master.zip"), sha256=sha256_of(archive), progress=False)
+    assert server.state["ranges"] == [f"bytes={archive.stat().st_size}-"]
+    assert_dataset(dest)
+
+
 def test_a_server_ignoring_range_sends_the_whole_archive_again(server: Server, dest: Path) -> None:
     archive = make_zip(server.root / "master.zip", esc50_members())
     dest.parent.mkdir(parents=True)
@@ -312,7 +328,7 @@ def test_keyboard_interrupt_cleans_up(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(download, "_member_names", interrupted)
+    monkeypatch.setattr(download, "_dataset_prefix", interrupted)  # while the archive is checked
     with pytest.raises(KeyboardInterrupt):
         download_esc50(dest, url=server.url("master.zip"), progress=False)
     assert_clean_failure(dest)
