@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from esc_tf.config import Config, apply_overrides, load_config, with_values
+from esc_tf.config import Config, ConfigError, apply_overrides, load_config, with_values
 
 
 def add_set_argument(parser: argparse.ArgumentParser, help_text: str = "override any config option; repeatable"
@@ -38,11 +38,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return apply_overrides(config, args.set)
 
 
-def parse_folds(text: str | None) -> list[int] | None:
-    """``"1,3"`` -> ``[1, 3]``; None or empty -> None."""
-    if not text:
-        return None
+def parse_ints(text: str, flag: str, example: str) -> list[int]:
+    """``"1,3"`` -> ``[1, 3]``, refused naming ``flag`` when it is not comma-separated integers."""
     try:
         return [int(f) for f in text.split(",")]
     except ValueError:
-        raise ValueError(f"--folds {text!r}: expected comma-separated fold numbers such as 1,3") from None
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers such as {example}") from None
+
+
+def parse_folds(text: str | None) -> list[int] | None:
+    """``"1,3"`` -> ``[1, 3]``; None or empty -> None."""
+    return parse_ints(text, "--folds", "1,3") if text else None

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import optuna
 
-from esc_tf.cli.options import add_data_arguments, config_from_args
-from esc_tf.config import ConfigError, with_value
+from esc_tf.cli.options import add_data_arguments, config_from_args, parse_ints
 from esc_tf.stages.tune import check_validation_clips, load_space, run_search, run_seeds
 
 DEFAULT_TRIALS = 10
@@ -34,32 +33,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"1,2"`` -> ``[1, 2]``."""
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers such as 1,2") from None
-
-
 def run(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
-    base = with_value(with_value(config_from_args(args), "export.edge_eval", False), "export.deploy", False)
-    seeds = parse_seeds(args.seeds)
+    base = config_from_args(args)
+    seeds = parse_ints(args.seeds, "--seeds", "1,2")
     space = load_space(args.space) if args.space else None
     if space is not None:
         check_validation_clips(base, space)
     out_dir = Path(args.out or args.runs_root)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if space is None:
         print(f"base config x seeds {seeds}", flush=True)
         run_seeds(base, seeds, out_dir, Path(args.runs_root))
     else:
         # Trials print their own lines, and errors end as one line (Optuna would add a traceback).
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        summary = run_search(base, space, seeds, args.trials, out_dir, Path(args.runs_root))
-        best = max((t for t in summary if t["state"] == "complete"), key=lambda t: t["val_mean"], default=None)
-        if best is not None:
+        ranked = run_search(base, space, seeds, args.trials, out_dir, Path(args.runs_root))
+        if ranked and ranked[0]["state"] == "complete":
+            best = ranked[0]
             print(f"best: trial {best['trial']} {best['point']}: val {best['val_mean']:.4f}, "
                   f"test {best['test_mean']:.4f} ± {best['test_std']:.4f}")
     print(f"summary: {out_dir / 'tune.md'}")

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from esc_tf.artifacts import FoldResult, load_fold_result, write_json_atomic, write_text_atomic
-from esc_tf.config import Config, ConfigError, with_value
+from esc_tf.config import Config, ConfigError, with_value, with_values
 from esc_tf.data.dataset import load_dataset, load_waveforms
 from esc_tf.stages.train import run_cross_validation, run_dir_for
 
@@ -117,6 +117,11 @@ def check_validation_clips(base: Config, space: dict[str, dict[str, list[Any]]])
 
 
 # --------------------------------------------------------------------------- one trial
+
+
+def trial_base(base: Config) -> Config:
+    """``base`` as a search trains it: cross-validation only, without the edge stages or a deployment model."""
+    return with_values(base, {"export.edge_eval": False, "export.deploy": False})
 
 
 def planned_folds(base: Config) -> list[int | None]:
@@ -244,9 +249,11 @@ def trial_summary(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def run_search(base: Config, space: dict[str, dict[str, list[Any]]], seeds: list[int], trials: int,
                out_dir: Path, runs_root: Path, run_fold: FoldRunner | None = None) -> list[dict[str, Any]]:
-    """Run (or resume) the search until ``trials`` trials have finished; writes and returns the summary."""
-    run_fold = run_fold or FoldTrainer()
+    """Run (or resume) the search until ``trials`` trials have finished; writes the summary and returns it,
+    best trial first."""
+    base, run_fold = trial_base(base), run_fold or FoldTrainer()
     folds = planned_folds(base)
+    out_dir.mkdir(parents=True, exist_ok=True)
     setup = {"space": space, "seeds": seeds, "folds": folds, "base": run_dir_for(base, "").name}
     study = open_study(out_dir, setup, seed=base.train.seed)
     requeue_unfinished(study)
@@ -261,22 +268,24 @@ def run_search(base: Config, space: dict[str, dict[str, list[Any]]], seeds: list
     if remaining > 0:
         study.optimize(objective(base, space, seeds, folds, runs_root, run_fold), n_trials=remaining,
                        callbacks=[after_trial])
-    summary = [trial_summary(t) for t in finished_trials(study)]
-    write_summary(out_dir, summary)
-    return summary
+    return write_summary(out_dir, [trial_summary(t) for t in finished_trials(study)])
 
 
 def run_seeds(base: Config, seeds: list[int], out_dir: Path, runs_root: Path,
               run_fold: FoldRunner | None = None) -> dict[str, Any]:
     """Cross-validate ``base`` itself for every seed (no search); writes and returns its summary row."""
-    records = list(fold_runs(base, {}, seeds, planned_folds(base), runs_root, run_fold or FoldTrainer()))
+    base = trial_base(base)
+    folds = planned_folds(base)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = list(fold_runs(base, {}, seeds, folds, runs_root, run_fold or FoldTrainer()))
     row = {"trial": 0, "state": "complete", "point": {}, **aggregate(records)}
     write_summary(out_dir, [row])
     return row
 
 
-def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
-    """``tune.json`` and ``tune.md``: finished trials ranked by validation accuracy, then the pruned ones."""
+def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``tune.json`` and ``tune.md``: finished trials ranked by validation accuracy, then the pruned ones;
+    returns them in that order."""
     def order(t: dict[str, Any]) -> tuple[bool, float]:
         return t["state"] == "pruned", -np.inf if t["val_mean"] is None else -t["val_mean"]
 
@@ -295,6 +304,7 @@ def write_summary(out_dir: Path, trials: list[dict[str, Any]]) -> None:
         lines.append(f"| {rank} | {t['trial']} | {values}{val} | "
                      f"{t['test_mean']:.4f} ± {t['test_std']:.4f} | {t['runs']} | {t['state']} |")
     write_text_atomic(out_dir / "tune.md", "\n".join(lines) + "\n")
+    return ranked
 
 
 def _cell(value: Any) -> str:
