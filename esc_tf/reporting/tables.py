@@ -222,11 +222,15 @@ def results_table(report_dirs: list[Path]) -> str:
     folds, seed, float and int8 TFLM accuracy (mean ± std over folds), the other edge variants' means,
     int8 ``.tflite`` bytes, TFLM arena bytes, MACs per inference, inferences per clip and MACs per
     second of audio (MACs x inferences per clip / clip seconds)."""
+    return rows_table([report_row(Path(d)) for d in report_dirs])
+
+
+def rows_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`results_table` of rows already read (:func:`report_row`)."""
     lines = ["| report | dataset | recipe | features | test folds | seed | float | int8 TFLM | other variants | "
              "int8 .tflite B | TFLM arena B | MACs / inference | inferences / clip | MACs / s of audio |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for report_dir in report_dirs:
-        row = report_row(Path(report_dir))
+    for row in rows:
         lines.append(
             f"| `{row['report']}` | {_dataset(row)} | {_recipe(row)} | {row['features']} | "
             f"{','.join(row['folds'])} | {row['seed']} | {_acc(row['float_folds'])} | "
@@ -258,12 +262,11 @@ def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(json.dumps(sa[k], sort_keys=True) == json.dumps(sb[k], sort_keys=True) for k in sa.keys() & sb.keys())
 
 
-def group_reports(report_dirs: list[Path]) -> list[list[dict[str, Any]]]:
-    """The rows of ``report_dirs`` grouped by recipe (:func:`same_recipe`, and the same source run):
+def group_reports(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Report rows (:func:`report_row`) grouped by recipe (:func:`same_recipe`, and the same source run):
     each report, in name order, joins the first group all of whose reports it matches."""
     groups: list[list[dict[str, Any]]] = []
-    for report_dir in sorted(report_dirs, key=lambda p: Path(p).name):
-        row = report_row(Path(report_dir))
+    for row in sorted(rows, key=lambda r: r["report"]):
         for group in groups:
             if all(same_recipe(row["config"], other["config"]) and row["started_from"] == other["started_from"]
                    for other in group):
@@ -274,14 +277,14 @@ def group_reports(report_dirs: list[Path]) -> list[list[dict[str, Any]]]:
     return groups
 
 
-def recipe_table(report_dirs: list[Path], published: dict[str, Any] | None = None) -> str:
-    """Markdown table, one row per recipe: the runs of ``report_dirs`` that differ only in seed pooled
+def recipe_table(report_rows: list[dict[str, Any]], published: dict[str, Any] | None = None) -> str:
+    """Markdown table, one row per recipe: the report rows (:func:`report_row`) that differ only in seed pooled
     over runs x folds (mean ± population std), with the report folders behind each row. ``published``
     (a ``model_meta.json``) marks the recipe whose deployment model it describes."""
     lines = ["| dataset | recipe | features | runs x folds (seeds) | float | int8 TFLM | int8 .tflite B | "
              "TFLM arena B | MACs / inference | inferences / clip | MACs / s of audio | reports |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rows in group_reports(report_dirs):
+    for rows in group_reports(report_rows):
         first = min(rows, key=lambda r: (r["recipe"].count(","), r["report"]))  # the plainest command
         floats = [a for r in rows for a in r["float_folds"]]
         int8s = [a for r in rows for a in (r["int8_tflm_folds"] or [])]
@@ -347,15 +350,16 @@ def write_docs_tables(reports_root: Path, docs_root: Path) -> list[Path]:
     baselines = sorted(reports_root.glob("baselines_*.json"), key=lambda p: p.name)
     meta_path = reports_root.parent / "tflite" / "model_meta.json"
     published = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    rows = [report_row(d) for d in report_dirs]  # each report read once for both tables
     parts = [GENERATED_MARK, "", _RESULTS_INTRO,
              "## Recipes, pooled over seeds", "",
              "Runs that differ only in their seed, pooled: mean ± std over every test fold of every run.", "",
-             recipe_table(report_dirs, published),
+             recipe_table(rows, published),
              "## Every report", "",
              "One row per folder of `reports/` (mean ± std over its test folds). Other variants: the same "
              "fold models as a float `.tflite` and as int8 in LiteRT (whose default XNNPACK kernels round "
              "differently from TFLM; see `reports/interpreter_parity.md`).", "",
-             results_table(report_dirs)]
+             rows_table(rows)]
     if baselines:
         parts += ["## Classical baselines in the same folds", "",
                   "`esc-tf baselines`: an RBF SVM, a random forest and logistic regression on pooled "
