@@ -4,12 +4,14 @@
 // loop():  one hop of audio -> front end -> window; once the window is full, run the model
 //          every kInferenceStrideFrames new frames and post-process.  The board's
 //          microphone driver must buffer the audio that arrives while Invoke() runs.
-// Arduino calls setup()/loop() itself; elsewhere main() below does.
+// Arduino calls setup()/loop() itself; elsewhere main() below does (unless FIRMWARE_NO_MAIN:
+// device_check_main.cc runs setup_and_test() and then real clips instead of the microphone).
 #if defined(ARDUINO)
 #include <TensorFlowLite.h>  // puts the Arduino TFLM library on the include path
 #endif
 
 #include "audio_provider.h"
+#include "firmware_app.h"
 #include "feature_stream.h"
 #include "frontend.h"
 #include "inference_schedule.h"
@@ -49,24 +51,27 @@ bool RunSelfTest() {
 
 }  // namespace
 
-void setup() {
+void setup() { setup_and_test(); }
+
+bool setup_and_test() {
   tflite::InitializeTarget();
   MicroPrintf("front end %s, model %d bytes, arena %d bytes", frontend_fingerprint(),
               static_cast<int>(g_model_data_len), kTensorArenaSize);
   const model_runner_status_t status = model_runner_init();
   if (status != MODEL_RUNNER_OK) {
     MicroPrintf("model_runner_init failed (%d)", static_cast<int>(status));
-    return;
+    return false;
   }
   MicroPrintf("arena used %d bytes", static_cast<int>(model_runner_arena_used()));
-  RunSelfTest();  // reported, not fatal: a failing board still shows what it hears
+  const bool passed = RunSelfTest();  // reported, not fatal: a failing board still shows what it hears
   if (postprocess_init(&postprocess, FIRMWARE_AVERAGE_WINDOW, FIRMWARE_VIEWS, FIRMWARE_SCORE_THRESHOLD) != 0 ||
       feature_stream_init(&stream) != 0) {
     MicroPrintf("post-processing or front end set-up failed");
-    return;
+    return false;
   }
   audio_provider_init(AUDIO_SOURCE_MICROPHONE);
   ready = true;
+  return passed;
 }
 
 void loop() {
@@ -91,13 +96,23 @@ void loop() {
     }
     decided = postprocess_update(&postprocess, model_runner_output(), &result) != 0;
   }
-  if (decided && result.detected) {
+  if (!decided) return;
+  firmware_decision(stream.frames, result);
+  if (result.detected) {
     MicroPrintf("heard %s (%d%%)", kCategoryLabels[result.top_class],
                 static_cast<int>(result.top_score * 100.0f + 0.5f));
   }
 }
 
-#if !defined(ARDUINO)
+#if defined(__GNUC__)
+__attribute__((weak))
+#endif
+void firmware_decision(uint32_t frames, const postprocess_result_t& result) {
+  (void)frames;
+  (void)result;
+}
+
+#if !defined(ARDUINO) && !defined(FIRMWARE_NO_MAIN)
 int main() {
   setup();
   for (;;) loop();

@@ -292,18 +292,18 @@ def test_committed_export_is_not_stale():
 # --------------------------------------------------------------------------- other compilers
 
 def test_tflm_sources_compile_against_the_api_stub(exported, tmp_path):
-    """main.cc and model_runner.cc need TFLM, absent here: compile them (syntax and types)
-    against declarations of the TFLM API they use, and model_data.cc as it is."""
+    """main.cc, model_runner.cc and device_check_main.cc need TFLM, absent here: compile them (syntax
+    and types) against declarations of the TFLM API they use, in TFLM's C++17, and model_data.cc as it is."""
     cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if cxx is None:
         pytest.skip("no C++ compiler found")
     src = host_build.stage(exported.deploy, tmp_path / "src")
-    flags = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fno-exceptions", "-fno-rtti",
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fno-exceptions", "-fno-rtti",
              "-I", str(src), "-I", str(TFLM_STUB)]
-    for name in ("main.cc", "model_runner.cc"):
+    for name in ("main.cc", "model_runner.cc", "device_check_main.cc"):
         done = subprocess.run([cxx, *flags, "-fsyntax-only", str(src / name)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-    done = subprocess.run([cxx, "-std=c++11", "-Wall", "-Werror", "-c", str(src / "model_data.cc"), "-o",
+    done = subprocess.run([cxx, "-std=c++17", "-Wall", "-Werror", "-c", str(src / "model_data.cc"), "-o",
                            str(tmp_path / "model_data.o")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -330,7 +330,7 @@ def test_cmake_build_runs_the_unit_checks_and_links_the_tflm_target(exported, tm
                     f"-DTFLM_ROOT={TFLM_STUB}"], check=True, capture_output=True)
     done = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (build / "esc_firmware").is_file()
+    assert (build / "esc_firmware").is_file() and (build / "esc_device_check").is_file()
     done = subprocess.run(["ctest", "--test-dir", str(build)], capture_output=True, text=True)
     assert done.returncode == 0 and "100% tests passed" in done.stdout, done.stdout
 

@@ -20,8 +20,8 @@ from firmware_stub.tools import host_build
 
 DEVICE_SOURCES = ("audio_provider.c", "feature_buffer.c", "feature_stream.c", "postprocess.c", "self_test.c",
                   "main.cc", "model_runner.cc")
-DEVICE_HEADERS = ("audio_provider.h", "feature_buffer.h", "feature_stream.h", "inference_schedule.h", "model_runner.h",
-                  "postprocess.h", "self_test.h")
+DEVICE_HEADERS = ("audio_provider.h", "feature_buffer.h", "feature_stream.h", "firmware_app.h", "inference_schedule.h",
+                  "model_runner.h", "postprocess.h", "self_test.h")
 GENERATED = (*host_build.EXPORT_HEADERS, *host_build.TFLM_FILES, *host_build.GOLDEN_FILES)
 INO = """\
 // ESC-50 sound classifier (firmware_stub/), laid out by

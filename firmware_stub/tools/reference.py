@@ -11,6 +11,7 @@ import numpy as np
 
 from esc_tf import pipeline
 from esc_tf.artifacts import ModelMeta
+from esc_tf.audio.features import compute_features, feature_shape
 from esc_tf.runtime import predictors as evaluate
 from esc_tf.stages.export import io_quantization
 
@@ -70,3 +71,36 @@ def tflm_scores(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         out.append(np.array(interpreter.get_output(0)[0], np.int8))
     return np.stack(out) if out else np.zeros((0, 0), np.int8)
+
+
+def stream_windows(pcm: np.ndarray, meta: ModelMeta, model_bytes: bytes, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """A recording's windows as the firmware's loop() scores them: the first full window, then every
+    ``stride`` frames. Returns the frames heard at each inference ``[inferences]`` and every view of each
+    window as int8 inputs ``[inferences * views, elements]`` (the rotations at each mel shift)."""
+    config = meta.config
+    features = meta.normalization.apply(
+        compute_features(from_int16(pcm), config.features, config.audio.sample_rate)).numpy()
+    frames = feature_shape(config)[1]
+    starts = np.arange(0, features.shape[1] - frames + 1, stride)
+    windows = np.stack([features[:, s:s + frames] for s in starts])[..., None]
+    scale, zero_point = input_quantization(model_bytes)
+    inputs = evaluate.quantize(pipeline.model_inputs(windows, config), scale, zero_point)
+    return starts + frames, inputs.reshape(len(inputs), -1)
+
+
+def stream_decisions(pcm: np.ndarray, meta: ModelMeta, model_bytes: bytes, stride: int, average: int,
+                     threshold: float) -> list[tuple[int, int, float, bool]]:
+    """What the firmware's loop() decides on a recording: each inference's views averaged (softmax
+    probabilities), the last ``average`` inferences averaged, the top class reported at ``threshold``.
+    One ``(frames heard, top class, top score, detected)`` per inference, like postprocess.c."""
+    heard, inputs = stream_windows(pcm, meta, model_bytes, stride)
+    q = io_quantization(model_bytes)
+    probs = evaluate.softmax(evaluate.dequantize(tflm_scores(model_bytes, inputs), q["output_scale"],
+                                                 q["output_zero_point"]))
+    per_inference = probs.reshape(len(heard), -1, probs.shape[-1]).mean(axis=1)
+    decisions = []
+    for i, frames in enumerate(heard):
+        mean = per_inference[max(0, i - average + 1):i + 1].mean(axis=0)
+        top = int(mean.argmax())
+        decisions.append((int(frames), top, float(mean[top]), bool(mean[top] >= threshold)))
+    return decisions
