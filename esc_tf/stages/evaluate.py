@@ -6,6 +6,7 @@ a held-out number.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: lis
     y_pred = clip_scores(predictor, feats, config).argmax(axis=1)
     metrics = classification_metrics(y_true, y_pred, meta_info.class_names)
     seen = set(meta_info.trained_on) & set(dataset["filename"])
-    metrics.update({"model": str(model_path), "runtime": runtime if Path(model_path).suffix == ".tflite"
-                    else "keras", "data_dir": str(data_dir), "folds": folds or sorted(set(dataset["fold"])),
+    sha256 = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    metrics.update({"model": str(model_path), "model_sha256": sha256,
+                    "runtime": runtime if Path(model_path).suffix == ".tflite" else "keras",
+                    "data_dir": str(data_dir), "folds": folds or sorted(set(dataset["fold"])),
                     "skipped_unknown_class": skipped, "clips_seen_in_training": len(seen)})
     return metrics

@@ -1,6 +1,7 @@
 """Edge stages: pruning, int8 conversion, TFLM checks, the exported files, evaluate CLI."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -201,6 +202,7 @@ def test_evaluate_cli(edge_run, dataset_dir, tmp_path, capsys, model, runtime):
     accuracy = float(re.search(r"^accuracy: (0\.\d{4}|1\.0000)", out, re.M).group(1))
     metrics = json.loads(out_json.read_text())
     assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4) and metrics["clips"] == 6
+    assert metrics["model_sha256"] == hashlib.sha256((edge_run / model).read_bytes()).hexdigest()
     assert "per-class F1" in out and "chainsaw" in out
     if model.startswith("deploy"):  # trained on every clip: evaluate says so
         assert "WARNING" in out and metrics["clips_seen_in_training"] == 6

@@ -1,0 +1,79 @@
+"""The model card: every figure from a file, refused when a file is about another model, and the
+committed card of tflite/ regenerates identically from the inputs it names."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from esc_tf.cli.main import main as cli_main
+from esc_tf.reporting import model_card
+from esc_tf.reporting.model_card import CardInputError, CardInputs
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHED = REPO / "tflite"
+CV_REPORT = REPO / "reports" / "esc50-16k-most_accurate-rolls4-seed42"
+
+
+def device_report(sha: str) -> dict:
+    m4 = {"top1_agreement_with_python": 0.995, "self_test_passed": True, "instructions_per_invoke": 13_600_000,
+          "instructions_per_hop": 116_000, "instructions_per_second_streaming": 58_000_000,
+          "instructions_per_second_one_decision_per_clip": 14_500_000, "arena_used_bytes": 60_532,
+          "stack_peak_bytes": 3_184, "elf": {"text": 300_000, "data": 2_000, "bss": 1}}
+    return {"model_sha256": sha, "clips": 12, "data_dir": "DATA/x", "command": "python benchmarks/device_report.py",
+            "targets": {"host": {"top1_agreement_with_python": 1.0, "self_test_passed": True}, "cortex-m4": m4}}
+
+
+@pytest.fixture
+def export(tmp_path) -> Path:
+    """A copy of the published export, to write cards and change files in."""
+    out = tmp_path / "export"
+    shutil.copytree(PUBLISHED, out)
+    (out / model_card.CARD_FILE).unlink(missing_ok=True)
+    return out
+
+
+def sha_of(export: Path) -> str:
+    return hashlib.sha256((export / "model_int8.tflite").read_bytes()).hexdigest()
+
+
+def test_card_holds_the_files_figures(export, tmp_path):
+    heldout = tmp_path / "heldout.json"
+    heldout.write_text(json.dumps({"model": "x/model_int8.tflite", "model_sha256": sha_of(export), "runtime": "tflm",
+                                   "clips": 80, "data_dir": "DATA/esc10", "folds": [4], "accuracy": 0.8625,
+                                   "clips_seen_in_training": 0}))
+    device = tmp_path / "device.json"
+    device.write_text(json.dumps(device_report(sha_of(export))))
+    card = model_card.write_model_card(CardInputs(export, (CV_REPORT,), (heldout,), device)).read_text()
+    exported = json.loads((export / "export.json").read_text())
+    assert sha_of(export) in card and f"{exported['int8_tflite_bytes']:,} B" in card
+    assert "| 80 | `esc10` | 4 | 0.8625 | 0 |" in card
+    assert "**0.7769**" in card  # the CV report's int8 TFLM mean
+    assert "13.60 M" in card and "60,532 B" in card and "3,184 B" in card
+    assert "no distillation" in card.lower() and "CC BY-NC 3.0" in card
+
+
+def test_files_about_another_model_are_refused(export, tmp_path):
+    heldout = tmp_path / "heldout.json"
+    heldout.write_text(json.dumps({"model": "model_int8.tflite", "model_sha256": "0" * 64, "runtime": "tflm"}))
+    with pytest.raises(CardInputError, match="SHA-256 differs.*esc-tf evaluate"):
+        model_card.render(CardInputs(export, (CV_REPORT,), (heldout,)))
+    device = tmp_path / "device.json"
+    device.write_text(json.dumps(device_report("0" * 64)))
+    with pytest.raises(CardInputError, match="device report describes another model"):
+        model_card.render(CardInputs(export, (CV_REPORT,), (), device))
+    assert cli_main(["report", "model-card", "--export", str(export), "--cv", str(CV_REPORT),
+                     "--device", str(device)]) == 1
+    assert not (export / model_card.CARD_FILE).exists()  # nothing half-written
+
+
+def test_published_card_is_not_stale(tmp_path, monkeypatch):
+    card = PUBLISHED / model_card.CARD_FILE
+    assert card.is_file(), "tflite/ has no MODEL_CARD.md: run esc-tf report model-card"
+    monkeypatch.chdir(REPO)
+    fresh = tmp_path / "card.md"
+    assert cli_main(["report", "model-card", *model_card.inputs_of(card), "--out", str(fresh)]) == 0
+    assert fresh.read_text() == card.read_text(), "tflite/MODEL_CARD.md is stale: run the command on its first line"
