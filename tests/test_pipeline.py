@@ -152,11 +152,11 @@ def test_the_device_scores_a_clip_on_the_views_the_model_was_scored_on(viewed_ru
 
 
 @pytest.mark.parametrize("settings, expected", [
-    ("#define kNumFrames 155\n", "31 3 1 1"),  # every fifth of the window, 3 inferences averaged
-    ("#define kNumFrames 155\n#define kTimeRolls 4\n", "31 3 4 4"),  # each inference on 4 rotations of the window
-    ("#define kNumFrames 155\n#define kTimeRolls 4\n#define kMelShifts 1\n", "31 3 4 12"),  # ... each at 3 mel shifts
+    ("#define kNumFrames 155\n", "155 1 1 1"),  # one inference per window length, as clips are scored
+    ("#define kNumFrames 155\n#define kTimeRolls 4\n", "155 1 4 4"),  # each inference on 4 rotations of the window
+    ("#define kNumFrames 155\n#define kTimeRolls 4\n#define kMelShifts 1\n", "155 1 4 12"),  # ... each at 3 mel shifts
     ("#define kNumFrames 155\n#define kClipFrames 155\n#define kClipWindows 1\n#define kClipWindowStrideFrames 0\n",
-     "31 3 1 1"),  # a header exported while models could read part of a clip
+     "155 1 1 1"),  # a header exported while models could read part of a clip
 ])
 def test_the_firmware_inference_schedule_and_views(settings, expected, tmp_path):
     cc = host_build.compiler()

@@ -254,7 +254,8 @@ def firmware_schedule(num_frames: int) -> tuple[int, int, float]:
     """The firmware's default schedule, read from ``inference_schedule.h``: frames between inferences,
     inferences averaged, score threshold."""
     text = (FIRMWARE / "inference_schedule.h").read_text()
-    divisor = int(re.search(r"#define FIRMWARE_INFERENCE_STRIDE_FRAMES \(kNumFrames / (\d+)\)", text).group(1))
+    stride = re.search(r"#define FIRMWARE_INFERENCE_STRIDE_FRAMES (kNumFrames|\(kNumFrames / (\d+)\))\n", text)
+    divisor = int(stride.group(2) or 1)
     average = int(re.search(r"#define FIRMWARE_AVERAGE_WINDOW (\d+)", text).group(1))
     threshold = float(re.search(r"#define FIRMWARE_SCORE_THRESHOLD ([0-9.]+)f", text).group(1))
     return max(1, num_frames // divisor), average, threshold
