@@ -62,6 +62,14 @@ def test_checkout_holds_every_third_party_tree_where_tflm_expects_it_patched(fak
     assert "version = 1" in (root / "lib" / "lib.h").read_text()  # the user's checkout is left alone
 
 
+def test_without_a_sources_folder_each_source_is_cloned_at_its_commit(fake_sources, tmp_path):
+    root, sources = fake_sources
+    remote = [tflm_tree.Source(s.name, (root / s.name).as_uri(), s.commit, s.into, s.patch) for s in sources]
+    checkout = tflm_tree.prepare_checkout(remote, None, tmp_path / "work")
+    assert "patched" in (checkout / tflm_tree.DOWNLOADS / "lib" / "lib.h").read_text()
+    assert (tmp_path / "work" / "sources" / "lib" / "lib.h").is_file()  # the clone, kept for the next run
+
+
 def test_a_source_at_another_commit_is_refused_naming_both(fake_sources, tmp_path):
     root, sources = fake_sources
     wrong = [sources[0], tflm_tree.Source("lib", "https://example.invalid/lib", "0" * 40, into="lib")]
