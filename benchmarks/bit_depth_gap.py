@@ -1,0 +1,130 @@
+"""The 8-bit training pool against 16-bit recordings: each cross-validation fold model scored on the
+genuine ESC-10 clips of its test fold, in both versions side by side.
+
+``DATA/esc10`` holds the original clips (44.1 kHz, 16-bit); the ``esc50-16k`` files with the same
+names are their 16 kHz 8-bit copies. Every fold model of a run (its ``model_int8.tflite``, in TFLM,
+scored on every view as ``esc-tf evaluate`` does) is scored on the pairs of its test fold, which it
+never trained or calibrated on; the gap is the accuracy on the copies minus that on the originals,
+pooled over the folds.
+
+    python benchmarks/bit_depth_gap.py --run runs/RUN [--run runs/RUN2 ...] \\
+        --originals DATA/esc10 --copies DATA/esc50-16k [--report reports/bit-depth/README.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+import numpy as np  # noqa: E402
+
+from esc_tf import pipeline  # noqa: E402
+from esc_tf.artifacts import ModelMeta, relative_path, write_text_atomic  # noqa: E402
+from esc_tf.config import apply_override  # noqa: E402
+from esc_tf.data import dataset as data_mod  # noqa: E402
+from esc_tf.runtime.predictors import clip_scores, load_predictor  # noqa: E402
+
+
+def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
+    """(test fold, int8 model) of every finished fold of a cross-validation run."""
+    found = []
+    for model in sorted(run_dir.glob("*/model_int8.tflite")):
+        split = json.loads((model.parent / "split.json").read_text())
+        if split.get("test_fold") is not None:
+            found.append((int(split["test_fold"]), model))
+    if not found:
+        raise SystemExit(f"error: {run_dir}: no fold with model_int8.tflite and split.json (a finished CV run?)")
+    return found
+
+
+def requantize(waves: np.ndarray, bits: int) -> np.ndarray:
+    """Waveforms in [-1, 1) cut to ``bits`` of resolution as int16 samples with their low bits zeroed."""
+    step = 2.0 ** (16 - bits) / 32768.0
+    return (np.floor(np.asarray(waves, np.float64) / step) * step).astype(np.float32)
+
+
+def correct(model: Path, data_dir: str, names: list[str], bits: int | None = None) -> np.ndarray:
+    """Whether the model gets each clip right, in the order of ``names`` (with ``bits``: after :func:`requantize`)."""
+    meta = ModelMeta.for_model(model)
+    config = apply_override(meta.config, f"data.data_dir={data_dir}")
+    table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
+    waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir, progress=False)
+    if bits:
+        waves = requantize(waves, bits)
+    feats = pipeline.feature_array(waves, config, meta.normalization)
+    predicted = clip_scores(load_predictor(model, "tflm", meta), feats, config).argmax(axis=1)
+    truth = table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
+    return predicted == truth
+
+
+def measure_run(run_dir: Path, originals: str, copies: str, bits: int | None = None) -> dict:
+    """Per fold and pooled: clips, accuracy on the copies and on the originals."""
+    orig_meta = data_mod.read_metadata(Path(originals))
+    by_stem_orig = {Path(n).stem: n for n in orig_meta["filename"]}
+    by_stem_copy = {Path(n).stem: n for n in data_mod.read_metadata(Path(copies))["filename"]}
+    folds = {}
+    for fold, model in fold_models(run_dir):
+        in_fold = orig_meta.loc[orig_meta["fold"] == fold, "filename"]
+        stems = [Path(n).stem for n in in_fold if Path(n).stem in by_stem_copy]
+        if not stems:
+            continue
+        trained = {Path(n).stem for n in ModelMeta.for_model(model).trained_on}
+        if trained & set(stems):
+            raise SystemExit(f"error: {model}: trained on {len(trained & set(stems))} of its test pairs")
+        on_copies = correct(model, copies, [by_stem_copy[s] for s in stems])
+        on_originals = correct(model, originals, [by_stem_orig[s] for s in stems], bits)
+        folds[fold] = {"clips": len(stems), "copies": float(on_copies.mean()), "originals": float(on_originals.mean()),
+                       "right_on_copies": int(on_copies.sum()), "right_on_originals": int(on_originals.sum())}
+    clips = sum(f["clips"] for f in folds.values())
+    pooled = {"clips": clips,
+              "copies": sum(f["right_on_copies"] for f in folds.values()) / clips,
+              "originals": sum(f["right_on_originals"] for f in folds.values()) / clips}
+    pooled["gap"] = pooled["copies"] - pooled["originals"]
+    return {"run": relative_path(run_dir), "originals_requantized_to_bits": bits, "folds": folds, "pooled": pooled}
+
+
+def format_table(results: list[dict], command: str) -> str:
+    lines = ["# 8-bit copies against 16-bit originals (genuine ESC-10 clips)", "",
+             "Each fold model of a cross-validation run on `esc50-16k`, int8 in TFLM, on the ESC-10 clips of its "
+             "test fold: their 16 kHz 8-bit copies (the training pool's form) and the original 44.1 kHz 16-bit "
+             "files. Gap = accuracy on the copies minus accuracy on the originals, pooled over the folds.", "",
+             "```sh", command, "```", "",
+             "| run | clips | on 8-bit copies | on 16-bit originals | gap (points) | per fold: copies / originals |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        p = r["pooled"]
+        per_fold = ", ".join(f"{k}: {f['copies']:.3f} / {f['originals']:.3f}" for k, f in sorted(r["folds"].items()))
+        bits = r["originals_requantized_to_bits"]
+        cut = f" (originals cut to {bits} bits)" if bits else ""
+        lines.append(f"| `{r['run']}`{cut} | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
+                     f"{100 * p['gap']:+.2f} | {per_fold} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, action="append", required=True, help="a finished CV run folder")
+    parser.add_argument("--originals", required=True, help="the 16-bit originals, e.g. DATA/esc10")
+    parser.add_argument("--copies", required=True, help="their 8-bit copies, e.g. DATA/esc50-16k")
+    parser.add_argument("--requantize-bits", type=int, help="cut the originals to this many bits before scoring")
+    parser.add_argument("--report", type=Path, help="write the table here (markdown) and the figures beside it")
+    args = parser.parse_args(argv)
+    results = [measure_run(run, args.originals, args.copies, args.requantize_bits) for run in args.run]
+    command = "python benchmarks/bit_depth_gap.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    table = format_table(results, command)
+    print(table)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.report, table)
+        write_text_atomic(args.report.with_suffix(".json"), json.dumps({"command": command, "runs": results},
+                                                                       indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
