@@ -202,7 +202,9 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              "Commands (in order):", ""] + [f"    {c}" for c in meta["commands"]] + ["",
              f"Accuracy on held-out test folds: **{summary['mean_accuracy']:.4f} ± "
              f"{summary['std_accuracy']:.4f}** (mean ± sample std over {len(summary['folds'])} folds); "
-             f"pooled over {summary['test_clips']} test clips: {summary['pooled_accuracy']:.4f}.", "",
+             f"pooled over {summary['test_clips']} test clips: {summary['pooled_accuracy']:.4f}."
+             + (f" Device cost of this scoring: **{summary['edge']['macs_per_second_of_audio'] / 1e6:.2f} M MACs per "
+                "second of audio**." if summary.get("edge", {}).get("macs_per_second_of_audio") else ""), "",
              "| fold | test clips | accuracy | epochs | wall time (s) |", "|---|---|---|---|---|"]
     for f in summary["folds"]:
         lines.append(f"| {f['name']} | {f['test_clips']} | {f['accuracy']:.4f} | {f['epochs']} | "
@@ -240,6 +242,9 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     if edge:
         summary["edge"] = summarize_edge(edge)
         summary["edge"]["over_budget"] = over_budget(edge, config.export)
+        sizes = summary["edge"]["sizes_mean_over_folds"]
+        summary["edge"]["macs_per_second_of_audio"] = \
+            sizes["macs"] * sizes.get("inferences_per_clip", 1) / config.audio.clip_seconds
     if config.distill.teacher_runs:
         summary["teachers"] = summarize_teachers(config.distill.teacher_runs, [r.name for r in results])
     if config.train.init_from:

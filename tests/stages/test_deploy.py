@@ -247,7 +247,11 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
         scored = json.loads((copy / fold / artifacts.EDGE_FILE).read_text())
         assert scored["sizes"]["inferences_per_clip"] == 3
         assert scored["variants"]["keras_float"]["y_pred"] == new["y_pred"]
-    assert "(3 inferences per clip)" in (copy / "report.md").read_text()
+    report_md = (copy / "report.md").read_text()
+    assert "(3 inferences per clip)" in report_md
+    macs = json.loads((copy / "fold1" / artifacts.EDGE_FILE).read_text())["sizes"]["macs"]
+    clip_seconds = ModelMeta.for_model(copy / "fold1" / "model.keras").config.audio.clip_seconds
+    assert f"**{macs * 3 / clip_seconds / 1e6:.2f} M MACs per second of audio**" in report_md  # next to accuracy
 
 
 def _benchmark(name: str):
