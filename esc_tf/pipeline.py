@@ -7,8 +7,6 @@ cached.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import tensorflow as tf
 
@@ -16,9 +14,6 @@ from esc_tf import augment
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import compute_features, feature_shape, features_from_mel, mel_magnitudes
 from esc_tf.config import Config
-
-if TYPE_CHECKING:
-    from esc_tf.teachers.distill import Teacher
 
 
 def _features_op(config: Config, normalization: Normalization):
@@ -55,12 +50,13 @@ def cached_features(mel: np.ndarray, config: Config, normalization: Normalizatio
 def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, config: Config,
                   normalization: Normalization, seed: int | None = None,
                   cache: tuple[np.ndarray, np.ndarray] | None = None,
-                  teacher: Teacher | None = None) -> tf.data.Dataset:
+                  soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
     """Shuffled, augmented (when enabled), batched ``(features[..., 1], one_hot)`` pairs.
 
     ``cache``: :func:`mel_cache` of ``waves`` when the caller already has it.
-    ``teacher``: its probabilities on each augmented clip are set beside the labels in the targets
-    (``[clips, 2 * classes]``, read by :class:`esc_tf.teachers.distill.DistillationLoss`).
+    ``soft_targets``: a teacher's probabilities per clip ``[clips, classes]``
+    (:mod:`esc_tf.stages.soft_targets`), set beside each clip's label in its target (``[clips, 2 * classes]``,
+    read by :class:`esc_tf.teachers.distill.DistillationLoss`) before mixup, so mixup mixes both alike.
 
     Each pass over the dataset (each Keras epoch) draws a new order and new augmentations.
     The whole epoch is augmented by one ``tf.function`` called from the pipeline, then cut into
@@ -72,6 +68,7 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
     augment.check_augment_config(aug, f)
     mel_array, power_array = cache if cache is not None else mel_cache(waves, config)
     mels, powers, label_ids = tf.constant(mel_array), tf.constant(power_array), tf.constant(labels, tf.int32)
+    soft = None if soft_targets is None else tf.constant(np.asarray(soft_targets, np.float32))
     bank = None
     if aug.enabled and aug.noise_prob > 0:
         bank = tf.constant(augment.white_noise_bank(f, sample_rate, config.audio.clip_samples,
@@ -83,6 +80,8 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         order = augment.shuffled_order(len(waves), rng)
         mel, power, label = tf.gather(mels, order), tf.gather(powers, order), tf.gather(label_ids, order)
         y = tf.one_hot(label, num_classes)
+        if soft is not None:
+            y = tf.concat([y, tf.gather(soft, order)], axis=-1)
         if aug.enabled:
             mel = augment.augment_mel(mel, power, bank, aug, f, sample_rate, rng)
         feats = normalization.apply(features_from_mel(mel, f))
@@ -93,10 +92,10 @@ def train_dataset(waves: np.ndarray, labels: np.ndarray, num_classes: int, confi
         x = feats[..., None]
         if aug.enabled:
             x, y = augment.mixup(x, y, aug.mixup_alpha, rng)
-        return (x, teacher.targets(x, y)) if teacher is not None else (x, y)
+        return x, y
 
     x_shape = [len(waves), *feature_shape(config), 1]
-    y_shape = [len(waves), teacher.target_width(num_classes) if teacher is not None else num_classes]
+    y_shape = [len(waves), num_classes if soft is None else 2 * num_classes]
 
     def epoch(_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.py_function(augmented_epoch, [], [tf.float32, tf.float32])

@@ -43,6 +43,7 @@ from esc_tf.models.networks import build_model, recalibrate_batch_norm, save_mod
 from esc_tf.runtime.predictors import clip_scores, keras_predictor
 from esc_tf.stages.export import check_budgets_before_training
 from esc_tf.stages.progress import EpochProgress
+from esc_tf.stages.soft_targets import soft_targets
 from esc_tf.stages.strategy import training_strategy
 from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
 
@@ -147,8 +148,8 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
-    ``teacher_for(normalization)`` gives the teachers that soften the targets (see
-    :mod:`esc_tf.teachers.distill`).
+    ``teacher_for(normalization)`` gives the teachers that soften the targets: their probabilities on the
+    fitted clips, computed once and cached (:mod:`esc_tf.stages.soft_targets`).
     """
     check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
@@ -156,8 +157,10 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     cache = pipeline.mel_cache(fit_waves, config)  # one STFT of the training clips serves all below
     normalization = normalization_stats(fit_waves, config, mel=cache[0])
     teacher = teacher_for(normalization) if teacher_for is not None else None
+    soft = None if teacher is None else soft_targets(teacher, fit_waves, config, normalization,
+                                                     config.data.cache_dir or workdir)
     train_ds = pipeline.train_dataset(fit_waves, fit_y, num_classes, config, normalization, seed=seed,
-                                      cache=cache, teacher=teacher)
+                                      cache=cache, soft_targets=soft)
     val_ds = None
     if len(val_rows):
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)

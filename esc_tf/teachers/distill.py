@@ -5,9 +5,10 @@ Each cross-validation fold of the student is taught by the same fold of every te
 that trained on any of the student's test clips is refused before training starts, so a
 distilled score is still a score on clips neither the student nor its teachers trained on.
 
-The teachers run inside the training pipeline on exactly the augmented, mixed batch the
-student sees. Each target row carries the (mixed) label and the teachers' mean probabilities
-at temperature ``T`` side by side (:meth:`Teacher.targets`), and :class:`DistillationLoss` is
+The teachers score each training clip once, on the views a clip is scored on
+(:mod:`esc_tf.stages.soft_targets`, cached on disk by audio and teacher), so a student's epoch costs
+what it costs without them. Each target row carries the label and the teachers' mean probabilities
+at temperature ``T`` side by side, mixed alike by mixup, and :class:`DistillationLoss` is
 Hinton et al.'s ``(1 - w) * CE(label, softmax(z)) + w * T**2 * CE(teacher_T, softmax(z / T))``
 (``w`` = ``distill.weight``, ``T`` = ``distill.temperature``; the soft term's KL divergence
 differs from its cross-entropy by the teachers' entropy, a constant). At ``T = 1`` it is
@@ -39,6 +40,7 @@ class Teacher:
     scales: list[np.ndarray]  # per teacher, [coefficients, 1, 1]: student-normalised -> teacher-normalised
     offsets: list[np.ndarray]
     temperature: float = 1.0
+    sources: tuple[Path, ...] = ()  # the model files, which key the soft-target cache
 
     def probabilities(self, x: tf.Tensor) -> tf.Tensor:
         """Mean softmax of the teachers' logits / temperature on student features ``[clips, coefficients,
@@ -53,19 +55,9 @@ class Teacher:
             total = probs if total is None else total + probs
         return total / len(self.models)
 
-    def targets(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        """The student's training targets ``[clips, 2 * classes]``: labels ``y``, then the teachers'
-        probabilities on ``x`` (read apart by :class:`DistillationLoss`)."""
-        return tf.concat([y, self.probabilities(x)], axis=-1)
-
-    @staticmethod
-    def target_width(num_classes: int) -> int:
-        """Columns of a target made by :meth:`targets`: the labels, then the teachers' probabilities."""
-        return 2 * num_classes
-
 
 class DistillationLoss(keras.losses.Loss):
-    """Hinton's distillation loss on logits, for targets made by :meth:`Teacher.targets`.
+    """Hinton's distillation loss on logits, for targets ``[labels, teacher probabilities]``.
 
     ``(1 - weight) * CE(label, softmax(z)) + weight * T**2 * CE(teacher, softmax(z / T))``;
     the ``T**2`` keeps the soft term's gradients the size of the hard term's as ``T`` grows.
@@ -151,11 +143,12 @@ def load_teacher(config: Config, part: str, student: Normalization, class_names:
     """
     if not config.distill.teacher_runs:
         return None
-    models, scales, offsets = [], [], []
+    models, scales, offsets, sources = [], [], [], []
     for model_dir in teacher_dirs(config, part):
         meta = checked_teacher_meta(model_dir, config, class_names, test_files)
         models.append(keras.models.load_model(model_dir / MODEL_FILE, compile=False))
         scale, offset = _renormalization(student, meta.normalization)
         scales.append(scale)
         offsets.append(offset)
-    return Teacher(models, scales, offsets, config.distill.temperature)
+        sources.append(model_dir / MODEL_FILE)
+    return Teacher(models, scales, offsets, config.distill.temperature, tuple(sources))

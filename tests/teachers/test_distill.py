@@ -12,7 +12,6 @@ import tf_keras as keras
 
 from esc_tf import pipeline
 from esc_tf.artifacts import ModelMeta, Normalization
-from esc_tf.audio.features import feature_shape
 from esc_tf.cli.main import main as cli_main
 from esc_tf.config import Config, ConfigError, with_value, with_values
 from esc_tf.data import dataset as data
@@ -40,14 +39,11 @@ def _two_constant_teachers(temperature: float = 1.0) -> distill.Teacher:
                            [identity[0]] * 2, [identity[1]] * 2, temperature=temperature)
 
 
-def test_targets_set_the_teachers_mean_probabilities_beside_the_labels():
+def test_the_teachers_probabilities_are_their_mean():
     teacher = _two_constant_teachers()
     x = tf.random.normal([300, 3, 4, 1])  # more than one inference chunk (distill.BATCH)
-    y = tf.one_hot(np.arange(300) % 3, 3)
     mean_probs = (np.array([0.25, 0.25, 0.5]) + np.array([0.6, 0.2, 0.2])) / 2
     np.testing.assert_allclose(teacher.probabilities(x).numpy(), np.tile(mean_probs, (300, 1)), rtol=1e-6)
-    targets = teacher.targets(x, y).numpy()
-    np.testing.assert_allclose(targets, np.concatenate([y.numpy(), np.tile(mean_probs, (300, 1))], axis=1), rtol=1e-6)
 
 
 def test_a_temperature_softens_each_teachers_probabilities_before_they_are_averaged():
@@ -104,22 +100,23 @@ def test_a_teacher_sees_the_features_in_its_own_normalisation():
                                np.asarray(teacher.apply(raw))[..., None], rtol=1e-5, atol=1e-5)
 
 
-def test_the_training_pipeline_feeds_labels_and_teacher_probabilities(dataset_dir, tmp_path):
+def test_the_training_pipeline_feeds_labels_and_each_clips_teacher_probabilities(dataset_dir, tmp_path):
     # plain one-hot labels, so the targets are known exactly
     config = with_value(small_config(dataset_dir, tmp_path), "augment.enabled", False)
     meta = data.load_dataset(config)
     waves = data.load_waveforms(meta, config.audio, progress=False)[:10]
     labels = data.labels(meta)[:10]
-    shape = (*feature_shape(config), 1)
-    ones, zeros = np.ones((shape[0], 1, 1), np.float32), np.zeros((shape[0], 1, 1), np.float32)
-    teacher = distill.Teacher([_constant_model([0.0, np.log(2.0), 0.0], shape)], [ones], [zeros])
+    soft = np.random.default_rng(0).dirichlet(np.ones(3), size=10).astype(np.float32)  # one row per clip
     norm = Normalization.identity(config.features.num_mfcc)
     pipeline_targets = np.concatenate([y for _, y in pipeline.train_dataset(
-        waves, labels, 3, config, norm, seed=0, teacher=teacher).as_numpy_iterator()])
+        waves, labels, 3, config, norm, seed=0, soft_targets=soft).as_numpy_iterator()])
     order = np.concatenate([y for _, y in pipeline.train_dataset(
         waves, labels, 3, config, norm, seed=0).as_numpy_iterator()])  # same seed: same shuffle, plain labels
     np.testing.assert_array_equal(pipeline_targets[:, :3], order)
-    np.testing.assert_allclose(pipeline_targets[:, 3:], np.tile([0.25, 0.5, 0.25], (len(order), 1)), rtol=1e-6)
+    # each clip's teacher row travels with its label through the shuffle
+    clip_of_row = [int(np.flatnonzero((soft == row).all(axis=1))[0]) for row in pipeline_targets[:, 3:]]
+    assert sorted(clip_of_row) == list(range(10))
+    np.testing.assert_array_equal(order.argmax(axis=1), labels[clip_of_row])
 
 
 def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_run, dataset_dir, tmp_path):
@@ -219,3 +216,18 @@ def test_a_deployment_without_the_teachers_deployment_models_is_refused_before_t
     with pytest.raises(ConfigError, match="no model.keras"):
         edge.deploy(run_dir, meta, data.load_waveforms(meta, config.audio, progress=False), config)
     assert not (run_dir / "deploy").exists()
+
+
+def test_mixup_mixes_each_clips_teacher_probabilities_with_its_label(dataset_dir, tmp_path):
+    """With teacher rows equal to the labels, mixed targets must keep both halves equal: one mixing
+    weight and one partner clip for the label and the teacher's probabilities."""
+    config = with_values(small_config(dataset_dir, tmp_path), {"augment.enabled": True, "augment.mixup_alpha": 1.0})
+    meta = data.load_dataset(config)
+    waves = data.load_waveforms(meta, config.audio, progress=False)[:16]
+    labels = data.labels(meta)[:16]
+    soft = np.eye(3, dtype=np.float32)[labels]
+    norm = Normalization.identity(config.features.num_mfcc)
+    targets = np.concatenate([y for _, y in pipeline.train_dataset(
+        waves, labels, 3, config, norm, seed=0, soft_targets=soft).as_numpy_iterator()])
+    assert np.mean(targets[:, :3].max(axis=1) < 0.99) > 0.5  # most rows were mixed
+    np.testing.assert_allclose(targets[:, 3:], targets[:, :3], atol=1e-6)
