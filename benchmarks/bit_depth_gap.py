@@ -42,27 +42,19 @@ def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def requantize(waves: np.ndarray, bits: int) -> np.ndarray:
-    """Waveforms in [-1, 1) cut to ``bits`` of resolution as int16 samples with their low bits zeroed."""
-    step = 2.0 ** (16 - bits) / 32768.0
-    return (np.floor(np.asarray(waves, np.float64) / step) * step).astype(np.float32)
-
-
-def correct(model: Path, data_dir: str, names: list[str], bits: int | None = None) -> np.ndarray:
-    """Whether the model gets each clip right, in the order of ``names`` (with ``bits``: after :func:`requantize`)."""
+def correct(model: Path, data_dir: str, names: list[str]) -> np.ndarray:
+    """Whether the model gets each clip right, in the order of ``names``."""
     meta = ModelMeta.for_model(model)
     config = apply_override(meta.config, f"data.data_dir={data_dir}")
     table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
     waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir, progress=False)
-    if bits:
-        waves = requantize(waves, bits)
     feats = pipeline.feature_array(waves, config, meta.normalization)
     predicted = clip_scores(load_predictor(model, "tflm", meta), feats, config).argmax(axis=1)
     truth = table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
     return predicted == truth
 
 
-def measure_run(run_dir: Path, originals: str, copies: str, bits: int | None = None) -> dict:
+def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
     """Per fold and pooled: clips, accuracy on the copies and on the originals."""
     orig_meta = data_mod.read_metadata(Path(originals))
     by_stem_orig = {Path(n).stem: n for n in orig_meta["filename"]}
@@ -77,7 +69,7 @@ def measure_run(run_dir: Path, originals: str, copies: str, bits: int | None = N
         if trained & set(stems):
             raise SystemExit(f"error: {model}: trained on {len(trained & set(stems))} of its test pairs")
         on_copies = correct(model, copies, [by_stem_copy[s] for s in stems])
-        on_originals = correct(model, originals, [by_stem_orig[s] for s in stems], bits)
+        on_originals = correct(model, originals, [by_stem_orig[s] for s in stems])
         folds[fold] = {"clips": len(stems), "copies": float(on_copies.mean()), "originals": float(on_originals.mean()),
                        "right_on_copies": int(on_copies.sum()), "right_on_originals": int(on_originals.sum())}
     clips = sum(f["clips"] for f in folds.values())
@@ -85,7 +77,7 @@ def measure_run(run_dir: Path, originals: str, copies: str, bits: int | None = N
               "copies": sum(f["right_on_copies"] for f in folds.values()) / clips,
               "originals": sum(f["right_on_originals"] for f in folds.values()) / clips}
     pooled["gap"] = pooled["copies"] - pooled["originals"]
-    return {"run": relative_path(run_dir), "originals_requantized_to_bits": bits, "folds": folds, "pooled": pooled}
+    return {"run": relative_path(run_dir), "folds": folds, "pooled": pooled}
 
 
 def format_table(results: list[dict], command: str) -> str:
@@ -99,9 +91,7 @@ def format_table(results: list[dict], command: str) -> str:
     for r in results:
         p = r["pooled"]
         per_fold = ", ".join(f"{k}: {f['copies']:.3f} / {f['originals']:.3f}" for k, f in sorted(r["folds"].items()))
-        bits = r["originals_requantized_to_bits"]
-        cut = f" (originals cut to {bits} bits)" if bits else ""
-        lines.append(f"| `{r['run']}`{cut} | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
+        lines.append(f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
                      f"{100 * p['gap']:+.2f} | {per_fold} |")
     return "\n".join(lines) + "\n"
 
@@ -111,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, action="append", required=True, help="a finished CV run folder")
     parser.add_argument("--originals", required=True, help="the 16-bit originals, e.g. DATA/esc10")
     parser.add_argument("--copies", required=True, help="their 8-bit copies, e.g. DATA/esc50-16k")
-    parser.add_argument("--requantize-bits", type=int, help="cut the originals to this many bits before scoring")
     parser.add_argument("--report", type=Path, help="write the table here (markdown) and the figures beside it")
     args = parser.parse_args(argv)
-    results = [measure_run(run, args.originals, args.copies, args.requantize_bits) for run in args.run]
+    results = [measure_run(run, args.originals, args.copies) for run in args.run]
     command = "python benchmarks/bit_depth_gap.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     table = format_table(results, command)
     print(table)
