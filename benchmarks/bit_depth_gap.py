@@ -77,7 +77,8 @@ def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
               "copies": sum(f["right_on_copies"] for f in folds.values()) / clips,
               "originals": sum(f["right_on_originals"] for f in folds.values()) / clips}
     pooled["gap"] = pooled["copies"] - pooled["originals"]
-    return {"run": relative_path(run_dir), "folds": folds, "pooled": pooled}
+    recipe = ModelMeta.for_model(fold_models(run_dir)[0][1]).config.to_dict()
+    return {"run": relative_path(run_dir), "recipe": recipe, "folds": folds, "pooled": pooled}
 
 
 def format_table(results: list[dict], command: str) -> str:

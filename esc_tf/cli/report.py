@@ -32,6 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     card.add_argument("--heldout", type=Path, action="append", default=[],
                       help="esc-tf evaluate --json output for this model on held-out clips; repeatable")
     card.add_argument("--device", type=Path, help="device.json of benchmarks/device_report.py for this model")
+    card.add_argument("--bit-depth", type=Path,
+                      help="JSON of benchmarks/bit_depth_gap.py with runs of this model's recipe")
     card.add_argument("--out", type=Path, help="default: EXPORT/MODEL_CARD.md")
     card.set_defaults(handler=run_model_card)
 
@@ -59,6 +61,6 @@ def run_runs(args: argparse.Namespace) -> int:
 
 def run_model_card(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
-    inputs = CardInputs(args.export, tuple(args.cv), tuple(args.heldout), args.device)
+    inputs = CardInputs(args.export, tuple(args.cv), tuple(args.heldout), args.device, args.bit_depth)
     print(f"wrote {write_model_card(inputs, args.out)}")
     return 0

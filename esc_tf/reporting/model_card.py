@@ -34,13 +34,15 @@ class CardInputs:
     cv_reports: tuple[Path, ...]
     heldout: tuple[Path, ...] = ()
     device: Path | None = None
+    bit_depth: Path | None = None
 
     def arguments(self) -> list[str]:
         """The command-line arguments that name these inputs (paths relative to the repository)."""
         args = ["--export", relative_path(self.export_dir)]
         args += [a for cv in self.cv_reports for a in ("--cv", relative_path(cv))]
         args += [a for h in self.heldout for a in ("--heldout", relative_path(h))]
-        return args + (["--device", relative_path(self.device)] if self.device else [])
+        args += ["--device", relative_path(self.device)] if self.device else []
+        return args + (["--bit-depth", relative_path(self.bit_depth)] if self.bit_depth else [])
 
 
 def _json(path: Path) -> dict:
@@ -123,12 +125,38 @@ def render(inputs: CardInputs) -> str:
               f"| MACs per second of audio, {views} views per {c.audio.clip_seconds:g} s clip | "
               f"{macs_per_second / 1e6:.2f} M |",
               f"| ops | {', '.join(export['ops'])} |", ""]
+    if inputs.bit_depth:
+        lines += _bit_depth_section(_json(inputs.bit_depth), meta)
     if inputs.device:
         lines += _device_section(_json(inputs.device), sha)
     lines += ["## Data and licence", "",
               "Trained on ESC-50 audio (K. J. Piczak, ACM MM 2015), CC BY-NC 3.0: the model is derived from "
               "non-commercial data. No teacher model was used (no distillation).", ""]
     return "\n".join(lines)
+
+
+# The sections of a config that make a recipe (what data, where and how verbose are left out).
+RECIPE_SECTIONS = ("audio", "features", "augment", "model")
+
+
+def _bit_depth_section(report: dict, meta: ModelMeta) -> list[str]:
+    """The 8-bit copies against the 16-bit originals, for the runs of this model's recipe."""
+    mine = meta.config.to_dict()
+    same = [r for r in report["runs"] if all(r["recipe"].get(k) == mine[k] for k in RECIPE_SECTIONS)
+            and r["recipe"]["train"]["epochs"] == mine["train"]["epochs"]]
+    if not same:
+        raise CardInputError("the bit-depth report holds no run of this model's recipe (audio, features, augment, "
+                             "model, epochs): run benchmarks/bit_depth_gap.py on runs of it")
+    lines = ["## 16-bit recordings against the 8-bit training pool", "",
+             "The recipe's cross-validation fold models on the genuine ESC-10 clips of their test folds, as "
+             "16 kHz 8-bit copies (the training pool's form) and as the original 44.1 kHz 16-bit files "
+             "(int8, TFLM):", "", "| run | clips | 8-bit copies | 16-bit originals | gap (points) |",
+             "|---|---|---|---|---|"]
+    for r in same:
+        p = r["pooled"]
+        lines.append(f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
+                     f"{100 * p['gap']:+.2f} |")
+    return lines + ["", f"Command: `{report['command']}`.", ""]
 
 
 def _device_section(device: dict, sha: str) -> list[str]:

@@ -77,3 +77,18 @@ def test_published_card_is_not_stale(tmp_path, monkeypatch):
     fresh = tmp_path / "card.md"
     assert cli_main(["report", "model-card", *model_card.inputs_of(card), "--out", str(fresh)]) == 0
     assert fresh.read_text() == card.read_text(), "tflite/MODEL_CARD.md is stale: run the command on its first line"
+
+
+def test_the_bit_depth_gap_is_shown_for_runs_of_the_models_recipe_only(export, tmp_path):
+    from esc_tf.artifacts import ModelMeta
+
+    recipe = ModelMeta.for_model(export / "model_int8.tflite").config.to_dict()
+    run = {"run": "runs/r", "recipe": recipe, "pooled": {"clips": 320, "copies": 0.73, "originals": 0.72, "gap": 0.01}}
+    report = tmp_path / "bit-depth.json"
+    report.write_text(json.dumps({"command": "python benchmarks/bit_depth_gap.py", "runs": [run]}))
+    card = model_card.render(CardInputs(export, (CV_REPORT,), (), None, report))
+    assert "| `runs/r` | 320 | 0.7300 | 0.7200 | +1.00 |" in card
+    other = {**recipe, "train": {**recipe["train"], "epochs": recipe["train"]["epochs"] + 1}}
+    report.write_text(json.dumps({"command": "c", "runs": [{**run, "recipe": other}]}))
+    with pytest.raises(CardInputError, match="no run of this model's recipe"):
+        model_card.render(CardInputs(export, (CV_REPORT,), (), None, report))
