@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, action="append", required=True, help="a finished CV run folder")
     parser.add_argument("--originals", required=True, help="the 16-bit originals, e.g. DATA/esc10")
     parser.add_argument("--copies", required=True, help="their 8-bit copies, e.g. DATA/esc50-16k")
-    parser.add_argument("--report", type=Path, help="write the table here (markdown) and the figures beside it")
+    parser.add_argument("--report", type=Path, help="write the table here (markdown), and bit_depth_gap.json beside it")
     args = parser.parse_args(argv)
     results = [measure_run(run, args.originals, args.copies) for run in args.run]
     command = "python benchmarks/bit_depth_gap.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.report, table)
-        write_text_atomic(args.report.with_suffix(".json"), json.dumps({"command": command, "runs": results},
-                                                                       indent=1))
+        payload = json.dumps({"command": command, "runs": results}, indent=1)
+        write_text_atomic(args.report.with_name("bit_depth_gap.json"), payload)
     return 0
 
 

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, action="append", required=True, help="a finished CV run; repeatable")
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--report", type=Path, help="write the table here (markdown) and the figures beside it")
+    parser.add_argument("--report", type=Path,
+                        help="write the table here (markdown), and teacher_ensemble.json beside it")
     args = parser.parse_args(argv)
     result = measure(args.run, args.data_dir)
     command = "python benchmarks/teacher_ensemble.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.report:
         write_text_atomic(args.report, table)
-        write_text_atomic(args.report.with_suffix(".json"), json.dumps({"command": command, **result}, indent=1))
+        payload = json.dumps({"command": command, **result}, indent=1)
+        write_text_atomic(args.report.with_name("teacher_ensemble.json"), payload)
     return 0
 
 
