@@ -91,8 +91,10 @@ def test_recipe_files_load_and_differ_from_the_default_only_where_they_say():
     default = Config()
     accurate = load_config(configs / "most_accurate.yaml")
     assert with_values(accurate, {"model.time_rolls": default.model.time_rolls,
-                                  "model.mel_shifts": default.model.mel_shifts}) == default
+                                  "model.mel_shifts": default.model.mel_shifts,
+                                  "features.log_offset": default.features.log_offset}) == default
     assert (accurate.model.time_rolls, accurate.model.mel_shifts) == (16, 1)  # 48 views
+    assert (accurate.features.log_offset, default.features.log_offset) == (1e-3, 0.3)  # as each was measured
     assert (default.model.time_rolls, default.model.mel_shifts, default.augment.mel_shift) == (4, 0, 2)
     wide, small = load_config(configs / "micro_wide.yaml"), load_config(configs / "micro_logmel.yaml")
     assert wide.model.stage_filters == default.model.stage_filters

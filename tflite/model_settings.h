@@ -21,15 +21,15 @@
 #define kFeatureElementCount 9920
 #define kTimeRolls 4
 #define kMelShifts 0
-#define kInputScale 1.7452655e-02f
-#define kInputZeroPoint 3
-#define kOutputScale 8.6439885e-02f
-#define kOutputZeroPoint 16
+#define kInputScale 2.2294335e-02f
+#define kInputZeroPoint -61
+#define kOutputScale 8.075634e-02f
+#define kOutputZeroPoint 13
 #define kCategoryCount 50
 #define kTensorArenaSize 65536
 #define kTensorArenaMeasured 62016
-#define kModelBytes 117320
-#define kFrontendFingerprint "429d40614808bebb"
+#define kModelBytes 117296
+#define kFrontendFingerprint "69ef6d64222a5bf6"
 
 static const char* const kCategoryLabels[kCategoryCount] = {
     "dog",

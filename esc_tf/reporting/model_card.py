@@ -79,6 +79,9 @@ def _cv_section(reports: list[dict], names: list[str]) -> list[str]:
                          f"{variants['int8_litert']['per_fold'][i]:.4f} | {variants['int8_tflm']['per_fold'][i]:.4f} |")
         lines.append(f"| `{name}` | **mean** | {variants['keras_float']['mean']:.4f} | "
                      f"{variants['int8_litert']['mean']:.4f} | **{variants['int8_tflm']['mean']:.4f}** |")
+    times = ", ".join(f"`{name}` {sum(f['wall_seconds'] for f in r['folds']) / 60:.0f} min"
+                      for name, r in zip(names, reports))
+    lines += ["", f"Training time of the folds, on the machine that ran them: {times}."]
     commands = [c for r in reports for c in dict.fromkeys(r.get("commands") or [r["command"]])]
     lines += ["", "Commands (every command that wrote into the run, in order):", "", "```sh", *commands, "```", ""]
     return lines
