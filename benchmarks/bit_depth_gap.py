@@ -34,6 +34,8 @@ def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
     """(test fold, int8 model) of every finished fold of a cross-validation run."""
     found = []
     for model in sorted(run_dir.glob("*/model_int8.tflite")):
+        if not (model.parent / "split.json").is_file():
+            continue  # the deployment model: trained on every clip, no test fold
         split = json.loads((model.parent / "split.json").read_text())
         if split.get("test_fold") is not None:
             found.append((int(split["test_fold"]), model))
