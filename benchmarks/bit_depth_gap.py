@@ -23,11 +23,10 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 
-from esc_tf import pipeline  # noqa: E402
 from esc_tf.artifacts import ModelMeta, relative_path, write_text_atomic  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
-from esc_tf.runtime.predictors import clip_scores, load_predictor  # noqa: E402
+from esc_tf.stages.evaluate import score_clips  # noqa: E402
 
 
 def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
@@ -49,11 +48,8 @@ def correct(model: Path, data_dir: str, names: list[str]) -> np.ndarray:
     meta = ModelMeta.for_model(model)
     config = apply_override(meta.config, f"data.data_dir={data_dir}")
     table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
-    waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir, progress=False)
-    feats = pipeline.feature_array(waves, config, meta.normalization)
-    predicted = clip_scores(load_predictor(model, "tflm", meta), feats, config).argmax(axis=1)
-    truth = table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
-    return predicted == truth
+    probabilities, truth = score_clips(model, meta, config, table, "tflm")
+    return probabilities.argmax(axis=1) == truth
 
 
 def measure_run(run_dir: Path, originals: str, copies: str) -> dict:

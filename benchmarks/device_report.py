@@ -36,28 +36,9 @@ import numpy as np  # noqa: E402
 from benchmarks.device_parity import load_clips  # noqa: E402
 from esc_tf.artifacts import relative_path, write_json_atomic, write_text_atomic  # noqa: E402
 from esc_tf.audio.features import views_per_clip  # noqa: E402
-from esc_tf.runtime import predictors  # noqa: E402
-from esc_tf.stages.export import io_quantization  # noqa: E402
-from firmware_stub.tools import reference, tflm_device, tflm_tree  # noqa: E402
+from firmware_stub.tools import footprint, reference, tflm_device, tflm_tree  # noqa: E402
 
 CLOCK_MHZ = 120  # the Cortex-M4 clock the estimate in milliseconds assumes
-
-
-def clip_classes(scores: np.ndarray, model_bytes: bytes) -> np.ndarray:
-    """int8 scores ``[clips, views, classes]`` -> each clip's class: argmax of the mean softmax of its views."""
-    q = io_quantization(model_bytes)
-    probs = predictors.softmax(predictors.dequantize(scores, q["output_scale"], q["output_zero_point"]))
-    return probs.mean(axis=1).argmax(axis=1)
-
-
-def settings(export_dir: Path) -> dict[str, int]:
-    """The integer #defines of the export's model_settings.h."""
-    values = {}
-    for line in (export_dir / "model_settings.h").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "#define" and parts[2].lstrip("-").isdigit():
-            values[parts[1]] = int(parts[2])
-    return values
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray, where: np.ndarray) -> float | None:
@@ -88,13 +69,13 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
     per_clip = views_per_clip(meta.config)
     py_inputs = reference.python_inputs(reference.from_int16(pcm), meta, model_bytes, every_view=True)
     py_scores = reference.tflm_scores(model_bytes, py_inputs).reshape(len(pcm), per_clip, -1)
-    py_class = clip_classes(py_scores, model_bytes)
+    py_class = reference.classes_of_views(model_bytes, py_scores)
     labels = dataset["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
     unseen = ~dataset["filename"].isin(set(meta.trained_on)).to_numpy()
 
     # A recording longer than a clip: consecutive clips, as the microphone would hear them.
     recording = pcm[:stream_clips].reshape(-1)
-    stride, average, threshold = tflm_device.firmware_schedule(settings(export_dir)["kNumFrames"])
+    stride, average, threshold = tflm_device.firmware_schedule(footprint.settings(export_dir)["kNumFrames"])
     py_decisions = reference.stream_decisions(recording, meta, model_bytes, stride, average, threshold)
 
     trees = tflm_tree.make_trees(work / "tflm", list(tflm_device.TARGETS), sources)
@@ -115,7 +96,7 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
         # The kernels alone: Python's TFLM (reference kernels) on the very inputs the device computed.
         on_device_inputs = reference.tflm_scores(model_bytes, run.inputs.reshape(-1, run.inputs.shape[-1]))
         runs[target] = run
-        c_class = clip_classes(run.scores, model_bytes)
+        c_class = reference.classes_of_views(model_bytes, run.scores)
         _, decisions = tflm_device.run_recording(target, programs["esc_device_check"], recording,
                                                  work / f"run-{target}")
         entry = {
@@ -134,7 +115,7 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
             "streaming": compare_decisions(decisions, py_decisions),
         }
         if target == "cortex-m4":
-            entry.update(m4_cost(run, programs["esc_device_check"], settings(export_dir), meta.config.model.time_rolls))
+            entry.update(m4_cost(run, programs["esc_device_check"], footprint.settings(export_dir), per_clip))
         result["targets"][target] = entry
     host, m4 = runs["host"].scores, runs["cortex-m4"].scores
     result["m4_clips_bit_identical_to_host"] = int(np.sum(np.all(host == m4, axis=(1, 2))))

@@ -22,11 +22,10 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 
-from esc_tf import pipeline  # noqa: E402
 from esc_tf.artifacts import MODEL_FILE, ModelMeta, relative_path, write_text_atomic  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
-from esc_tf.runtime.predictors import clip_scores, load_predictor  # noqa: E402
+from esc_tf.stages.evaluate import score_clips  # noqa: E402
 
 
 def fold_probabilities(model: Path, data_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -36,10 +35,7 @@ def fold_probabilities(model: Path, data_dir: str, names: list[str]) -> tuple[np
         raise SystemExit(f"error: {model} trained on some of the clips it would be scored on")
     config = apply_override(meta.config, f"data.data_dir={data_dir}")
     table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
-    waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir, progress=False)
-    feats = pipeline.feature_array(waves, config, meta.normalization)
-    labels = table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
-    return clip_scores(load_predictor(model, "keras", meta), feats, config), labels
+    return score_clips(model, meta, config, table, "keras")
 
 
 def measure(runs: list[Path], data_dir: str) -> dict:

@@ -10,11 +10,12 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from esc_tf import pipeline
 from esc_tf.artifacts import ModelError, ModelMeta
-from esc_tf.config import apply_override
+from esc_tf.config import Config, apply_override
 from esc_tf.data import dataset as data_mod
 from esc_tf.data.dataset import DatasetError
 from esc_tf.runtime.predictors import clip_scores, load_predictor
@@ -43,6 +44,18 @@ def format_metrics(metrics: dict, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def score_clips(model_path: str | Path, meta: ModelMeta, config: Config, clips: pd.DataFrame,
+                runtime: str = "tflm", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities ``[clips, classes]`` of the model on the rows of ``clips`` (metadata of classes it
+    knows), decoded and featurised with ``config`` (the model's, pointed at the data) and scored on each
+    clip's views as training scored them; and the clips' labels in the model's class order."""
+    predictor = load_predictor(model_path, runtime, meta)
+    waves = data_mod.load_waveforms(clips, config.audio, config.data.cache_dir, progress=progress)
+    feats = pipeline.feature_array(waves, config, meta.normalization)
+    labels = clips["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
+    return clip_scores(predictor, feats, config), labels
+
+
 def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: list[int] | None = None,
                         runtime: str = "tflm", progress: bool = True) -> dict:
     """Score a saved model on the clips of ``data_dir`` whose classes it knows."""
@@ -61,11 +74,8 @@ def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: lis
     dataset = dataset[known].reset_index(drop=True)
     if dataset.empty:
         raise DatasetError(f"{data_dir}: no clip belongs to the model's classes")
-    predictor = load_predictor(model_path, runtime, meta_info)
-    waves = data_mod.load_waveforms(dataset, config.audio, config.data.cache_dir, progress=progress)
-    feats = pipeline.feature_array(waves, config, meta_info.normalization)
-    y_true = dataset["category"].map({n: i for i, n in enumerate(meta_info.class_names)}).to_numpy()
-    y_pred = clip_scores(predictor, feats, config).argmax(axis=1)
+    probabilities, y_true = score_clips(model_path, meta_info, config, dataset, runtime, progress)
+    y_pred = probabilities.argmax(axis=1)
     metrics = classification_metrics(y_true, y_pred, meta_info.class_names)
     seen = set(meta_info.trained_on) & set(dataset["filename"])
     sha256 = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()

@@ -42,9 +42,12 @@ def cache_key(teacher: Teacher, waves: np.ndarray, config: Config) -> str:
     return h.hexdigest()[:24]
 
 
-def compute(teacher: Teacher, waves: np.ndarray, config: Config, normalization: Normalization) -> np.ndarray:
-    """The teachers' probabilities per clip ``[clips, classes]``, averaged over the clip's views."""
-    features = pipeline.feature_array(waves, config, normalization)
+def compute(teacher: Teacher, waves: np.ndarray, config: Config, normalization: Normalization,
+            mel: np.ndarray | None = None) -> np.ndarray:
+    """The teachers' probabilities per clip ``[clips, classes]``, averaged over the clip's views; from the
+    clips' :func:`esc_tf.pipeline.mel_cache` when the caller has it (no second STFT)."""
+    features = pipeline.feature_array(waves, config, normalization) if mel is None else \
+        pipeline.cached_features(mel, config, normalization)
     inputs = pipeline.model_inputs(features, config)
     probabilities = teacher.probabilities(tf.constant(inputs)).numpy()
     return probabilities.reshape(len(waves), len(inputs) // len(waves), -1).mean(axis=1).astype(np.float32)
@@ -56,9 +59,10 @@ def _usable(targets: np.ndarray, clips: int) -> bool:
 
 
 def soft_targets(teacher: Teacher, waves: np.ndarray, config: Config, normalization: Normalization,
-                 cache_dir: str | Path | None) -> np.ndarray:
+                 cache_dir: str | Path | None, mel: np.ndarray | None = None) -> np.ndarray:
     """The teachers' per-clip probabilities on ``waves``, from the cache when it holds them (a damaged
-    or mismatched entry is recomputed), else computed and cached."""
+    or mismatched entry is recomputed), else computed (from ``mel``, the clips' mel cache, if given)
+    and cached."""
     path = Path(cache_dir) / f"{CACHE_PREFIX}{cache_key(teacher, waves, config)}.npy" if cache_dir else None
     if path is not None and path.is_file():
         try:
@@ -67,7 +71,7 @@ def soft_targets(teacher: Teacher, waves: np.ndarray, config: Config, normalizat
             cached = None
         if cached is not None and _usable(cached, len(waves)):
             return cached
-    targets = compute(teacher, waves, config, normalization)
+    targets = compute(teacher, waves, config, normalization, mel)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()

@@ -158,7 +158,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
     normalization = normalization_stats(fit_waves, config, mel=cache[0])
     teacher = teacher_for(normalization) if teacher_for is not None else None
     soft = None if teacher is None else soft_targets(teacher, fit_waves, config, normalization,
-                                                     config.data.cache_dir or workdir)
+                                                     config.data.cache_dir or workdir, mel=cache[0])
     train_ds = pipeline.train_dataset(fit_waves, fit_y, num_classes, config, normalization, seed=seed,
                                       cache=cache, soft_targets=soft)
     val_ds = None

@@ -52,13 +52,23 @@ def python_inputs(waves: np.ndarray, meta: ModelMeta, model_bytes: bytes, every_
     return evaluate.quantize(feats, scale, zero_point).reshape(len(feats), -1)
 
 
+def probabilities(model_bytes: bytes, scores: np.ndarray) -> np.ndarray:
+    """The model's int8 outputs ``[..., classes]`` as probabilities: dequantised, softmax (the firmware's
+    post-processing)."""
+    q = io_quantization(model_bytes)
+    return evaluate.softmax(evaluate.dequantize(scores, q["output_scale"], q["output_zero_point"]))
+
+
+def classes_of_views(model_bytes: bytes, scores: np.ndarray) -> np.ndarray:
+    """int8 outputs ``[clips, views, classes]`` -> each clip's class: the argmax of its views' mean probability."""
+    return probabilities(model_bytes, scores).mean(axis=1).argmax(axis=1)
+
+
 def clip_classes(model_bytes: bytes, inputs: np.ndarray, inputs_per_clip: int) -> np.ndarray:
     """The class of each clip from its int8 inputs (consecutive: its views): the argmax of the mean
     softmax of the TFLM scores, as the firmware's post-processing averages its inferences."""
-    q = io_quantization(model_bytes)
-    scores = evaluate.dequantize(tflm_scores(model_bytes, inputs), q["output_scale"], q["output_zero_point"])
-    return evaluate.softmax(scores).reshape(len(inputs) // inputs_per_clip, inputs_per_clip, -1).mean(axis=1).argmax(
-        axis=1)
+    scores = tflm_scores(model_bytes, inputs)
+    return classes_of_views(model_bytes, scores.reshape(len(inputs) // inputs_per_clip, inputs_per_clip, -1))
 
 
 def tflm_scores(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -94,9 +104,7 @@ def stream_decisions(pcm: np.ndarray, meta: ModelMeta, model_bytes: bytes, strid
     probabilities), the last ``average`` inferences averaged, the top class reported at ``threshold``.
     One ``(frames heard, top class, top score, detected)`` per inference, like postprocess.c."""
     heard, inputs = stream_windows(pcm, meta, model_bytes, stride)
-    q = io_quantization(model_bytes)
-    probs = evaluate.softmax(evaluate.dequantize(tflm_scores(model_bytes, inputs), q["output_scale"],
-                                                 q["output_zero_point"]))
+    probs = probabilities(model_bytes, tflm_scores(model_bytes, inputs))
     per_inference = probs.reshape(len(heard), -1, probs.shape[-1]).mean(axis=1)
     decisions = []
     for i, frames in enumerate(heard):
