@@ -170,3 +170,15 @@ def test_published_firmware_passes_its_self_test_and_scores_like_python(target, 
     if target == "cortex-m4":
         assert 30 <= run.instructions_per_tick <= 50  # 25 MHz SysTick, 1 instruction per ns
         assert 1000 < run.stack_peak_bytes < 16384
+
+
+def test_a_silent_firmware_is_stopped_after_the_timeout(tmp_path):
+    import time
+
+    program = tmp_path / "silent"
+    program.write_text("#!/bin/sh\necho 'front end x, model 1 bytes, arena 2 bytes'\nsleep 60\n")
+    program.chmod(0o755)
+    start = time.monotonic()
+    start_up = tflm_device.firmware_start_up("host", program, timeout=1)
+    assert time.monotonic() - start < 30
+    assert not start_up.self_test_passed and start_up.lines == ["front end x, model 1 bytes, arena 2 bytes"]

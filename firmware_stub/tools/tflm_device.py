@@ -14,9 +14,12 @@ back and the cost counted; ``device_check_main.cc``).
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,17 +99,28 @@ class StartUp:
 
 
 def firmware_start_up(target: str, program: Path, timeout: float = 300) -> StartUp:
-    """Run the application until it has printed its self-test line, then stop it (it listens forever)."""
+    """Run the application until it has printed its self-test line, then stop it (it listens forever).
+    A program silent for ``timeout`` seconds is stopped too: the self-test line is then missing."""
     process = subprocess.Popen(command(target, program, icount=False), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    lines, deadline = [], time.monotonic() + timeout
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def stop() -> None:  # the whole group: a child holding stdout open would keep the read blocked
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    watchdog = threading.Timer(timeout, stop)  # reading blocks: a hung program is stopped from here
+    watchdog.start()
+    lines = []
     try:
         for line in process.stdout:
             lines.append(line)
-            if line.startswith("self-test") or time.monotonic() > deadline:
+            if line.startswith("self-test"):
                 break
     finally:
-        process.kill()
+        watchdog.cancel()
+        stop()
         process.wait()
     return StartUp.parse("".join(lines))
 
