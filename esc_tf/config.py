@@ -221,9 +221,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Knowledge distillation from finished runs' models (esc_tf.teachers.distill)."""
+    """Knowledge distillation from finished runs' models or a table of teacher targets (esc_tf.teachers)."""
 
     teacher_runs: list[str] = option([], role="late")  # finished runs whose models teach this one
+    # a folder of out-of-fold teacher targets written by esc-tf teacher (instead of teacher_runs)
+    teacher_targets: str = option("", role="late")
     # share of the loss taken by the teachers' probabilities
     weight: float = option(0.5, check=within(0, 1, open_low=True), role="late")
     # softmax temperature of teachers and student in the distillation term (1: the teachers' own probabilities)

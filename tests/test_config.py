@@ -180,7 +180,8 @@ def test_the_role_lists_are_derived_from_the_fields():
     assert options_with_role("scoring") == ("model.time_rolls", "model.mel_shifts")
     assert set(options_with_role("late")) == {
         "augment.mel_shift", "augment.freq_mixstyle_prob", "augment.freq_mixstyle_alpha", "model.time_rolls",
-        "model.mel_shifts", "train.init_from", "distill.teacher_runs", "distill.weight", "distill.temperature"}
+        "model.mel_shifts", "train.init_from", "distill.teacher_runs", "distill.teacher_targets",
+        "distill.weight", "distill.temperature"}
     with pytest.raises(ValueError, match="unknown option role"):
         options_with_role("fast")
 

@@ -15,12 +15,12 @@ from esc_tf.native_logs import silence_native_logs
 silence_native_logs()
 
 from esc_tf.artifacts import ModelError  # noqa: E402  (after the native logs are silenced)
-from esc_tf.cli import baselines, dataset, deploy, evaluate, explore, frontend, predict, report, train, tune  # noqa: E402
+from esc_tf.cli import baselines, dataset, deploy, evaluate, explore, frontend, predict, report, teacher, train, tune  # noqa: E402
 from esc_tf.config import ConfigError  # noqa: E402
 from esc_tf.data.dataset import DatasetError  # noqa: E402
 from esc_tf.data.download import DownloadError  # noqa: E402
 
-COMMANDS = (dataset, train, deploy, evaluate, predict, explore, tune, baselines, report, frontend)
+COMMANDS = (dataset, train, deploy, evaluate, predict, explore, tune, baselines, teacher, report, frontend)
 USER_ERRORS = (ConfigError, DatasetError, ModelError, DownloadError, ValueError, OSError)
 
 

@@ -57,7 +57,7 @@ def check_source(config: Config, class_names: list[str], filenames: list[str],
     if seen:
         raise ConfigError(f"{who} {model_dir}: it trained on {len(seen)} of this dataset's clips "
                           f"(e.g. {sorted(seen)[0]})")
-    if meta.config.train.init_from or meta.config.distill.teacher_runs:
+    if meta.config.train.init_from or meta.config.distill.teacher_runs or meta.config.distill.teacher_targets:
         raise ConfigError(f"{who} {model_dir}: it was itself started from or taught by other runs, whose "
                           "clips cannot be checked here; start from a model trained from scratch")
     return meta

@@ -167,6 +167,27 @@ def _teachers_markdown(teachers: list[dict[str, Any]]) -> list[str]:
                     "fold's test clips.", ""]
 
 
+def summarize_teacher_table(folder: str) -> dict[str, Any]:
+    """What the table of ``distill.teacher_targets`` was made from and how accurate it is out of fold."""
+    path = Path(folder) / "teacher.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    return {"folder": relative_path(folder), "embedders": [e["name"] for e in info.get("embedders", [])],
+            "probe": info.get("probe"), "accuracy": info.get("accuracy"), "wall_seconds": info.get("wall_seconds")}
+
+
+def _teacher_table_markdown(table: dict[str, Any]) -> list[str]:
+    acc = table["accuracy"] or {}
+    lines = ["## Teacher (knowledge distillation, `distill.teacher_targets`)", "",
+             f"Out-of-fold probes on pretrained embeddings ({' + '.join(table['embedders']) or 'unknown'}; "
+             f"{table['probe']}), from `{table['folder']}`."]
+    if acc:
+        lines += ["", f"Teacher accuracy on clips it never trained on: {acc['one_fold_held_out']:.4f} with one fold "
+                  f"held out, {acc['two_folds_held_out']:.4f} with two. A cross-validation fold learns each training "
+                  "clip from the probe that held out that clip's fold and the test fold; the deployment model from "
+                  "the probe that held out the clip's fold."]
+    return lines + [""]
+
+
 def _teacher_seconds(teachers: list[dict[str, Any]]) -> str:
     """Their total training time, or "unknown" when a teacher has no report."""
     times = [t["train_seconds"] for t in teachers]
@@ -217,6 +238,8 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                  if summary.get("init_from") and summary["init_from"]["train_seconds"] is not None else "") + ".", ""]
     if summary.get("teachers"):
         lines += _teachers_markdown(summary["teachers"])
+    if summary.get("teacher_table"):
+        lines += _teacher_table_markdown(summary["teacher_table"])
     if summary.get("init_from"):
         lines += _source_markdown(summary["init_from"])
     lines += ["## Per-class scores (pooled test predictions)", "",
@@ -247,6 +270,8 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
             sizes["macs"] * sizes.get("inferences_per_clip", 1) / config.audio.clip_seconds
     if config.distill.teacher_runs:
         summary["teachers"] = summarize_teachers(config.distill.teacher_runs, [r.name for r in results])
+    if config.distill.teacher_targets:
+        summary["teacher_table"] = summarize_teacher_table(config.distill.teacher_targets)
     if config.train.init_from:
         summary["init_from"] = summarize_source(config)
     if (run_dir / "deploy" / "export.json").is_file():

@@ -42,8 +42,8 @@ from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
 from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.stages.export import gzip_size, measure_arena, publish_export, write_deployment
-from esc_tf.stages.train import fit_model, training_loss
-from esc_tf.teachers.distill import check_teachers, load_teacher
+from esc_tf.stages.train import fit_model, teacher_soft_targets, teacher_table, training_loss
+from esc_tf.teachers.distill import check_teachers
 
 
 def _prune(model: keras.Model, waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
@@ -142,7 +142,8 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
                                                    config.data.random_state)
     model, normalization, history = fit_model(
         waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
-        teacher_for=lambda norm: load_teacher(config, DEPLOY_DIR, norm, data_mod.class_names(meta), test_files=[]))
+        soft_targets_for=teacher_soft_targets(config, DEPLOY_DIR, meta, waves, fit_rows, None, [],
+                                              teacher_table(config, meta, waves), out_dir))
     save_model(model, out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)

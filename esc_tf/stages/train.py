@@ -45,7 +45,8 @@ from esc_tf.stages.export import check_budgets_before_training
 from esc_tf.stages.progress import EpochProgress
 from esc_tf.stages.soft_targets import soft_targets
 from esc_tf.stages.strategy import training_strategy
-from esc_tf.teachers.distill import DistillationLoss, Teacher, check_teachers, label_accuracy, load_teacher
+from esc_tf.teachers.distill import DistillationLoss, check_teachers, label_accuracy, load_teacher, uses_teachers
+from esc_tf.teachers.targets import TeacherTargets, load_for_dataset
 
 # Retired options that run-folder hashes held from the start (the others came late, and at their defaults were
 # left out): hashed at the value they implied, so a run folder named while they existed keeps its name.
@@ -115,7 +116,7 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
 def training_loss(config: Config) -> keras.losses.Loss:
     """Cross-entropy on logits; with teachers, the distillation loss
     (:class:`esc_tf.teachers.distill.DistillationLoss`)."""
-    if config.distill.teacher_runs:
+    if uses_teachers(config):
         return DistillationLoss(config.distill.weight, config.distill.temperature)
     return keras.losses.CategoricalCrossentropy(from_logits=True)
 
@@ -140,25 +141,59 @@ class _EpochLogger(keras.callbacks.Callback):
             logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
+SoftTargets = Callable[[Normalization, np.ndarray], np.ndarray]  # (normalisation, mel cache) -> [clips, classes]
+
+
+def teacher_soft_targets(config: Config, part: str, meta: pd.DataFrame, waves: np.ndarray, fit_rows: np.ndarray,
+                         test_fold: int | None, test_files: list[str], table: TeacherTargets | None,
+                         cache_dir: Path) -> SoftTargets | None:
+    """Where the teachers' probabilities on ``fit_rows`` come from for ``part`` (``foldN`` or ``deploy``):
+    the out-of-fold table of ``distill.teacher_targets``, the models of ``distill.teacher_runs`` (computed
+    once and cached, :mod:`esc_tf.stages.soft_targets`), or nowhere (None)."""
+    if table is not None:
+        files = meta["filename"].iloc[fit_rows].tolist()
+        return lambda normalization, mel: table.probabilities(files, test_fold, config.distill.temperature)
+    if not config.distill.teacher_runs:
+        return None
+
+    def from_runs(normalization: Normalization, mel: np.ndarray) -> np.ndarray:
+        teacher = load_teacher(config, part, normalization, data_mod.class_names(meta), test_files)
+        return soft_targets(teacher, waves[fit_rows], config, normalization, config.data.cache_dir or cache_dir,
+                            mel=mel)
+    return from_runs
+
+
+def teacher_table(config: Config, meta: pd.DataFrame, waves: np.ndarray) -> TeacherTargets | None:
+    """The table of ``distill.teacher_targets``, checked against these clips, or None when unset."""
+    if not config.distill.teacher_targets:
+        return None
+    if config.distill.teacher_runs:
+        raise ConfigError("distill.teacher_targets and distill.teacher_runs are both set; a run learns from one "
+                          "kind of teacher: unset one of them")
+    if config.data.split != "folds":
+        raise ConfigError("distill.teacher_targets: its teachers hold out official folds, so it needs "
+                          "data.split 'folds' (--split folds)")
+    return load_for_dataset(config.distill.teacher_targets, meta["filename"].tolist(), meta["fold"].to_numpy(),
+                            data_mod.labels(meta), data_mod.class_names(meta), waves)
+
+
 def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
               num_classes: int, config: Config, workdir: Path, seed: int,
-              teacher_for: Callable[[Normalization], Teacher | None] | None = None,
+              soft_targets_for: SoftTargets | None = None,
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
     """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only.
 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
-    ``teacher_for(normalization)`` gives the teachers that soften the targets: their probabilities on the
-    fitted clips, computed once and cached (:mod:`esc_tf.stages.soft_targets`).
+    ``soft_targets_for(normalization, mel)`` gives the teachers' probabilities on the fitted clips
+    (:func:`teacher_soft_targets`), which join their labels in the targets.
     """
     check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
     fit_waves, fit_y = waves[fit_rows], y[fit_rows]
     cache = pipeline.mel_cache(fit_waves, config)  # one STFT of the training clips serves all below
     normalization = normalization_stats(fit_waves, config, mel=cache[0])
-    teacher = teacher_for(normalization) if teacher_for is not None else None
-    soft = None if teacher is None else soft_targets(teacher, fit_waves, config, normalization,
-                                                     config.data.cache_dir or workdir, mel=cache[0])
+    soft = soft_targets_for(normalization, cache[0]) if soft_targets_for is not None else None
     train_ds = pipeline.train_dataset(fit_waves, fit_y, num_classes, config, normalization, seed=seed,
                                       cache=cache, soft_targets=soft)
     val_ds = None
@@ -192,7 +227,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
 
 
 def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Config,
-               fold_dir: Path) -> FoldResult:
+               fold_dir: Path, table: TeacherTargets | None = None) -> FoldResult:
     """Train one model on ``split.train``, stop on ``split.val``, score it on ``split.test``."""
     start = time.time()
     split.check_disjoint()
@@ -201,7 +236,8 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     test_files = meta["filename"].iloc[split.test].tolist()
     model, normalization, history = fit_model(
         waves, y, split.train, split.val, num_classes, config, fold_dir, seed=config.train.seed + (split.test_fold or 0),
-        teacher_for=lambda norm: load_teacher(config, split.name, norm, data_mod.class_names(meta), test_files))
+        soft_targets_for=teacher_soft_targets(config, split.name, meta, waves, split.train, split.test_fold,
+                                              test_files, table, fold_dir))
     test_features = pipeline.feature_array(waves[split.test], config, normalization)
     y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
     save_model(model, fold_dir / MODEL_FILE)
@@ -264,6 +300,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
     if config.distill.teacher_runs:
         config = with_value(config, "distill.teacher_runs",
                             [str(Path(r).resolve()) for r in config.distill.teacher_runs])
+    if config.distill.teacher_targets:
+        config = with_value(config, "distill.teacher_targets", str(Path(config.distill.teacher_targets).resolve()))
     if config.train.init_from:
         config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
 
@@ -285,6 +323,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
     check_free_space(run_dir, RUN_FOLDER_BYTES, "a run folder", "--runs-root or --run-dir")
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress) \
         if dataset is None else dataset[1]
+    table = teacher_table(config, meta, waves)
 
     inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}
     if restart and run_dir.exists():
@@ -305,7 +344,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
                   f"test {len(split.test)} clips", flush=True)
             fold_dir.mkdir(exist_ok=True)
             write_split(split, meta, fold_dir)
-            result = train_fold(split, meta, waves, config, fold_dir)
+            result = train_fold(split, meta, waves, config, fold_dir, table)
             write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
             print(f"[{i}/{len(splits)}] {split.name}: test accuracy {result.accuracy:.4f} "
                   f"({result.epochs_trained} epochs, {result.wall_seconds:.0f} s)", flush=True)

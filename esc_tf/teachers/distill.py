@@ -119,6 +119,11 @@ def checked_teacher_meta(model_dir: Path, config: Config, class_names: list[str]
     return meta
 
 
+def uses_teachers(config: Config) -> bool:
+    """Whether a run learns from teachers (finished runs or a table of teacher targets)."""
+    return bool(config.distill.teacher_runs or config.distill.teacher_targets)
+
+
 def teacher_dirs(config: Config, part: str) -> list[Path]:
     """The folder of each teacher run's model for ``part`` (a fold name such as ``fold1``, or ``deploy``)."""
     return [Path(run) / part for run in config.distill.teacher_runs]

