@@ -22,6 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help=f"comma-separated, from {', '.join(EMBEDDERS)} (default: soundnet,aisfx)")
     parser.add_argument("--probe-c", type=float, default=1.0,
                         help="inverse L2 strength of the logistic-regression probe (default 1.0)")
+    parser.add_argument("--cnn-runs", default="",
+                        help="comma-separated finished runs whose networks join the teacher: their fold models "
+                             "serve one held-out fold, and a model per pair of folds is trained like them")
     parser.add_argument("--out", required=True, help="folder for targets.npz, teacher.json and README.md")
     parser.set_defaults(handler=run)
 
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.embedders.split(",") if name.strip()]
     if not names:
         raise ConfigError(f"--embedders {args.embedders!r}: name at least one of {', '.join(EMBEDDERS)}")
-    info = make_teacher_targets(config_from_args(args), names, args.out, probe_c=args.probe_c)
+    runs = [run.strip() for run in args.cnn_runs.split(",") if run.strip()]
+    info = make_teacher_targets(config_from_args(args), names, args.out, probe_c=args.probe_c, cnn_runs=runs)
     acc = info["accuracy"]
     print(f"teacher out-of-fold accuracy: {acc['one_fold_held_out']:.4f} with one fold held out, "
           f"{acc['two_folds_held_out']:.4f} with two; wrote {args.out}")

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from esc_tf.artifacts import check_writable, invocation, write_bytes_atomic, write_text_atomic
+from esc_tf.artifacts import check_writable, invocation, relative_path, write_bytes_atomic, write_text_atomic
 from esc_tf.config import Config, ConfigError
 from esc_tf.data import dataset as data_mod
+from esc_tf.stages.teacher_members import member_config, member_probabilities
 from esc_tf.teachers.embedders import Embedder, load_embedder
 from esc_tf.teachers.targets import TeacherTargets, audio_digest, out_of_fold_accuracy, out_of_fold_log_probs
 
@@ -57,13 +59,33 @@ def cached_embeddings(embedder: Embedder, waves: np.ndarray, sample_rate: int, a
     return embeddings
 
 
+def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: list[Path], meta: pd.DataFrame,
+                 waves: np.ndarray, config: Config, out: Path, progress: bool) -> tuple[dict, dict]:
+    """The probe's tables averaged, in probability, half and half with the mean of ``runs``' members
+    (:mod:`esc_tf.stages.teacher_members`); also the members' own tables."""
+    folds = meta["fold"].to_numpy()
+    combined, members = {}, {}
+    for held_out, log_probs in probe.items():
+        rows = np.isin(folds, held_out)
+        cnn = np.mean([member_probabilities(run, held_out, meta, waves, config, out, progress) for run in runs], axis=0)
+        members[held_out] = np.full_like(log_probs, np.nan)
+        members[held_out][rows] = np.log(np.maximum(cnn, 1e-12))
+        combined[held_out] = np.full_like(log_probs, np.nan)
+        combined[held_out][rows] = np.log(np.maximum(0.5 * np.exp(log_probs[rows]) + 0.5 * cnn, 1e-12))
+    return combined, members
+
+
 def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, probe_c: float = 1.0,
-                         progress: bool = True) -> dict[str, Any]:
+                         cnn_runs: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
     """Embed every clip of the configured dataset with ``embedders``, fit the out-of-fold probes on the
-    concatenated embeddings and write the table to ``out``; returns what ``teacher.json`` records."""
+    concatenated embeddings, average them with the members lent by ``cnn_runs`` (if any) and write the
+    table to ``out``; returns what ``teacher.json`` records."""
     if probe_c <= 0:
         raise ConfigError(f"--probe-c {probe_c}: the probe's inverse regularisation must be above 0, e.g. 1.0")
     loaded = [load_embedder(name) for name in embedders]  # an embedder that cannot load fails before any work
+    runs = [Path(run) for run in cnn_runs or []]
+    for run in runs:
+        member_config(run)
     check_writable(out, "--out")
     start = time.time()
     meta = data_mod.load_dataset(config)
@@ -83,12 +105,21 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     y = data_mod.labels(meta)
     class_names = data_mod.class_names(meta)
     log_probs = out_of_fold_log_probs(x, y, folds, len(class_names), probe_c, progress=progress)
+    parts_accuracy = {}
+    if runs:
+        probe_only = log_probs
+        log_probs, members = with_members(probe_only, runs, meta, waves, config, Path(out), progress)
+        names = meta["filename"].tolist()
+        parts_accuracy = {"probe": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, probe_only, {}), y),
+                          "cnn_members": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, members, {}),
+                                                              y)}
     info: dict[str, Any] = {
         "command": invocation(),
         "embedders": [{"name": e.name, "sample_rate": e.sample_rate, "weights": e.weights.name,
                        "weights_sha256": e.weights_digest()} for e in loaded],
         "embedding_size": int(x.shape[1]),
         "probe": f"StandardScaler + LogisticRegression(C={probe_c})",
+        "cnn_runs": [relative_path(run) for run in runs],
         "probe_c": probe_c,
         "dataset": str(config.data.data_dir),
         "subset": config.data.subset,
@@ -100,6 +131,8 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     }
     table = TeacherTargets(meta["filename"].tolist(), folds, class_names, log_probs, info)
     info["accuracy"] = out_of_fold_accuracy(table, y)
+    if parts_accuracy:
+        info["accuracy_of_parts"] = parts_accuracy
     info["wall_seconds"] = round(time.time() - start, 1)
     table.save(out)
     write_text_atomic(Path(out) / "README.md", describe(info))
@@ -108,13 +141,18 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
 
 def describe(info: dict[str, Any]) -> str:
     """A short Markdown account of a teacher table."""
-    acc = info["accuracy"]
     names = " + ".join(e["name"] for e in info["embedders"])
+    members = f" and the networks of {', '.join(info['cnn_runs'])}" if info.get("cnn_runs") else ""
+    rows = [("teacher", info["accuracy"])] + [
+        (part.replace("_", " "), acc) for part, acc in info.get("accuracy_of_parts", {}).items()]
     return "\n".join([
-        f"# Teacher targets: {names} probes on {info['clips']} clips", "",
+        f"# Teacher targets: {names} probes{members}, on {info['clips']} clips", "",
         f"Made by: `{info['command']}` in {info['wall_seconds']:.0f} s.", "",
-        f"- Embedding: {names} ({info['embedding_size']} values per clip); probe: {info['probe']}.",
-        f"- Out-of-fold accuracy, one fold held out (plain cross-validation): **{acc['one_fold_held_out']:.4f}**.",
-        f"- Out-of-fold accuracy, two folds held out (the targets a cross-validation student learns from): "
-        f"**{acc['two_folds_held_out']:.4f}**.", "",
+        f"Embedding: {names} ({info['embedding_size']} values per clip); probe: {info['probe']}."
+        + (" The teacher averages the probe's probabilities half and half with the mean of the networks'."
+           if members else ""), "",
+        "Out-of-fold accuracy: with one fold held out (plain cross-validation; what the deployment model learns "
+        "from), and with two (what a cross-validation student learns from).", "",
+        "| | one fold held out | two folds held out |", "|---|---|---|",
+        *[f"| {name} | {acc['one_fold_held_out']:.4f} | {acc['two_folds_held_out']:.4f} |" for name, acc in rows], "",
     ])

@@ -93,3 +93,38 @@ def test_the_command_names_a_bad_embedder_in_one_line(dataset_dir, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: teacher embedder 'vggish' is unknown; use one of soundnet, aisfx"]
     assert not (tmp_path / "t").exists()
+
+
+def test_networks_of_a_finished_run_join_the_teacher_each_on_clips_it_never_trained_on(
+        exported_run, dataset_dir, tmp_path):
+    config = small_config(dataset_dir, tmp_path)
+    out = tmp_path / "ensemble"
+    info = teacher_stage.make_teacher_targets(config, ["soundnet"], out, cnn_runs=[str(exported_run)],
+                                              progress=False)
+    assert set(info["accuracy_of_parts"]) == {"probe", "cnn_members"}
+    meta = data.load_dataset(config)
+    trained = sorted(p.name for p in (out / "members" / exported_run.name).iterdir())
+    # the run's fold1 model serves fold 1; every other single fold and every pair gets a model trained here
+    assert trained == ["heldout-" + "-".join(map(str, s)) for s in
+                       [(1, 2), (1, 3), (1, 4), (1, 5), (2,), (2, 3), (2, 4), (2, 5), (3,), (3, 4), (3, 5), (4,),
+                        (4, 5), (5,)]]
+    for folder in (out / "members" / exported_run.name).iterdir():
+        held_out = [int(f) for f in folder.name.split("-")[1:]]
+        seen = set(json.loads((folder / "model_meta.json").read_text())["trained_on"])
+        assert seen and not seen & set(meta.loc[meta["fold"].isin(held_out), "filename"])
+    # the teacher is the probe and the members half and half, in probability
+    table = TeacherTargets.load(out)
+    rows = (meta["fold"] == 2).to_numpy()
+    probs = np.exp(table.log_probs[(2,)][rows])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+    assert "cnn members" in (out / "README.md").read_text()
+
+
+def test_a_distilled_run_cannot_join_a_teacher(teacher_table, dataset_dir, tmp_path):
+    folder, _, _ = teacher_table
+    config = with_values(small_config(dataset_dir, tmp_path), {"data.folds": [1], "prune.enabled": False,
+                                                               "distill.teacher_targets": str(folder)})
+    run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
+    with pytest.raises(ConfigError, match="learned from teachers"):
+        teacher_stage.make_teacher_targets(config, ["soundnet"], tmp_path / "t", cnn_runs=[str(run_dir)])
+    assert not (tmp_path / "t").exists()
