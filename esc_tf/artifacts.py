@@ -5,6 +5,7 @@ Everything here is plain data plus JSON; nothing imports TensorFlow, so any laye
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -63,6 +64,26 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, payload: Any, indent: int | None = 1) -> Path:
     """:func:`write_bytes_atomic` for a JSON document."""
     return write_text_atomic(path, json.dumps(payload, indent=indent))
+
+
+def cached_array(path: Path | None, compute: Callable[[], np.ndarray],
+                 usable: Callable[[np.ndarray], bool]) -> np.ndarray:
+    """The array saved at ``path`` when it loads and is ``usable``; otherwise ``compute()``, saved there
+    (atomically, parent folders made) unless ``path`` is None. A damaged entry is computed again."""
+    if path is not None and path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if usable(cached):
+                return cached
+        except (OSError, ValueError):
+            pass
+    array = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        write_bytes_atomic(path, buffer.getvalue())
+    return array
 
 
 def save_config(config: Config, path: str | Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from esc_tf import pipeline
-from esc_tf.artifacts import Normalization, write_bytes_atomic
+from esc_tf.artifacts import Normalization, cached_array
 from esc_tf.config import Config
 from esc_tf.teachers.distill import Teacher
 
@@ -64,17 +63,5 @@ def soft_targets(teacher: Teacher, waves: np.ndarray, config: Config, normalizat
     or mismatched entry is recomputed), else computed (from ``mel``, the clips' mel cache, if given)
     and cached."""
     path = Path(cache_dir) / f"{CACHE_PREFIX}{cache_key(teacher, waves, config)}.npy" if cache_dir else None
-    if path is not None and path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            cached = None
-        if cached is not None and _usable(cached, len(waves)):
-            return cached
-    targets = compute(teacher, waves, config, normalization, mel)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.save(buffer, targets, allow_pickle=False)
-        write_bytes_atomic(path, buffer.getvalue())
-    return targets
+    return cached_array(path, lambda: compute(teacher, waves, config, normalization, mel),
+                        lambda targets: _usable(targets, len(waves)))

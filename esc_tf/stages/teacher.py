@@ -8,7 +8,6 @@ embedder mix, another probe strength) costs seconds.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from esc_tf.artifacts import check_writable, invocation, relative_path, write_bytes_atomic, write_text_atomic
+from esc_tf.artifacts import cached_array, check_writable, invocation, relative_path, write_text_atomic
 from esc_tf.config import Config, ConfigError
 from esc_tf.data import dataset as data_mod
 from esc_tf.stages.teacher_members import member_config, member_probabilities
@@ -43,20 +42,8 @@ def cached_embeddings(embedder: Embedder, waves: np.ndarray, sample_rate: int, a
     """``embedder``'s embedding of every clip, read from ``cache_dir`` when computed before."""
     key = hashlib.sha256(f"{embedder.name}|{embedder.weights_digest()}|{sample_rate}|{audio_sha256}".encode())
     path = Path(cache_dir) / f"{CACHE_PREFIX}{embedder.name}-{key.hexdigest()[:16]}.npy" if cache_dir else None
-    if path is not None and path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.ndim == 2 and cached.shape[0] == len(waves) and np.all(np.isfinite(cached)):
-                return cached
-        except (OSError, ValueError):
-            pass  # a damaged entry is computed again
-    embeddings = embedder.embed(waves, sample_rate)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.save(buffer, embeddings, allow_pickle=False)
-        write_bytes_atomic(path, buffer.getvalue())
-    return embeddings
+    return cached_array(path, lambda: embedder.embed(waves, sample_rate),
+                        lambda a: a.ndim == 2 and a.shape[0] == len(waves) and bool(np.all(np.isfinite(a))))
 
 
 def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: list[Path], meta: pd.DataFrame,
