@@ -38,11 +38,11 @@ def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def cached_embeddings(embedder: Embedder, waves: np.ndarray, sample_rate: int, audio_sha256: str,
-                      cache_dir: str | Path | None) -> np.ndarray:
+                      cache_dir: str | Path | None, progress: bool = False) -> np.ndarray:
     """``embedder``'s embedding of every clip, read from ``cache_dir`` when computed before."""
     key = hashlib.sha256(f"{embedder.name}|{embedder.weights_digest()}|{sample_rate}|{audio_sha256}".encode())
     path = Path(cache_dir) / f"{CACHE_PREFIX}{embedder.name}-{key.hexdigest()[:16]}.npy" if cache_dir else None
-    return cached_array(path, lambda: embedder.embed(waves, sample_rate),
+    return cached_array(path, lambda: embedder.embed(waves, sample_rate, progress),
                         lambda a: a.ndim == 2 and a.shape[0] == len(waves) and bool(np.all(np.isfinite(a))))
 
 
@@ -85,9 +85,8 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     digest = audio_digest(waves)
     parts = []
     for embedder in loaded:
-        if progress:
-            print(f"embedding {len(waves)} clips with {embedder.name}", flush=True)
-        parts.append(cached_embeddings(embedder, waves, config.audio.sample_rate, digest, config.data.cache_dir))
+        parts.append(cached_embeddings(embedder, waves, config.audio.sample_rate, digest, config.data.cache_dir,
+                                       progress))
     x = np.concatenate(parts, axis=1)
     y = data_mod.labels(meta)
     class_names = data_mod.class_names(meta)

@@ -45,12 +45,14 @@ class Embedder:
         """SHA-256 of the weights file."""
         return hashlib.sha256(self.weights.read_bytes()).hexdigest()
 
-    def embed(self, waves: np.ndarray, from_rate: int) -> np.ndarray:
+    def embed(self, waves: np.ndarray, from_rate: int, progress: bool = False) -> np.ndarray:
         """One embedding per clip of ``waves`` ``[clips, samples]`` recorded at ``from_rate``."""
         import librosa
+        from tqdm import tqdm
 
         rows = []
-        for start in range(0, len(waves), BATCH):
+        for start in tqdm(range(0, len(waves), BATCH), desc=f"embedding with {self.name}", unit="batch",
+                          disable=not progress):
             chunk = np.asarray(waves[start:start + BATCH], np.float32)
             if from_rate != self.sample_rate:
                 chunk = librosa.resample(chunk, orig_sr=from_rate, target_sr=self.sample_rate, axis=-1)

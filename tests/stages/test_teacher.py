@@ -128,3 +128,12 @@ def test_a_distilled_run_cannot_join_a_teacher(teacher_table, dataset_dir, tmp_p
     with pytest.raises(ConfigError, match="learned from teachers"):
         teacher_stage.make_teacher_targets(config, ["soundnet"], tmp_path / "t", cnn_runs=[str(run_dir)])
     assert not (tmp_path / "t").exists()
+
+
+def test_the_command_names_a_member_run_that_is_not_a_run_in_one_line(dataset_dir, tmp_path, capsys):
+    code = cli_main(["teacher", "--data-dir", str(dataset_dir), "--embedders", "soundnet",
+                     "--cnn-runs", str(tmp_path / "no-run"), "--out", str(tmp_path / "t")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cnn-runs" in err[0] and "no config.yaml" in err[0]
+    assert not (tmp_path / "t").exists()
