@@ -31,6 +31,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
+    if args.folds or args.split:
+        raise ConfigError("--folds/--split: a teacher table holds out every set of official folds; leave them out")
     names = [name.strip() for name in args.embedders.split(",") if name.strip()]
     if not names:
         raise ConfigError(f"--embedders {args.embedders!r}: name at least one of {', '.join(EMBEDDERS)}")

@@ -24,6 +24,7 @@ from esc_tf.teachers.embedders import Embedder, load_embedder
 from esc_tf.teachers.targets import TeacherTargets, audio_digest, out_of_fold_accuracy, out_of_fold_log_probs
 
 CACHE_PREFIX = "embeddings-"
+EMBEDDING_VERSION = 1  # raise when an embedder's network or pooling changes: older cache entries are ignored
 
 
 def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -40,21 +41,24 @@ def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
 def cached_embeddings(embedder: Embedder, waves: np.ndarray, sample_rate: int, audio_sha256: str,
                       cache_dir: str | Path | None, progress: bool = False) -> np.ndarray:
     """``embedder``'s embedding of every clip, read from ``cache_dir`` when computed before."""
-    key = hashlib.sha256(f"{embedder.name}|{embedder.weights_digest()}|{sample_rate}|{audio_sha256}".encode())
+    key = hashlib.sha256(f"{EMBEDDING_VERSION}|{embedder.name}|{embedder.weights_digest()}|{sample_rate}|"
+                         f"{audio_sha256}".encode())
     path = Path(cache_dir) / f"{CACHE_PREFIX}{embedder.name}-{key.hexdigest()[:16]}.npy" if cache_dir else None
     return cached_array(path, lambda: embedder.embed(waves, sample_rate, progress),
                         lambda a: a.ndim == 2 and a.shape[0] == len(waves) and bool(np.all(np.isfinite(a))))
 
 
 def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: list[Path], meta: pd.DataFrame,
-                 waves: np.ndarray, config: Config, out: Path, progress: bool) -> tuple[dict, dict]:
+                 waves: np.ndarray, config: Config, audio_sha256: str, out: Path,
+                 progress: bool) -> tuple[dict, dict]:
     """The probe's tables averaged, in probability, half and half with the mean of ``runs``' members
     (:mod:`esc_tf.stages.teacher_members`); also the members' own tables."""
     folds = meta["fold"].to_numpy()
     combined, members = {}, {}
     for held_out, log_probs in probe.items():
         rows = np.isin(folds, held_out)
-        cnn = np.mean([member_probabilities(run, held_out, meta, waves, config, out, progress) for run in runs], axis=0)
+        cnn = np.mean([member_probabilities(run, held_out, meta, waves, config, audio_sha256, out, progress)
+                       for run in runs], axis=0)
         members[held_out] = np.full_like(log_probs, np.nan)
         members[held_out][rows] = np.log(np.maximum(cnn, 1e-12))
         combined[held_out] = np.full_like(log_probs, np.nan)
@@ -67,7 +71,7 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     """Embed every clip of the configured dataset with ``embedders``, fit the out-of-fold probes on the
     concatenated embeddings, average them with the members lent by ``cnn_runs`` (if any) and write the
     table to ``out``; returns what ``teacher.json`` records."""
-    if probe_c <= 0:
+    if not np.isfinite(probe_c) or probe_c <= 0:
         raise ConfigError(f"--probe-c {probe_c}: the probe's inverse regularisation must be above 0, e.g. 1.0")
     loaded = [load_embedder(name) for name in embedders]  # an embedder that cannot load fails before any work
     runs = [Path(run) for run in cnn_runs or []]
@@ -94,7 +98,7 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     parts_accuracy = {}
     if runs:
         probe_only = log_probs
-        log_probs, members = with_members(probe_only, runs, meta, waves, config, Path(out), progress)
+        log_probs, members = with_members(probe_only, runs, meta, waves, config, digest, Path(out), progress)
         names = meta["filename"].tolist()
         parts_accuracy = {"probe": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, probe_only, {}), y),
                           "cnn_members": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, members, {}),

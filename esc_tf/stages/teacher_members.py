@@ -3,21 +3,25 @@
 A finished cross-validation run (``esc-tf teacher --cnn-runs RUN``) lends its fold models to the
 held-out sets of one fold: ``RUN/fold3`` trained on every fold but 3. A set of two held-out folds has no
 such model, so one is trained here with the run's own config on the remaining folds and kept under the
-table's folder (``members/RUN-NAME/heldout-1-3/``): the same command resumes, reusing it. Each member
+table's folder (``members/RUN-NAME/heldout-1-3/``, with ``member.json`` naming the run, its config and
+the audio): the same command resumes, reusing it only for the same run, config and audio. Each member
 scores the held-out clips on their views (as training scored them) with its Keras float model.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from esc_tf import pipeline
 from esc_tf.artifacts import MODEL_FILE, ModelMeta, relative_path, write_json_atomic
-from esc_tf.config import Config, ConfigError, apply_override, load_config
+from esc_tf.config import Config, ConfigError, load_config
 from esc_tf.data import dataset as data_mod
+from esc_tf.models import transfer
 from esc_tf.models.networks import save_model
-from esc_tf.stages.evaluate import score_clips
+from esc_tf.runtime.predictors import clip_scores, load_predictor
 from esc_tf.stages.train import fit_model
 
 MEMBERS_DIR = "members"
@@ -52,11 +56,18 @@ def _fold_model(run: Path, held_out: tuple[int, ...], meta: pd.DataFrame) -> Pat
     return model
 
 
+def _member_key(run: Path, config: Config, audio_sha256: str) -> dict:
+    """What a member trained here depends on: the run it copies, its config and the clips' audio."""
+    return {"run": str(run.resolve()), "config": config.to_dict(), "audio_sha256": audio_sha256}
+
+
 def _train_member(config: Config, held_out: tuple[int, ...], meta: pd.DataFrame, waves: np.ndarray,
-                  folder: Path) -> Path:
-    """Train (or reuse) a model with ``config`` on every fold not in ``held_out``; returns its model file."""
+                  folder: Path, key: dict) -> Path:
+    """Train (or reuse, when trained for the same ``key``) a model with ``config`` on every fold not in
+    ``held_out``; returns its model file."""
     model_path = folder / MODEL_FILE
-    if model_path.is_file() and (folder / "model_meta.json").is_file():
+    key_file = folder / "member.json"
+    if model_path.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         return model_path
     folder.mkdir(parents=True, exist_ok=True)
     rows = np.flatnonzero(~meta["fold"].isin(held_out).to_numpy())
@@ -67,26 +78,32 @@ def _train_member(config: Config, held_out: tuple[int, ...], meta: pd.DataFrame,
     save_model(model, model_path)
     ModelMeta(config, normalization, data_mod.class_names(meta), meta["filename"].iloc[rows].tolist()).save(folder)
     write_json_atomic(folder / "history.json", history)
+    write_json_atomic(key_file, key)
     return model_path
 
 
 def member_probabilities(run: Path, held_out: tuple[int, ...], meta: pd.DataFrame, waves: np.ndarray,
-                         dataset_config: Config, table_dir: Path, progress: bool = False) -> np.ndarray:
-    """Clip probabilities ``[clips of the held-out folds, classes]`` of ``run``'s member for ``held_out``."""
+                         dataset_config: Config, audio_sha256: str, table_dir: Path,
+                         progress: bool = False) -> np.ndarray:
+    """Clip probabilities ``[clips of the held-out folds, classes]`` of ``run``'s member for ``held_out``,
+    on ``waves`` (the dataset's clips, decoded with ``dataset_config.audio``)."""
     config = member_config(run)
-    config = apply_override(apply_override(config, f"data.data_dir={dataset_config.resolved_data_dir()}"),
-                            f"data.cache_dir={dataset_config.data.cache_dir}")
+    if config.audio != dataset_config.audio:
+        raise ConfigError(f"--cnn-runs {run}: it reads audio with other settings ({config.audio}) than this table "
+                          f"({dataset_config.audio}); pass the same audio.* options to esc-tf teacher")
+    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
     model = _fold_model(run, held_out, meta)
     if model is None:
         if progress:
             print(f"training a member like {relative_path(run)} with folds {held_out} held out", flush=True)
         model = _train_member(config, held_out, meta, waves,
-                              table_dir / MEMBERS_DIR / run.name / _held_out_name(held_out))
+                              table_dir / MEMBERS_DIR / run.name / _held_out_name(held_out),
+                              _member_key(run, config, audio_sha256))
     model_meta = ModelMeta.for_model(model)
     if model_meta.class_names != data_mod.class_names(meta):
         raise ConfigError(f"--cnn-runs {run}: its models know other classes than this dataset's")
-    clips = meta[meta["fold"].isin(held_out)].reset_index(drop=True)
-    if set(model_meta.trained_on) & set(clips["filename"]):
+    rows = np.flatnonzero(meta["fold"].isin(held_out).to_numpy())
+    if set(model_meta.trained_on) & set(meta["filename"].iloc[rows]):
         raise ConfigError(f"--cnn-runs {run}: the member for folds {held_out} trained on some of their clips")
-    probabilities, _ = score_clips(model, model_meta, config, clips, "keras")
-    return probabilities
+    features = pipeline.feature_array(waves[rows], config, model_meta.normalization)
+    return clip_scores(load_predictor(model, "keras", model_meta), features, config)

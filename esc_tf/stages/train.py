@@ -273,7 +273,8 @@ def check_same_inputs(run_dir: Path, inputs: dict[str, str]) -> None:
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    changed = [f"the {'dataset' if key == 'data' else 'esc-tf version'} ({before.get(key)} then, {value} now)"
+    what = {"data": "dataset", "esc_tf": "esc-tf version", "teacher_targets": "teacher table"}
+    changed = [f"the {what.get(key, key)} ({before.get(key)} then, {value} now)"
                for key, value in inputs.items() if before.get(key) != value]
     if changed:
         raise ConfigError(f"{run_dir}: {' and '.join(changed)} changed since this run started, so its finished "
@@ -326,6 +327,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
     table = teacher_table(config, meta, waves)
 
     inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}
+    if table is not None:  # a table remade in the same folder must not teach half of a resumed run
+        inputs["teacher_targets"] = table.digest
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)
     check_same_inputs(run_dir, inputs)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import itertools
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class TeacherTargets:
     class_names: list[str]
     log_probs: dict[tuple[int, ...], np.ndarray]
     info: dict[str, Any]
+    digest: str = ""  # SHA-256 of the targets file it was read from ("" before it is saved)
 
     def probabilities(self, filenames: list[str], test_fold: int | None, temperature: float = 1.0) -> np.ndarray:
         """Teacher probabilities at ``temperature`` ``[clips, classes]`` for training clips ``filenames`` of a
@@ -110,6 +112,7 @@ class TeacherTargets:
                  held_out=np.array([list(k) + [-1] * (2 - len(k)) for k in keys], np.int64),
                  log_probs=np.stack([self.log_probs[k] for k in keys]).astype(np.float32))
         write_bytes_atomic(folder / TARGETS_FILE, buffer.getvalue())
+        self.digest = hashlib.sha256(buffer.getvalue()).hexdigest()
         write_json_atomic(folder / INFO_FILE, {**self.info, "class_names": self.class_names})
         return folder
 
@@ -121,16 +124,22 @@ class TeacherTargets:
             raise ConfigError(f"distill.teacher_targets: {folder} holds no {TARGETS_FILE} with its {INFO_FILE}; "
                               "make one with esc-tf teacher --data-dir DIR --out FOLDER")
         try:
-            with np.load(folder / TARGETS_FILE, allow_pickle=False) as data:
+            raw = (folder / TARGETS_FILE).read_bytes()
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 filenames = data["filenames"].tolist()
                 folds = data["folds"]
                 held_out = [tuple(int(f) for f in row if f >= 0) for row in data["held_out"]]
                 log_probs = dict(zip(held_out, data["log_probs"]))
             info = json.loads((folder / INFO_FILE).read_text())
-        except (OSError, ValueError, KeyError) as exc:
+            class_names = info.pop("class_names")
+            shapes_ok = all(t.shape == (len(filenames), len(class_names)) for t in log_probs.values())
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"distill.teacher_targets: {folder / TARGETS_FILE} is unreadable ({exc}); make it "
                               "again with esc-tf teacher") from None
-        return cls(filenames, folds, info.pop("class_names"), log_probs, info)
+        if not shapes_ok or len(folds) != len(filenames):
+            raise ConfigError(f"distill.teacher_targets: {folder / TARGETS_FILE} does not match its {INFO_FILE}; "
+                              "make it again with esc-tf teacher")
+        return cls(filenames, folds, class_names, log_probs, info, hashlib.sha256(raw).hexdigest())
 
 
 def out_of_fold_accuracy(table: TeacherTargets, labels: np.ndarray) -> dict[str, float]:
