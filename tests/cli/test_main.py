@@ -10,7 +10,7 @@ import pytest
 from esc_tf.cli.main import COMMANDS, build_parser, main
 from esc_tf.native_logs import HARMLESS, native_notices_filtered
 
-SUBCOMMANDS = {"download", "check", "train", "deploy", "evaluate", "predict", "explore", "tune", "baselines",
+SUBCOMMANDS = {"download", "check", "train", "deploy", "evaluate", "predict", "explore", "tune", "baselines", "teacher",
                "report", "frontend"}
 
 
