@@ -49,11 +49,17 @@ def score_clips(model_path: str | Path, meta: ModelMeta, config: Config, clips: 
     """Class probabilities ``[clips, classes]`` of the model on the rows of ``clips`` (metadata of classes it
     knows), decoded and featurised with ``config`` (the model's, pointed at the data) and scored on each
     clip's views as training scored them; and the clips' labels in the model's class order."""
-    predictor = load_predictor(model_path, runtime, meta)
     waves = data_mod.load_waveforms(clips, config.audio, config.data.cache_dir, progress=progress)
-    feats = pipeline.feature_array(waves, config, meta.normalization)
     labels = clips["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
-    return clip_scores(predictor, feats, config), labels
+    return score_waves(model_path, meta, config, waves, runtime), labels
+
+
+def score_waves(model_path: str | Path, meta: ModelMeta, config: Config, waves: np.ndarray,
+                runtime: str = "tflm") -> np.ndarray:
+    """Class probabilities ``[clips, classes]`` of the model on clips already decoded with ``config.audio``,
+    featurised with ``config`` and scored on each clip's views as training scored them."""
+    feats = pipeline.feature_array(waves, config, meta.normalization)
+    return clip_scores(load_predictor(model_path, runtime, meta), feats, config)
 
 
 def evaluate_on_dataset(model_path: str | Path, data_dir: str | Path, folds: list[int] | None = None,

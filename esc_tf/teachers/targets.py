@@ -142,13 +142,15 @@ class TeacherTargets:
         return cls(filenames, folds, class_names, log_probs, info, hashlib.sha256(raw).hexdigest())
 
 
-def out_of_fold_accuracy(table: TeacherTargets, labels: np.ndarray) -> dict[str, float]:
-    """How often the teacher's top class is the label on clips it did not train on: from probes holding
-    out one fold (plain cross-validation) and from probes holding out two (what a CV student learns from)."""
+def out_of_fold_accuracy(log_probs: dict[tuple[int, ...], np.ndarray], folds: np.ndarray,
+                         labels: np.ndarray) -> dict[str, float]:
+    """How often a teacher's top class is the label on clips it did not train on: from the probes (or members)
+    holding out one fold (plain cross-validation) and from those holding out two (what a CV student learns
+    from). ``log_probs``: a table's, per held-out fold set."""
     single, pair = [], []
-    for held_out, log_probs in table.log_probs.items():
-        rows = np.isin(table.folds, held_out)
-        hits = (log_probs[rows].argmax(axis=1) == labels[rows]).tolist()
+    for held_out, table in log_probs.items():
+        rows = np.isin(folds, held_out)
+        hits = (table[rows].argmax(axis=1) == labels[rows]).tolist()
         (single if len(held_out) == 1 else pair).extend(hits)
     return {"one_fold_held_out": float(np.mean(single)),
             "two_folds_held_out": float(np.mean(pair)) if pair else float("nan")}

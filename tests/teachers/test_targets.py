@@ -111,7 +111,7 @@ def test_the_accuracy_of_a_table_counts_only_clips_each_probe_held_out():
     table = _table_with_a_class_per_held_out_set()
     sets = tt.held_out_sets([1, 2, 3])
     labels = np.array([sets.index((1,))] * 2 + [0] * 4)  # right only under the probe holding out fold 1
-    acc = tt.out_of_fold_accuracy(table, labels)
+    acc = tt.out_of_fold_accuracy(table.log_probs, table.folds, labels)
     assert acc["one_fold_held_out"] == pytest.approx(2 / 6)
     assert acc["two_folds_held_out"] == 0.0
     json.dumps(acc)  # recorded in teacher.json
