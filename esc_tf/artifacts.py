@@ -169,8 +169,9 @@ class ModelMeta:
                              "settings and labels; models written by esc-tf train/deploy have one)")
         try:
             d = json.loads(path.read_text())
-            return cls(config_from_dict(d["config"]), Normalization.from_dict(d["normalization"]),
-                       list(d["class_names"]), list(d.get("trained_on", [])))
+            return cls(config_from_dict(d["config"], written_by_esc_tf=True),
+                       Normalization.from_dict(d["normalization"]), list(d["class_names"]),
+                       list(d.get("trained_on", [])))
         except (ValueError, KeyError, TypeError) as exc:
             problem = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelError(f"{path}: not a valid {META_FILE} ({problem}); export the model again "

@@ -188,6 +188,9 @@ class ModelConfig:
     stem_filters: int = option(16, check=at_least(1), role="network")
     # dscnn: one depthwise-separable block per stage, a pool between stages
     stage_filters: list[int] = option([48, 128, 192, 192], check=each(at_least(1)), role="network")
+    # dscnn: how many of the last stages run at the resolution of the stage before them (no pool before
+    # them): more multiply-accumulates and a smaller receptive field for the same weights
+    unpooled_last_stages: int = option(0, check=at_least(0), role="late", before=0)
     # Views a clip is scored on: its features rotated circularly in time by 0, 1, ..., time_rolls - 1
     # frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls inferences, each on a
     # rotated copy of its feature ring. Training is unchanged.
@@ -416,10 +419,12 @@ def _section_from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
     return cls(**{k: _checked(f"{section}.{k}", known[k], v) for k, v in values.items()})
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
+def config_from_dict(values: dict[str, Any], written_by_esc_tf: bool = False) -> Config:
     """Build a Config from nested dicts; missing fields keep their defaults. Every value is checked
     against its option's range; retired and moved options are handled as :data:`RETIRED` and
-    :data:`MOVED` say."""
+    :data:`MOVED` say. ``written_by_esc_tf``: the dicts are a whole config that esc-tf saved (a run's
+    ``config.yaml``, a ``model_meta.json``), so an option they lack did not exist yet and takes the value
+    that does what esc-tf did then (:func:`value_before`), not today's default."""
     if not isinstance(values, dict):
         raise ConfigError(f"expected a mapping of sections ({', '.join(SECTIONS)}), not {type(values).__name__}")
     not_mappings = [name for name, fields in values.items() if fields is not None and not isinstance(fields, dict)]
@@ -431,12 +436,23 @@ def config_from_dict(values: dict[str, Any]) -> Config:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(SECTIONS)}")
     values = _without_retired(values)
+    if written_by_esc_tf:
+        values = _with_values_before(values)
     return Config(**{name: _section_from_dict(cls, values.get(name) or {}, name)
                      for name, cls in SECTIONS.items()})
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML (.yaml/.yml) or JSON (.json) config file."""
+def _with_values_before(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every late option they lack set to its :func:`value_before`."""
+    filled = {name: dict(fields or {}) for name, fields in values.items()}
+    for key in options_with_role("late"):
+        section, _, name = key.partition(".")
+        filled.setdefault(section, {}).setdefault(name, value_before(key))
+    return filled
+
+
+def load_config(path: str | Path, written_by_esc_tf: bool = False) -> Config:
+    """Read a YAML (.yaml/.yml) or JSON (.json) config file (``written_by_esc_tf``: as :func:`config_from_dict`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -449,7 +465,7 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
-        return config_from_dict(values)
+        return config_from_dict(values, written_by_esc_tf)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

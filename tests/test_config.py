@@ -23,6 +23,7 @@ from esc_tf.config import (
     option_fields,
     option_value,
     options_with_role,
+    value_before,
     with_value,
     with_values,
 )
@@ -180,8 +181,8 @@ def test_the_role_lists_are_derived_from_the_fields():
     assert options_with_role("scoring") == ("model.time_rolls", "model.mel_shifts")
     assert set(options_with_role("late")) == {
         "augment.mel_shift", "augment.freq_mixstyle_prob", "augment.freq_mixstyle_alpha", "model.time_rolls",
-        "model.mel_shifts", "train.init_from", "distill.teacher_runs", "distill.teacher_targets",
-        "distill.weight", "distill.temperature"}
+        "model.mel_shifts", "model.unpooled_last_stages", "train.init_from", "distill.teacher_runs",
+        "distill.teacher_targets", "distill.weight", "distill.temperature"}
     with pytest.raises(ValueError, match="unknown option role"):
         options_with_role("fast")
 
@@ -205,6 +206,18 @@ def test_a_model_meta_written_by_an_older_version_still_loads():
     assert config.distill.teacher_runs == stored["train"].get("teacher_runs", [])
     published = json.loads((ROOT / "tflite" / "model_meta.json").read_text())["config"]
     assert config_from_dict(published).model.time_rolls == 4
+
+
+def test_a_file_esc_tf_wrote_before_an_option_existed_reads_as_what_esc_tf_did_then():
+    """A run's config.yaml or a model_meta.json lacking a late option was written before it existed: it takes the
+    option's value_before, not today's default; a user's partial config file takes today's defaults."""
+    saved = Config().to_dict()
+    del saved["model"]["time_rolls"], saved["augment"]["mel_shift"]
+    assert (config_from_dict(saved).model.time_rolls, config_from_dict(saved).augment.mel_shift) == (4, 2)
+    earlier = config_from_dict(saved, written_by_esc_tf=True)
+    assert (earlier.model.time_rolls, earlier.augment.mel_shift) == (value_before("model.time_rolls"), 0) == (1, 0)
+    assert earlier.model.unpooled_last_stages == value_before("model.unpooled_last_stages")
+    assert config_from_dict(Config().to_dict(), written_by_esc_tf=True) == Config()
 
 
 def test_retired_options_at_their_old_default_are_dropped_and_moved_ones_follow():

@@ -75,17 +75,18 @@ def build_dscnn(input_shape: tuple[int, int, int], num_classes: int, config: Mod
 
     The strided stem (``config.stem_filters`` channels, stride 2) and the pool right after it keep
     the largest activation pair small; the wide blocks come after the feature map has shrunk. One
-    block per entry of ``config.stage_filters``, a 2x2 max pool halving the map between them, then
-    a global mean and the classifier.
+    block per entry of ``config.stage_filters``, a 2x2 max pool halving the map between them (none
+    before the last ``config.unpooled_last_stages``), then a global mean and the classifier.
     """
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(config.stem_filters, 3, strides=2, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D(2, padding="same")(x)
+    pooled_gaps = max(len(config.stage_filters) - 1 - config.unpooled_last_stages, 0)
     for i, filters in enumerate(config.stage_filters):
         x = _separable_block(x, filters)
-        if i < len(config.stage_filters) - 1:
+        if i < pooled_gaps:
             x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(config.dropout)(x)

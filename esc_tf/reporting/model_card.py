@@ -17,6 +17,7 @@ from pathlib import Path
 
 from esc_tf.artifacts import ModelMeta, read_report, relative_path, write_text_atomic
 from esc_tf.audio.features import feature_shape, views_per_clip
+from esc_tf.config import config_from_dict
 from esc_tf.teachers.embedders import LICENCES
 
 CARD_FILE = "MODEL_CARD.md"
@@ -61,7 +62,9 @@ def _pct(x: float | None) -> str:
 def _recipe(meta: ModelMeta) -> list[str]:
     c = meta.config
     coefficients, frames = feature_shape(c)
-    return [f"- network: `{c.model.preset}`, stages {list(c.model.stage_filters)}; "
+    unpooled = (f" (no pool before the last {c.model.unpooled_last_stages})"
+                if c.model.preset == "dscnn" and c.model.unpooled_last_stages else "")
+    return [f"- network: `{c.model.preset}`, stages {list(c.model.stage_filters)}{unpooled}; "
             f"{len(meta.class_names)} classes",
             f"- input: {coefficients} {c.features.kind} coefficients x {frames} frames (hop {c.features.hop_length} "
             f"samples at {c.audio.sample_rate} Hz, {c.audio.clip_seconds:g} s clips), log offset "
@@ -180,8 +183,9 @@ RECIPE_SECTIONS = ("audio", "features", "augment", "model")
 def _bit_depth_section(report: dict, meta: ModelMeta) -> list[str]:
     """The 8-bit copies against the 16-bit originals, for the runs of this model's recipe."""
     mine = meta.config.to_dict()
-    same = [r for r in report["runs"] if all(r["recipe"].get(k) == mine[k] for k in RECIPE_SECTIONS)
-            and r["recipe"]["train"]["epochs"] == mine["train"]["epochs"]]
+    recipes = [config_from_dict(r["recipe"], written_by_esc_tf=True).to_dict() for r in report["runs"]]
+    same = [r for r, recipe in zip(report["runs"], recipes) if all(recipe[k] == mine[k] for k in RECIPE_SECTIONS)
+            and recipe["train"]["epochs"] == mine["train"]["epochs"]]
     if not same:
         raise CardInputError("the bit-depth report holds no run of this model's recipe (audio, features, augment, "
                              "model, epochs): run benchmarks/bit_depth_gap.py on runs of it")

@@ -295,7 +295,7 @@ def write_run_report(run_dir: Path, wall_seconds: float) -> dict[str, Any]:
     """:func:`write_report` for a run folder, from what its stages left on disk: ``config.yaml``, every
     finished fold's ``result.json`` and the class names in the models' ``model_meta.json``."""
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(run_dir / "config.yaml", written_by_esc_tf=True)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
     labelled = [d for d in [*fold_dirs, run_dir / DEPLOY_DIR] if (d / META_FILE).is_file()]
     if not labelled:

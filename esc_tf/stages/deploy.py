@@ -197,7 +197,7 @@ def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
               ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
     """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
     row of each file name."""
-    config = apply_overrides(load_config(run_dir / "config.yaml"), overrides)
+    config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), overrides)
     meta = data_mod.load_dataset(config)
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
     return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
@@ -229,7 +229,7 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
         raise ConfigError(f"{run_dir / DEPLOY_DIR}: a rescored run's deployment model would not match its scores; "
                           "rescore a copy of the run without deploy/")
     scoring = [a for a in overrides if _scoring_override(a)]
-    config = apply_overrides(load_config(run_dir / "config.yaml"), scoring)
+    config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), scoring)
     check_scoring_config(config)
     _, _, waves, row_of = run_clips(run_dir, overrides, progress)
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):

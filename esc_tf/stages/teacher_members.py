@@ -33,7 +33,7 @@ def member_config(run: Path, dataset_config: Config, meta: pd.DataFrame) -> Conf
     path = run / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--cnn-runs {run}: no config.yaml (name a finished esc-tf train run folder)")
-    config = load_config(path)
+    config = load_config(path, written_by_esc_tf=True)
     if config.distill.teacher_runs or config.distill.teacher_targets:
         raise ConfigError(f"--cnn-runs {run}: that run learned from teachers; a teacher member must not")
     if config.audio != dataset_config.audio:

@@ -84,6 +84,18 @@ def test_the_dscnn_is_a_strided_stem_then_separable_blocks_with_2x2_max_pools_an
     assert isinstance(model.layers[-3], keras.layers.GlobalAveragePooling2D)
 
 
+def test_unpooled_last_stages_keep_the_resolution_of_the_stage_before_them():
+    shapes = {}
+    for unpooled in (0, 1, 2):
+        model = build_model((64, 155, 1), 50, with_value(Config(), "model.unpooled_last_stages", unpooled).model)
+        shapes[unpooled] = [layer.output_shape[1:3] for layer in model.layers
+                            if isinstance(layer, keras.layers.DepthwiseConv2D)]
+        assert model.count_params() == build_model((64, 155, 1), 50, ModelConfig()).count_params()
+    assert shapes[0] == [(16, 39), (8, 20), (4, 10), (2, 5)]
+    assert shapes[1] == [(16, 39), (8, 20), (4, 10), (4, 10)]
+    assert shapes[2] == [(16, 39), (8, 20), (8, 20), (8, 20)]
+
+
 def test_the_presets_a_config_accepts_are_the_built_ones():
     check = option_fields()["model.preset"].metadata["check"]
     assert all(check.allows(preset) for preset in PRESETS) and not check.allows("huge")

@@ -116,3 +116,13 @@ def test_a_distilled_model_names_its_teacher_and_licences_and_others_refuse_one(
     shutil.copy(teacher, other)
     with pytest.raises(CardInputError, match="not the teacher this model learned from"):
         model_card.render(CardInputs(export, (CV_REPORT,), teacher=other))
+
+
+def test_the_recipe_names_the_stages_that_run_without_a_pool_before_them(export):
+    meta = json.loads((export / "model_meta.json").read_text())
+    stages = meta["config"]["model"]["stage_filters"]
+    for unpooled, expected in ((0, f"stages {stages};"), (1, f"stages {stages} (no pool before the last 1);")):
+        meta["config"]["model"]["unpooled_last_stages"] = unpooled
+        (export / "model_meta.json").write_text(json.dumps(meta))
+        card = model_card.write_model_card(CardInputs(export, (CV_REPORT,), (), None)).read_text()
+        assert f"- network: `dscnn`, {expected}" in card
