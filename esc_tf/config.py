@@ -187,10 +187,10 @@ class ModelConfig:
     # dscnn: channels of the strided first convolution
     stem_filters: int = option(16, check=at_least(1), role="network")
     # dscnn: one depthwise-separable block per stage, a pool between stages
-    stage_filters: list[int] = option([48, 128, 192, 192], check=each(at_least(1)), role="network")
+    stage_filters: list[int] = option([48, 128, 160, 160], check=each(at_least(1)), role="network")
     # dscnn: how many of the last stages run at the resolution of the stage before them (no pool before
     # them): more multiply-accumulates and a smaller receptive field for the same weights
-    unpooled_last_stages: int = option(0, check=at_least(0), role="late", before=0)
+    unpooled_last_stages: int = option(2, check=at_least(0), role="late", before=0)
     # Views a clip is scored on: its features rotated circularly in time by 0, 1, ..., time_rolls - 1
     # frames, softmax averaged (pipeline.model_inputs); the device runs time_rolls inferences, each on a
     # rotated copy of its feature ring. Training is unchanged.

@@ -93,12 +93,16 @@ def test_recipe_files_load_and_differ_from_the_default_only_where_they_say():
     accurate = load_config(configs / "most_accurate.yaml")
     assert with_values(accurate, {"model.time_rolls": default.model.time_rolls,
                                   "model.mel_shifts": default.model.mel_shifts,
+                                  "model.stage_filters": default.model.stage_filters,
+                                  "model.unpooled_last_stages": default.model.unpooled_last_stages,
                                   "features.log_offset": default.features.log_offset}) == default
     assert (accurate.model.time_rolls, accurate.model.mel_shifts) == (16, 1)  # 48 views
     assert (accurate.features.log_offset, default.features.log_offset) == (1e-3, 0.3)  # as each was measured
+    assert (accurate.model.stage_filters, accurate.model.unpooled_last_stages) == ([48, 128, 192, 192], 0)
     assert (default.model.time_rolls, default.model.mel_shifts, default.augment.mel_shift) == (4, 0, 2)
+    assert (default.model.stage_filters, default.model.unpooled_last_stages) == ([48, 128, 160, 160], 2)
     wide, small = load_config(configs / "micro_wide.yaml"), load_config(configs / "micro_logmel.yaml")
-    assert wide.model.stage_filters == default.model.stage_filters
+    assert (wide.model.stage_filters, wide.model.unpooled_last_stages) == (accurate.model.stage_filters, 0)
     assert (wide.model.time_rolls, wide.augment.mel_shift, small.model.time_rolls) == (1, 0, 1)
     assert small.model.stage_filters == [48, 96, 160, 160] and small.train.epochs == 120
     config = load_config(configs / "mfcc_cnn.yaml")
@@ -212,11 +216,11 @@ def test_a_file_esc_tf_wrote_before_an_option_existed_reads_as_what_esc_tf_did_t
     """A run's config.yaml or a model_meta.json lacking a late option was written before it existed: it takes the
     option's value_before, not today's default; a user's partial config file takes today's defaults."""
     saved = Config().to_dict()
-    del saved["model"]["time_rolls"], saved["augment"]["mel_shift"]
+    del saved["model"]["time_rolls"], saved["augment"]["mel_shift"], saved["model"]["unpooled_last_stages"]
     assert (config_from_dict(saved).model.time_rolls, config_from_dict(saved).augment.mel_shift) == (4, 2)
     earlier = config_from_dict(saved, written_by_esc_tf=True)
     assert (earlier.model.time_rolls, earlier.augment.mel_shift) == (value_before("model.time_rolls"), 0) == (1, 0)
-    assert earlier.model.unpooled_last_stages == value_before("model.unpooled_last_stages")
+    assert (earlier.model.unpooled_last_stages, config_from_dict(saved).model.unpooled_last_stages) == (0, 2)
     assert config_from_dict(Config().to_dict(), written_by_esc_tf=True) == Config()
 
 

@@ -75,9 +75,10 @@ def test_stage_widths_come_from_the_config():
 
 
 def test_the_dscnn_is_a_strided_stem_then_separable_blocks_with_2x2_max_pools_and_a_global_mean():
-    model = build_model((64, 155, 1), 50, ModelConfig())
+    config = with_value(Config(), "model.unpooled_last_stages", 0).model
+    model = build_model((64, 155, 1), 50, config)
     pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
-    assert len(pools) == len(ModelConfig().stage_filters)  # after the stem, then between the blocks
+    assert len(pools) == len(config.stage_filters)  # after the stem, then between the blocks
     assert all(layer.pool_size == (2, 2) and layer.strides == (2, 2) for layer in pools)
     assert model.layers[1].strides == (2, 2)
     assert all(layer.kernel_size == (3, 3) for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D))
@@ -91,6 +92,7 @@ def test_unpooled_last_stages_keep_the_resolution_of_the_stage_before_them():
         shapes[unpooled] = [layer.output_shape[1:3] for layer in model.layers
                             if isinstance(layer, keras.layers.DepthwiseConv2D)]
         assert model.count_params() == build_model((64, 155, 1), 50, ModelConfig()).count_params()
+    assert ModelConfig().unpooled_last_stages == 2  # the default: the last two stages at 8 x 20
     assert shapes[0] == [(16, 39), (8, 20), (4, 10), (2, 5)]
     assert shapes[1] == [(16, 39), (8, 20), (4, 10), (4, 10)]
     assert shapes[2] == [(16, 39), (8, 20), (8, 20), (8, 20)]

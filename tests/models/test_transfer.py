@@ -101,7 +101,7 @@ def test_a_source_that_reads_other_features_or_builds_another_network_is_refused
     config = with_value(esc10_config(mixed_dataset, tmp_path, source_run), "features.num_mel_bins", 32)
     _refused(config, tmp_path, r"\[features\] settings differ.*num_mel_bins: 40 vs 32")
     for option, value, shown in (("model.preset", "dscnn", "'cnn' vs 'dscnn'"), ("model.stem_filters", 8, "16 vs 8"),
-                                 ("model.stage_filters", [8, 8], r"\[48, 128, 192, 192\] vs \[8, 8\]")):
+                                 ("model.stage_filters", [8, 8], r"\[48, 128, 160, 160\] vs \[8, 8\]")):
         config = with_value(esc10_config(mixed_dataset, tmp_path, source_run), option, value)
         _refused(config, tmp_path, f"builds another network.*{option}: {shown}")
 
