@@ -125,14 +125,18 @@ def _late_value(config: dict[str, Any], key: str) -> Any:
 
 
 def _changed_defaults_label(label: str, config: dict[str, Any]) -> str:
-    """A ``built-in default`` label, plus ``key=value`` for each option whose default has changed since
-    the run and that the run ran at another value than today's default."""
+    """A ``built-in default`` label, plus ``key=value`` for each late or network option (the defaults that
+    have changed over time) that the run ran at another value than today's default, unless it says so."""
     if not label.startswith("built-in default"):
         return label
     today = Config()
-    changed = [f"{key}={_late_value(config, key)}" for key in options_with_role("late")
-               if value_before(key) != option_value(today, key) and key not in label
-               and _late_value(config, key) != option_value(today, key)]
+    ran = {key: _late_value(config, key) for key in options_with_role("late")}
+    for key in options_with_role("network"):
+        section, _, name = key.partition(".")
+        if name in (config.get(section) or {}):
+            ran[key] = config[section][name]
+    changed = [f"{key}={value}" for key, value in ran.items()
+               if key not in label and not key.startswith(_RUNTIME_SET_PREFIXES) and value != option_value(today, key)]
     return ", ".join([label, *changed])
 
 

@@ -28,5 +28,8 @@ def test_a_report_written_before_a_late_option_existed_is_the_recipe_it_ran():
     one_view["model"]["time_rolls"] = 1
     assert same_recipe(one_view, earlier)
     assert _changed_defaults_label("built-in default", earlier) == "built-in default, model.time_rolls=1"
+    earlier["model"]["stage_filters"] = [8, 8]
+    assert _changed_defaults_label("built-in default", earlier) == ("built-in default, model.time_rolls=1, "
+                                                                    "model.stage_filters=[8, 8]")
     assert _changed_defaults_label("built-in default", today) == "built-in default"
     assert _changed_defaults_label("configs/x.yaml", earlier) == "configs/x.yaml"
