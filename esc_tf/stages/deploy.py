@@ -12,6 +12,8 @@ validation carve when ``data.val_fraction`` > 0), prunes, quantises and writes t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -127,6 +129,31 @@ def publish_target(config: Config, replace_published: bool) -> Path | None:
     return target
 
 
+GOLDEN_SOURCE = "golden_clip.c"  # the firmware self-test's clip and expected scores, beside a published model
+
+
+def refresh_golden_files(target: Path) -> None:
+    """Golden self-test files beside a newly published model hold the previous model's expected scores:
+    recompute them for the new model from the same samples with the firmware's tool (run from a checkout of
+    the repository), or say how when that tool is not at hand."""
+    if not (target / GOLDEN_SOURCE).is_file():
+        return
+    args = ["-m", "firmware_stub.tools.make_golden", "--model", str(target / "model_int8.tflite"),
+            "--from-existing"]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if result.returncode == 0:
+        print(f"[deploy] {target}/golden_clip.*: expected scores recomputed for the new model", flush=True)
+    else:
+        print(f"[deploy] {target}/golden_clip.* still hold the previous model's expected scores (the firmware "
+              f"self-test would fail): run `python {' '.join(args)}` from the repository root", flush=True)
+
+
+def publish(export_dir: Path, target: Path) -> None:
+    """Mirror an export into ``target`` and bring the firmware's golden files there up to date."""
+    publish_export(export_dir, target)
+    refresh_golden_files(target)
+
+
 def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
            publish_dir: Path | None = None) -> dict:
     """Train on all clips, prune, quantise and export (mirrored to ``publish_dir`` when given); returns the
@@ -156,7 +183,7 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
     summary = write_deployment(out_dir, to_float_tflite(pruned), to_int8_tflite(pruned, calibration), model_meta,
                                extra=extra)
     if publish_dir is not None:
-        publish_export(out_dir, publish_dir)
+        publish(out_dir, publish_dir)
     return summary
 
 
@@ -183,7 +210,7 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
         if (run_dir / DEPLOY_DIR / "export.json").is_file():
             print("[deploy] already exported, skipping", flush=True)
             if target is not None:
-                publish_export(run_dir / DEPLOY_DIR, target)
+                publish(run_dir / DEPLOY_DIR, target)
                 print(f"[deploy] published to {target}/", flush=True)
         else:
             print(f"[deploy] training the deployment model on all {len(meta)} clips", flush=True)

@@ -331,3 +331,33 @@ def test_a_published_model_is_replaced_only_when_asked(exported_run, tmp_path, c
     assert "already holds a published model: not replaced (pass --publish" in capsys.readouterr().out
     edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
     assert (target / "model_int8.tflite").read_bytes() == exported
+
+
+def test_publishing_recomputes_the_golden_files_beside_the_model(exported_run, tmp_path, capsys, monkeypatch):
+    """Golden self-test files in the publish folder follow the new model (same samples); without the
+    firmware's tool at hand, publishing says how to refresh them."""
+    from firmware_stub.tools import check_generated, make_golden
+
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    target = tmp_path / "published"
+    overrides = [f"export.publish_dir={target}"]
+    edge.run_edge_stages(run, overrides, progress=False)
+    assert make_golden.main(["--model", str(target / "model_int8.tflite"), "--seconds", "0.25"]) == 0
+    golden = (target / "golden_clip.c").read_text()
+    stale_text = golden.replace("// Model: ", "// Model (before): ")  # as if written for another model
+    for name in ("golden_clip.c", "golden_clip.h"):
+        path = target / name
+        path.write_text(path.read_text().replace("// Model: ", "// Model (before): "))
+    capsys.readouterr()
+
+    monkeypatch.chdir(tmp_path)  # no firmware_stub here
+    edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
+    assert "still hold the previous model's expected scores" in capsys.readouterr().out
+    assert (target / "golden_clip.c").read_text() == stale_text
+
+    monkeypatch.chdir(REPO)
+    edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
+    assert "expected scores recomputed for the new model" in capsys.readouterr().out
+    assert (target / "golden_clip.c").read_text() == golden
+    assert check_generated.stale(target) == []
