@@ -144,8 +144,9 @@ def refresh_golden_files(target: Path) -> None:
     if result.returncode == 0:
         print(f"[deploy] {target}/golden_clip.*: expected scores recomputed for the new model", flush=True)
     else:
-        print(f"[deploy] {target}/golden_clip.* still hold the previous model's expected scores (the firmware "
-              f"self-test would fail): run `python {' '.join(args)}` from the repository root", flush=True)
+        reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        print(f"[deploy] {target}/golden_clip.* still hold the previous model's expected scores ({reason}; the "
+              f"firmware self-test would fail): run `python {' '.join(args)}` from the repository root", flush=True)
 
 
 def publish(export_dir: Path, target: Path) -> None:
