@@ -7,6 +7,12 @@ scored on every view as ``esc-tf evaluate`` does) is scored on the pairs of its 
 never trained or calibrated on; the gap is the accuracy on the copies minus that on the originals,
 pooled over the folds.
 
+The two versions differ in more than bit depth: the copies were made from level-normalised files, so
+most originals are quieter (the table says by how much). A third score
+separates the two causes: each original scaled to its copy's level (the least-squares gain once the
+two are aligned; they are a few samples apart) and scored again. What is left of the gap at the
+copies' level is what bit depth costs.
+
     python benchmarks/bit_depth_gap.py --run runs/RUN [--run runs/RUN2 ...] \\
         --originals DATA/esc10 --copies DATA/esc50-16k [--report reports/bit-depth/README.md]
 """
@@ -26,7 +32,7 @@ import numpy as np  # noqa: E402
 from esc_tf.artifacts import ModelMeta, relative_path, write_text_atomic  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
-from esc_tf.stages.evaluate import score_clips  # noqa: E402
+from esc_tf.stages.evaluate import score_waves  # noqa: E402
 
 
 def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
@@ -43,13 +49,34 @@ def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def correct(model: Path, data_dir: str, names: list[str]) -> np.ndarray:
-    """Whether the model gets each clip right, in the order of ``names``."""
+MAX_LAG = 256  # samples at the model's rate: how far apart an original and its copy may start
+
+
+def level_to(original: np.ndarray, copy: np.ndarray, max_lag: int = MAX_LAG) -> float:
+    """The gain that brings ``original`` to ``copy``'s level: least squares once the two are aligned (the lag
+    within ``max_lag`` samples where they correlate most)."""
+    n = len(original) + len(copy)
+    correlation = np.fft.irfft(np.fft.rfft(copy, n) * np.conj(np.fft.rfft(original, n)), n)
+    lags = np.r_[0:max_lag + 1, -max_lag:0]
+    lag = int(lags[np.argmax(np.abs(correlation[lags]))])
+    a, b = (original[:len(original) - lag], copy[lag:]) if lag >= 0 else (original[-lag:], copy[:lag])
+    energy = float(np.dot(a, a))
+    return float(np.dot(a, b) / energy) if energy > 0 else 1.0
+
+
+def decoded(model: Path, data_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The clips ``names`` of ``data_dir`` decoded as ``model`` reads audio, and their labels in its class order."""
     meta = ModelMeta.for_model(model)
     config = apply_override(meta.config, f"data.data_dir={data_dir}")
     table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
-    probabilities, truth = score_clips(model, meta, config, table, "tflm")
-    return probabilities.argmax(axis=1) == truth
+    waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir)
+    return waves, table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
+
+
+def correct(model: Path, waves: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Whether the model (int8, in TFLM, on every view) gets each clip right."""
+    meta = ModelMeta.for_model(model)
+    return score_waves(model, meta, meta.config, waves, "tflm").argmax(axis=1) == truth
 
 
 def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
@@ -57,7 +84,7 @@ def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
     orig_meta = data_mod.read_metadata(Path(originals))
     by_stem_orig = {Path(n).stem: n for n in orig_meta["filename"]}
     by_stem_copy = {Path(n).stem: n for n in data_mod.read_metadata(Path(copies))["filename"]}
-    folds = {}
+    folds, gains_db = {}, []
     for fold, model in fold_models(run_dir):
         in_fold = orig_meta.loc[orig_meta["fold"] == fold, "filename"]
         stems = [Path(n).stem for n in in_fold if Path(n).stem in by_stem_copy]
@@ -66,15 +93,21 @@ def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
         trained = {Path(n).stem for n in ModelMeta.for_model(model).trained_on}
         if trained & set(stems):
             raise SystemExit(f"error: {model}: trained on {len(trained & set(stems))} of its test pairs")
-        on_copies = correct(model, copies, [by_stem_copy[s] for s in stems])
-        on_originals = correct(model, originals, [by_stem_orig[s] for s in stems])
-        folds[fold] = {"clips": len(stems), "copies": float(on_copies.mean()), "originals": float(on_originals.mean()),
-                       "right_on_copies": int(on_copies.sum()), "right_on_originals": int(on_originals.sum())}
+        copy_waves, truth = decoded(model, copies, [by_stem_copy[s] for s in stems])
+        original_waves, _ = decoded(model, originals, [by_stem_orig[s] for s in stems])
+        gains = np.array([level_to(o, c) for o, c in zip(original_waves, copy_waves)], np.float32)
+        gains_db.extend(20 * np.log10(np.maximum(gains, 1e-6)))
+        right = {"copies": correct(model, copy_waves, truth), "originals": correct(model, original_waves, truth),
+                 "originals_at_copy_level": correct(model, original_waves * gains[:, None], truth)}
+        folds[fold] = {"clips": len(stems), **{k: float(v.mean()) for k, v in right.items()},
+                       **{f"right_on_{k}": int(v.sum()) for k, v in right.items()}}
     clips = sum(f["clips"] for f in folds.values())
-    pooled = {"clips": clips,
-              "copies": sum(f["right_on_copies"] for f in folds.values()) / clips,
-              "originals": sum(f["right_on_originals"] for f in folds.values()) / clips}
+    pooled = {"clips": clips, **{k: sum(f[f"right_on_{k}"] for f in folds.values()) / clips
+                                 for k in ("copies", "originals", "originals_at_copy_level")}}
     pooled["gap"] = pooled["copies"] - pooled["originals"]
+    pooled["gap_at_copy_level"] = pooled["copies"] - pooled["originals_at_copy_level"]
+    # how much quieter the originals are: the gain (dB) that brings them to their copies' level
+    pooled["gain_to_copy_db"] = {f"p{q}": float(np.percentile(gains_db, q)) for q in (50, 95)}
     recipe = ModelMeta.for_model(fold_models(run_dir)[0][1]).config.to_dict()
     return {"run": relative_path(run_dir), "recipe": recipe, "folds": folds, "pooled": pooled}
 
@@ -83,15 +116,22 @@ def format_table(results: list[dict], command: str) -> str:
     lines = ["# 8-bit copies against 16-bit originals (genuine ESC-10 clips)", "",
              "Each fold model of a cross-validation run on `esc50-16k`, int8 in TFLM, on the ESC-10 clips of its "
              "test fold: their 16 kHz 8-bit copies (the training pool's form) and the original 44.1 kHz 16-bit "
-             "files. Gap = accuracy on the copies minus accuracy on the originals, pooled over the folds.", "",
+             "files. Gap = accuracy on the copies minus accuracy on the originals, pooled over the folds. At the "
+             "copies' level: each original scaled to its copy's level first (least-squares gain once aligned), "
+             "so that what remains of the gap is bit depth alone.", "",
              "```sh", command, "```", "",
-             "| run | clips | on 8-bit copies | on 16-bit originals | gap (points) | per fold: copies / originals |",
-             "|---|---|---|---|---|---|"]
+             "| run | clips | on 8-bit copies | on 16-bit originals | gap (points) | originals at the copies' level | "
+             "gap at the copies' level | per fold: copies / originals |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         p = r["pooled"]
         per_fold = ", ".join(f"{k}: {f['copies']:.3f} / {f['originals']:.3f}" for k, f in sorted(r["folds"].items()))
         lines.append(f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
-                     f"{100 * p['gap']:+.2f} | {per_fold} |")
+                     f"{100 * p['gap']:+.2f} | {p['originals_at_copy_level']:.4f} | "
+                     f"{100 * p['gap_at_copy_level']:+.2f} | {per_fold} |")
+    levels = "; ".join(f"`{r['run']}`: median {r['pooled']['gain_to_copy_db']['p50']:+.1f} dB, "
+                       f"95th percentile {r['pooled']['gain_to_copy_db']['p95']:+.1f} dB" for r in results)
+    lines += ["", f"Gain that brings an original to its copy's level: {levels}."]
     return "\n".join(lines) + "\n"
 
 

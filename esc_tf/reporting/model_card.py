@@ -189,15 +189,27 @@ def _bit_depth_section(report: dict, meta: ModelMeta) -> list[str]:
     if not same:
         raise CardInputError("the bit-depth report holds no run of this model's recipe (audio, features, augment, "
                              "model, epochs): run benchmarks/bit_depth_gap.py on runs of it")
+    at_level = all("originals_at_copy_level" in r["pooled"] for r in same)
+    header = "| run | clips | 8-bit copies | 16-bit originals | gap (points) |"
+    rule = "|---|---|---|---|---|"
+    if at_level:
+        header += " originals at the copies' level | gap at the copies' level |"
+        rule += "---|---|"
     lines = ["## 16-bit recordings against the 8-bit training pool", "",
              "The recipe's cross-validation fold models on the genuine ESC-10 clips of their test folds, as "
              "16 kHz 8-bit copies (the training pool's form) and as the original 44.1 kHz 16-bit files "
-             "(int8, TFLM):", "", "| run | clips | 8-bit copies | 16-bit originals | gap (points) |",
-             "|---|---|---|---|---|"]
+             "(int8, TFLM):", "", header, rule]
     for r in same:
         p = r["pooled"]
-        lines.append(f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
-                     f"{100 * p['gap']:+.2f} |")
+        row = (f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
+               f"{100 * p['gap']:+.2f} |")
+        if at_level:
+            row += f" {p['originals_at_copy_level']:.4f} | {100 * p['gap_at_copy_level']:+.2f} |"
+        lines.append(row)
+    if at_level:
+        lines += ["", "The two versions also differ in level: the copies come from level-normalised files. Scaled "
+                  "to its copy's level first, an original scores what the last two columns say; what remains "
+                  "of the gap there is what bit depth costs."]
     return lines + ["", f"Command: `{report['command']}`.", ""]
 
 

@@ -88,6 +88,11 @@ def test_the_bit_depth_gap_is_shown_for_runs_of_the_models_recipe_only(export, t
     report.write_text(json.dumps({"command": "python benchmarks/bit_depth_gap.py", "runs": [run]}))
     card = model_card.render(CardInputs(export, (CV_REPORT,), (), None, report))
     assert "| `runs/r` | 320 | 0.7300 | 0.7200 | +1.00 |" in card
+    assert "copies' level" not in card  # a report from before the level-matched column
+    run["pooled"].update(originals_at_copy_level=0.735, gap_at_copy_level=-0.005)
+    report.write_text(json.dumps({"command": "python benchmarks/bit_depth_gap.py", "runs": [run]}))
+    card = model_card.render(CardInputs(export, (CV_REPORT,), (), None, report))
+    assert "| `runs/r` | 320 | 0.7300 | 0.7200 | +1.00 | 0.7350 | -0.50 |" in card
     other = {**recipe, "train": {**recipe["train"], "epochs": recipe["train"]["epochs"] + 1}}
     report.write_text(json.dumps({"command": "c", "runs": [{**run, "recipe": other}]}))
     with pytest.raises(CardInputError, match="no run of this model's recipe"):

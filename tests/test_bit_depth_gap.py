@@ -1,0 +1,29 @@
+"""benchmarks/bit_depth_gap.py: bringing an original to its copy's level."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bit_depth_gap():
+    spec = importlib.util.spec_from_file_location("bit_depth_gap", REPO / "benchmarks" / "bit_depth_gap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("lag", [0, 32, -45])
+def test_level_to_finds_the_gain_of_a_shifted_quantised_copy(bit_depth_gap, lag):
+    rng = np.random.default_rng(lag + 100)
+    original = (rng.standard_normal(16000) * 0.05).astype(np.float32)
+    copy = np.roll(original, lag) * 1.8
+    copy = np.floor(copy * 128) / 128  # 8-bit, low byte zeroed, as the training pool
+    assert bit_depth_gap.level_to(original, copy) == pytest.approx(1.8, rel=0.02)
+
+
+def test_level_to_leaves_silence_alone(bit_depth_gap):
+    assert bit_depth_gap.level_to(np.zeros(1000, np.float32), np.ones(1000, np.float32)) == 1.0
