@@ -64,6 +64,14 @@ def level_to(original: np.ndarray, copy: np.ndarray, max_lag: int = MAX_LAG) -> 
     return float(np.dot(a, b) / energy) if energy > 0 else 1.0
 
 
+def gap_half_width_95(copies_only: int, originals_only: int, clips: int) -> float:
+    """Half the width of a 95 % interval for the gap of paired scores: only the clips right on one version
+    move it, so its standard error is that of a mean of +1 / -1 / 0 per clip."""
+    mean = (copies_only - originals_only) / clips
+    variance = ((copies_only + originals_only) / clips - mean ** 2) / clips
+    return float(1.96 * np.sqrt(max(variance, 0.0)))
+
+
 def decoded(model: Path, data_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The clips ``names`` of ``data_dir`` decoded as ``model`` reads audio, and their labels in its class order."""
     meta = ModelMeta.for_model(model)
@@ -100,12 +108,16 @@ def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
         right = {"copies": correct(model, copy_waves, truth), "originals": correct(model, original_waves, truth),
                  "originals_at_copy_level": correct(model, original_waves * gains[:, None], truth)}
         folds[fold] = {"clips": len(stems), **{k: float(v.mean()) for k, v in right.items()},
-                       **{f"right_on_{k}": int(v.sum()) for k, v in right.items()}}
+                       **{f"right_on_{k}": int(v.sum()) for k, v in right.items()},
+                       "right_on_copies_only": int((right["copies"] & ~right["originals"]).sum()),
+                       "right_on_originals_only": int((right["originals"] & ~right["copies"]).sum())}
     clips = sum(f["clips"] for f in folds.values())
     pooled = {"clips": clips, **{k: sum(f[f"right_on_{k}"] for f in folds.values()) / clips
                                  for k in ("copies", "originals", "originals_at_copy_level")}}
     pooled["gap"] = pooled["copies"] - pooled["originals"]
     pooled["gap_at_copy_level"] = pooled["copies"] - pooled["originals_at_copy_level"]
+    pooled["gap_half_width_95"] = gap_half_width_95(sum(f["right_on_copies_only"] for f in folds.values()),
+                                                    sum(f["right_on_originals_only"] for f in folds.values()), clips)
     # how much quieter the originals are: the gain (dB) that brings them to their copies' level
     pooled["gain_to_copy_db"] = {f"p{q}": float(np.percentile(gains_db, q)) for q in (50, 95)}
     recipe = ModelMeta.for_model(fold_models(run_dir)[0][1]).config.to_dict()
@@ -120,14 +132,15 @@ def format_table(results: list[dict], command: str) -> str:
              "copies' level: each original scaled to its copy's level first (least-squares gain once aligned), "
              "so that what remains of the gap is bit depth alone.", "",
              "```sh", command, "```", "",
-             "| run | clips | on 8-bit copies | on 16-bit originals | gap (points) | originals at the copies' level | "
+             "| run | clips | on 8-bit copies | on 16-bit originals | gap (points, 95 % interval) | "
+             "originals at the copies' level | "
              "gap at the copies' level | per fold: copies / originals |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         p = r["pooled"]
         per_fold = ", ".join(f"{k}: {f['copies']:.3f} / {f['originals']:.3f}" for k, f in sorted(r["folds"].items()))
         lines.append(f"| `{r['run']}` | {p['clips']} | {p['copies']:.4f} | {p['originals']:.4f} | "
-                     f"{100 * p['gap']:+.2f} | {p['originals_at_copy_level']:.4f} | "
+                     f"{100 * p['gap']:+.2f} ± {100 * p['gap_half_width_95']:.2f} | {p['originals_at_copy_level']:.4f} | "
                      f"{100 * p['gap_at_copy_level']:+.2f} | {per_fold} |")
     levels = "; ".join(f"`{r['run']}`: median {r['pooled']['gain_to_copy_db']['p50']:+.1f} dB, "
                        f"95th percentile {r['pooled']['gain_to_copy_db']['p95']:+.1f} dB" for r in results)

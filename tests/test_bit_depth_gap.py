@@ -27,3 +27,10 @@ def test_level_to_finds_the_gain_of_a_shifted_quantised_copy(bit_depth_gap, lag)
 
 def test_level_to_leaves_silence_alone(bit_depth_gap):
     assert bit_depth_gap.level_to(np.zeros(1000, np.float32), np.ones(1000, np.float32)) == 1.0
+
+
+def test_the_gaps_interval_comes_from_the_clips_right_on_one_version_only(bit_depth_gap):
+    assert bit_depth_gap.gap_half_width_95(0, 0, 320) == 0.0
+    # 20 clips right on the copies only, 10 on the originals only: gap 10/320, se sqrt((30/320 - (10/320)^2)/320)
+    assert bit_depth_gap.gap_half_width_95(20, 10, 320) == pytest.approx(1.96 * ((30 / 320 - (10 / 320) ** 2) / 320) ** 0.5)
+    assert 0.03 < bit_depth_gap.gap_half_width_95(20, 10, 320) < 0.04
