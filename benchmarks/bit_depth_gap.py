@@ -28,11 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
+from scipy import signal  # noqa: E402
 
 from esc_tf.artifacts import ModelMeta, relative_path, write_text_atomic  # noqa: E402
 from esc_tf.config import apply_override  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
-from esc_tf.stages.evaluate import score_waves  # noqa: E402
+from esc_tf.stages.evaluate import decode_clips, score_waves  # noqa: E402
 
 
 def fold_models(run_dir: Path) -> list[tuple[int, Path]]:
@@ -55,10 +56,10 @@ MAX_LAG = 256  # samples at the model's rate: how far apart an original and its 
 def level_to(original: np.ndarray, copy: np.ndarray, max_lag: int = MAX_LAG) -> float:
     """The gain that brings ``original`` to ``copy``'s level: least squares once the two are aligned (the lag
     within ``max_lag`` samples where they correlate most)."""
-    n = len(original) + len(copy)
-    correlation = np.fft.irfft(np.fft.rfft(copy, n) * np.conj(np.fft.rfft(original, n)), n)
-    lags = np.r_[0:max_lag + 1, -max_lag:0]
-    lag = int(lags[np.argmax(np.abs(correlation[lags]))])
+    correlation = signal.correlate(copy, original, mode="full", method="fft")
+    lags = signal.correlation_lags(len(copy), len(original), mode="full")
+    near = np.abs(lags) <= max_lag
+    lag = int(lags[near][np.argmax(np.abs(correlation[near]))])
     a, b = (original[:len(original) - lag], copy[lag:]) if lag >= 0 else (original[-lag:], copy[:lag])
     energy = float(np.dot(a, a))
     return float(np.dot(a, b) / energy) if energy > 0 else 1.0
@@ -72,55 +73,54 @@ def gap_half_width_95(copies_only: int, originals_only: int, clips: int) -> floa
     return float(1.96 * np.sqrt(max(variance, 0.0)))
 
 
-def decoded(model: Path, data_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The clips ``names`` of ``data_dir`` decoded as ``model`` reads audio, and their labels in its class order."""
-    meta = ModelMeta.for_model(model)
+def decoded(meta: ModelMeta, data_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The clips ``names`` of ``data_dir`` decoded as the model reads audio, and their labels in its class order."""
     config = apply_override(meta.config, f"data.data_dir={data_dir}")
     table = data_mod.read_metadata(config.resolved_data_dir()).set_index("filename").loc[names].reset_index()
-    waves = data_mod.load_waveforms(table, config.audio, config.data.cache_dir)
-    return waves, table["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
+    return decode_clips(meta, config, table)
 
 
-def correct(model: Path, waves: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Whether the model (int8, in TFLM, on every view) gets each clip right."""
-    meta = ModelMeta.for_model(model)
-    return score_waves(model, meta, meta.config, waves, "tflm").argmax(axis=1) == truth
+VERSIONS = ("copies", "originals", "originals_at_copy_level")
 
 
 def measure_run(run_dir: Path, originals: str, copies: str) -> dict:
-    """Per fold and pooled: clips, accuracy on the copies and on the originals."""
+    """Per fold and pooled: clips, accuracy on the copies, on the originals and on the originals at the
+    copies' level."""
     orig_meta = data_mod.read_metadata(Path(originals))
     by_stem_orig = {Path(n).stem: n for n in orig_meta["filename"]}
     by_stem_copy = {Path(n).stem: n for n in data_mod.read_metadata(Path(copies))["filename"]}
+    models = fold_models(run_dir)
     folds, gains_db = {}, []
-    for fold, model in fold_models(run_dir):
+    for fold, model in models:
         in_fold = orig_meta.loc[orig_meta["fold"] == fold, "filename"]
         stems = [Path(n).stem for n in in_fold if Path(n).stem in by_stem_copy]
         if not stems:
             continue
-        trained = {Path(n).stem for n in ModelMeta.for_model(model).trained_on}
+        meta = ModelMeta.for_model(model)
+        trained = {Path(n).stem for n in meta.trained_on}
         if trained & set(stems):
             raise SystemExit(f"error: {model}: trained on {len(trained & set(stems))} of its test pairs")
-        copy_waves, truth = decoded(model, copies, [by_stem_copy[s] for s in stems])
-        original_waves, _ = decoded(model, originals, [by_stem_orig[s] for s in stems])
+        copy_waves, truth = decoded(meta, copies, [by_stem_copy[s] for s in stems])
+        original_waves, _ = decoded(meta, originals, [by_stem_orig[s] for s in stems])
         gains = np.array([level_to(o, c) for o, c in zip(original_waves, copy_waves)], np.float32)
         gains_db.extend(20 * np.log10(np.maximum(gains, 1e-6)))
-        right = {"copies": correct(model, copy_waves, truth), "originals": correct(model, original_waves, truth),
-                 "originals_at_copy_level": correct(model, original_waves * gains[:, None], truth)}
+        # the three versions in one pass: int8 in TFLM, on every view, as esc-tf evaluate scores
+        waves = np.concatenate([copy_waves, original_waves, original_waves * gains[:, None]])
+        hits = score_waves(model, meta, meta.config, waves, "tflm").argmax(axis=1) == np.tile(truth, len(VERSIONS))
+        right = dict(zip(VERSIONS, np.split(hits, len(VERSIONS))))
         folds[fold] = {"clips": len(stems), **{k: float(v.mean()) for k, v in right.items()},
                        **{f"right_on_{k}": int(v.sum()) for k, v in right.items()},
                        "right_on_copies_only": int((right["copies"] & ~right["originals"]).sum()),
                        "right_on_originals_only": int((right["originals"] & ~right["copies"]).sum())}
     clips = sum(f["clips"] for f in folds.values())
-    pooled = {"clips": clips, **{k: sum(f[f"right_on_{k}"] for f in folds.values()) / clips
-                                 for k in ("copies", "originals", "originals_at_copy_level")}}
+    pooled = {"clips": clips, **{k: sum(f[f"right_on_{k}"] for f in folds.values()) / clips for k in VERSIONS}}
     pooled["gap"] = pooled["copies"] - pooled["originals"]
     pooled["gap_at_copy_level"] = pooled["copies"] - pooled["originals_at_copy_level"]
     pooled["gap_half_width_95"] = gap_half_width_95(sum(f["right_on_copies_only"] for f in folds.values()),
                                                     sum(f["right_on_originals_only"] for f in folds.values()), clips)
     # how much quieter the originals are: the gain (dB) that brings them to their copies' level
     pooled["gain_to_copy_db"] = {f"p{q}": float(np.percentile(gains_db, q)) for q in (50, 95)}
-    recipe = ModelMeta.for_model(fold_models(run_dir)[0][1]).config.to_dict()
+    recipe = ModelMeta.for_model(models[0][1]).config.to_dict()
     return {"run": relative_path(run_dir), "recipe": recipe, "folds": folds, "pooled": pooled}
 
 

@@ -1,8 +1,10 @@
 """Synthetic ESC-50-shaped datasets made on the fly: no test needs a downloaded dataset."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from esc_tf.config import Config, load_config, with_value, with_values  # noqa: E402
 from esc_tf.reporting.run_report import write_run_report  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str) -> types.ModuleType:
+    """A script of ``benchmarks/`` loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_configure(config: pytest.Config) -> None:

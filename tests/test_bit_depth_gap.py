@@ -1,19 +1,13 @@
 """benchmarks/bit_depth_gap.py: bringing an original to its copy's level."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bit_depth_gap():
-    spec = importlib.util.spec_from_file_location("bit_depth_gap", REPO / "benchmarks" / "bit_depth_gap.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bit_depth_gap")
 
 
 @pytest.mark.parametrize("lag", [0, 32, -45])

@@ -12,7 +12,6 @@ way; nothing else may differ.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 import shutil
@@ -31,7 +30,7 @@ from esc_tf.codegen.frontend_tables import frontend_header
 from esc_tf.data import dataset as data_mod
 from esc_tf.runtime import predictors as evaluate
 from firmware_stub.tools import arduino_sketch, check_generated, footprint, host_build, make_golden, reference
-from tests.conftest import CLASS_FREQS
+from tests.conftest import CLASS_FREQS, load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware_stub"
@@ -363,9 +362,7 @@ def test_arduino_sketch_is_flat_and_compiles_with_arduino_defined(exported, tmp_
 # --------------------------------------------------------------------------- benchmark
 
 def test_device_parity_benchmark(exported, dataset_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("device_parity", REPO / "benchmarks" / "device_parity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("device_parity")
     model = str(exported.deploy / "model_int8.tflite")
     report, out_json = tmp_path / "parity.md", tmp_path / "parity.json"
     args = ["--model", model, "--data-dir", str(dataset_dir), "--folds", "1", "--report", str(report)]

@@ -2,7 +2,6 @@
 (model.time_rolls) and moved by whole mel bands (model.mel_shifts), on the host and on the device."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -26,7 +25,7 @@ from esc_tf.stages import evaluate as evaluate_stage
 from esc_tf.stages import train
 from esc_tf.stages.export import io_quantization
 from firmware_stub.tools import host_build, reference
-from tests.conftest import CHANCE, chance_of_at_least, held_out_hits, small_config
+from tests.conftest import CHANCE, chance_of_at_least, held_out_hits, load_benchmark, small_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,9 +174,7 @@ def test_the_firmware_inference_schedule_and_views(settings, expected, tmp_path)
 def test_device_parity_scores_clips_on_their_views(viewed_run, dataset_dir, tmp_path):
     """benchmarks/device_parity.py runs the C path on every view of a clip and scores clips as evaluate
     does: its Python-path accuracy is evaluate's TFLM accuracy on the same clips."""
-    spec = importlib.util.spec_from_file_location("device_parity", REPO / "benchmarks" / "device_parity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("device_parity")
     model = viewed_run / artifacts.DEPLOY_DIR / "model_int8.tflite"
     out = tmp_path / "parity.json"
     assert bench.main(["--model", str(model), "--data-dir", str(dataset_dir), "--folds", "1", "--min-clips", "6",

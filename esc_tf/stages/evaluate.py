@@ -49,9 +49,15 @@ def score_clips(model_path: str | Path, meta: ModelMeta, config: Config, clips: 
     """Class probabilities ``[clips, classes]`` of the model on the rows of ``clips`` (metadata of classes it
     knows), decoded and featurised with ``config`` (the model's, pointed at the data) and scored on each
     clip's views as training scored them; and the clips' labels in the model's class order."""
-    waves = data_mod.load_waveforms(clips, config.audio, config.data.cache_dir, progress=progress)
-    labels = clips["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
+    waves, labels = decode_clips(meta, config, clips, progress)
     return score_waves(model_path, meta, config, waves, runtime), labels
+
+
+def decode_clips(meta: ModelMeta, config: Config, clips: pd.DataFrame,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``clips`` decoded with ``config.audio``, and their labels in the model's class order."""
+    waves = data_mod.load_waveforms(clips, config.audio, config.data.cache_dir, progress=progress)
+    return waves, clips["category"].map({n: i for i, n in enumerate(meta.class_names)}).to_numpy()
 
 
 def score_waves(model_path: str | Path, meta: ModelMeta, config: Config, waves: np.ndarray,

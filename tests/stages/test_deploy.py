@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -26,7 +25,7 @@ from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
 from esc_tf.stages import deploy as edge
 from esc_tf.stages import evaluate as evaluate_stage
 from esc_tf.stages import export, train
-from tests.conftest import small_config
+from tests.conftest import load_benchmark, small_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -254,17 +253,9 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
     assert f"**{macs * 3 / clip_seconds / 1e6:.2f} M MACs per second of audio**" in report_md  # next to accuracy
 
 
-def _benchmark(name: str):
-    """A script of benchmarks/ loaded as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_rotation_sweep_scores_each_fold_on_every_rotation_count(edge_run, tmp_path):
     """benchmarks/rotation_sweep.py: one rotation is the fold's own float score; the table names every fold."""
-    sweep = _benchmark("rotation_sweep")
+    sweep = load_benchmark("rotation_sweep")
     out = tmp_path / "sweep.md"
     assert sweep.main([str(edge_run), "--rolls", "1,3", "--out", str(out)]) == 0
     text = out.read_text()
@@ -281,7 +272,7 @@ def test_pool_folds_pools_every_fold_of_every_run(tmp_path, capsys):
         (tmp_path / name).mkdir()
         variants = {"keras_float": {"per_fold": floats}, "int8_tflm": {"per_fold": int8s}}
         (tmp_path / name / "report.json").write_text(json.dumps({"edge": {"variants": variants}}))
-    assert _benchmark("pool_folds").main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert load_benchmark("pool_folds").main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == (f"pooled over 2 runs, 4 folds: float 0.7500 ± {np.std([0.7, 0.8, 0.9, 0.6]):.4f}, "
                     f"int8 TFLM 0.7000 ± {np.std([0.7, 0.7, 0.8, 0.6]):.4f}")
@@ -305,7 +296,7 @@ def test_interpreter_parity_finds_the_reference_kernels_identical_to_tflm(edge_r
     """benchmarks/interpreter_parity.py: TFLM's row is the edge stage's int8 TFLM score; the reference
     kernels differ in no output."""
     out = tmp_path / "parity.md"
-    assert _benchmark("interpreter_parity").main([str(edge_run), "--out", str(out)]) == 0
+    assert load_benchmark("interpreter_parity").main([str(edge_run), "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
     for fold in ("fold1", "fold2"):
         edge_result = json.loads((edge_run / fold / "edge.json").read_text())
