@@ -198,36 +198,24 @@ def _seconds(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.0f}"
 
 
-def summarize_source(config: Config, class_names: list[str], parts: list[str]) -> dict[str, Any]:
+def summarize_source(config: Config) -> dict[str, Any]:
     """The model this run started from (``train.init_from``): its folder, classes, clips and training time
-    (None when its ``export.json`` does not record one); and, for a source that knows some of ``class_names``,
-    which of its models each of ``parts`` (``foldN``) started from."""
+    (None when its ``export.json`` does not record one)."""
     model_dir = transfer.source_dir(config)
     meta = json.loads((model_dir / META_FILE).read_text())
     export_path = model_dir / "export.json"
     seconds = json.loads(export_path.read_text()).get("wall_seconds") if export_path.is_file() else None
     digest = hashlib.sha256((model_dir / MODEL_FILE).read_bytes()).hexdigest()
-    shared = len(set(meta["class_names"]) & set(class_names))
     return {"model_dir": str(model_dir), "model_sha256": digest, "classes": len(meta["class_names"]),
-            "clips": len(meta["trained_on"]), "train_seconds": seconds, "shared_classes": shared,
-            "part_sources": {p: transfer.source_dir(config, p, class_names).name for p in parts} if shared else {}}
+            "clips": len(meta["trained_on"]), "train_seconds": seconds}
 
 
 def _source_markdown(source: dict[str, Any]) -> list[str]:
-    if not source.get("shared_classes"):
-        return ["## Initialised from (`train.init_from`)", "",
-                f"Every model started from `{source['model_dir']}` (model.keras sha256 "
-                f"{source['model_sha256'][:16]}...): {source['classes']} other classes, "
-                f"{source['clips']} clips, none of this dataset's; its training time (s): "
-                f"{_seconds(source['train_seconds'])}. The classifier layer started fresh.", ""]
-    run = Path(source["model_dir"]).parent
-    starts = ", ".join(f"{part} from `{name}/`" for part, name in source["part_sources"].items())
     return ["## Initialised from (`train.init_from`)", "",
-            f"The models started from those of the run `{run}` ({source['classes']} classes, "
-            f"{source['shared_classes']} of them this dataset's): {starts}, the deployment model from `deploy/` "
-            f"(model.keras sha256 {source['model_sha256'][:16]}..., {source['clips']} clips). Each started from a "
-            "model that never trained on its test clips, and every clip of a shared class those models trained on "
-            "is in this dataset under its name; the classifier layer started fresh.", ""]
+            f"Every model started from `{source['model_dir']}` (model.keras sha256 "
+            f"{source['model_sha256'][:16]}...): {source['classes']} other classes, "
+            f"{source['clips']} clips, none of this dataset's; its training time (s): "
+            f"{_seconds(source['train_seconds'])}. The classifier layer started fresh.", ""]
 
 
 def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -285,7 +273,7 @@ def write_report(run_dir: Path, results: list["FoldResult"], class_names: list[s
     if config.distill.teacher_targets:
         summary["teacher_table"] = summarize_teacher_table(config.distill.teacher_targets)
     if config.train.init_from:
-        summary["init_from"] = summarize_source(config, class_names, [r.name for r in results])
+        summary["init_from"] = summarize_source(config)
     if (run_dir / "deploy" / "export.json").is_file():
         summary["deploy"] = json.loads((run_dir / "deploy" / "export.json").read_text())
     commands = record_command(run_dir)

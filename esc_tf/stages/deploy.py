@@ -161,7 +161,7 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
     export summary."""
     start = time.time()
     check_teachers(config, {DEPLOY_DIR: []}, data_mod.class_names(meta))  # before deploy/ exists
-    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist(), {DEPLOY_DIR: []})
+    transfer.check_source(config, data_mod.class_names(meta), meta["filename"].tolist())
     table = teacher_table(config, meta, waves)  # checked before deploy/ exists
     out_dir = run_dir / DEPLOY_DIR
     out_dir.mkdir(exist_ok=True)
@@ -172,8 +172,7 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
     model, normalization, history = fit_model(
         waves, y, fit_rows, val_rows, num_classes, config, out_dir, seed=config.train.seed,
         soft_targets_for=teacher_soft_targets(config, DEPLOY_DIR, meta, waves, fit_rows, None, [],
-                                              table, out_dir),
-        start_from=transfer.source_dir(config, DEPLOY_DIR, data_mod.class_names(meta)))
+                                              table, out_dir))
     save_model(model, out_dir / MODEL_FILE)  # before pruning: the full model can teach a distilled deployment model
     pruned = _prune(model, waves, y, fit_rows, val_rows, num_classes, config, normalization)
     calibration, calibration_rows = _calibration(waves, y, fit_rows, config, normalization)

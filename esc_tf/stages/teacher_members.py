@@ -78,8 +78,7 @@ def _train_member(config: Config, held_out: tuple[int, ...], meta: pd.DataFrame,
     fit_rows, val_rows = data_mod.carve_validation(meta, rows, config.data.val_fraction, config.data.random_state)
     y = data_mod.labels(meta)
     model, normalization, history = fit_model(waves, y, fit_rows, val_rows, int(y.max()) + 1, config, folder,
-                                              seed=config.train.seed + sum(10 ** i * f for i, f in enumerate(held_out)),
-                                              start_from=transfer.source_dir(config))
+                                              seed=config.train.seed + sum(10 ** i * f for i, f in enumerate(held_out)))
     save_model(model, model_path)
     ModelMeta(config, normalization, data_mod.class_names(meta), meta["filename"].iloc[rows].tolist()).save(folder)
     write_json_atomic(folder / "history.json", history)

@@ -179,15 +179,14 @@ def teacher_table(config: Config, meta: pd.DataFrame, waves: np.ndarray) -> Teac
 
 def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
               num_classes: int, config: Config, workdir: Path, seed: int,
-              soft_targets_for: SoftTargets | None = None, start_from: Path | None = None,
+              soft_targets_for: SoftTargets | None = None,
               ) -> tuple[keras.Model, Normalization, dict[str, list[float]]]:
     """Train on ``fit_rows`` with early stopping on ``val_rows``; normalisation from ``fit_rows`` only.
 
     With no ``val_rows`` (``data.val_fraction: 0``) every training clip is fitted and the model
     of the last epoch is kept: the schedule, not a validation score, decides when training ends.
     ``soft_targets_for(normalization, mel)`` gives the teachers' probabilities on the fitted clips
-    (:func:`teacher_soft_targets`), which join their labels in the targets. ``start_from``: the folder of the
-    model whose weights the network starts from (:func:`esc_tf.models.transfer.source_dir`).
+    (:func:`teacher_soft_targets`), which join their labels in the targets.
     """
     check_schedule(config, has_validation=len(val_rows) > 0)
     keras.utils.set_random_seed(seed)
@@ -202,7 +201,7 @@ def fit_model(waves: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, val_rows: 
         val_ds = pipeline.eval_dataset(waves[val_rows], y[val_rows], num_classes, config, normalization)
     with training_strategy(config.train.distribute).scope():
         model = build_model((*feature_shape(config), 1), num_classes, config.model)
-        transfer.initialise(model, start_from)
+        transfer.initialise(model, config)
         model.compile(optimizer=make_optimizer(config), loss=training_loss(config), metrics=[training_accuracy()])
     callbacks: list[keras.callbacks.Callback] = [
         _EpochLogger(),
@@ -238,8 +237,7 @@ def train_fold(split: Split, meta: pd.DataFrame, waves: np.ndarray, config: Conf
     model, normalization, history = fit_model(
         waves, y, split.train, split.val, num_classes, config, fold_dir, seed=config.train.seed + (split.test_fold or 0),
         soft_targets_for=teacher_soft_targets(config, split.name, meta, waves, split.train, split.test_fold,
-                                              test_files, table, fold_dir),
-        start_from=transfer.source_dir(config, split.name, data_mod.class_names(meta)))
+                                              test_files, table, fold_dir))
     test_features = pipeline.feature_array(waves[split.test], config, normalization)
     y_pred = clip_scores(keras_predictor(model), test_features, config).argmax(axis=1)
     save_model(model, fold_dir / MODEL_FILE)
@@ -319,7 +317,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
     if config.export.deploy:
         test_files["deploy"] = []  # the deployment model has no test clips
     check_teachers(config, test_files, data_mod.class_names(meta))
-    transfer.check_source(config, data_mod.class_names(meta), names.tolist(), test_files)
+    transfer.check_source(config, data_mod.class_names(meta), names.tolist())
     if dataset is None and config.data.cache_dir:
         check_free_space(config.data.cache_dir, len(meta) * config.audio.clip_samples * 4, "the decoded audio",
                          "--set data.cache_dir=DIR")

@@ -1,5 +1,4 @@
-"""Transfer (train.init_from): a model of other classes, or the fold models of a run of the same classes, start a
-run; sources that could leak are refused."""
+"""Transfer (train.init_from): a model of other classes starts a run; sources that could leak are refused."""
 from __future__ import annotations
 
 import json
@@ -7,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from esc_tf.config import Config, ConfigError, load_config, with_value, with_values
@@ -92,74 +90,10 @@ def _refused(config: Config, tmp_path: Path, message: str) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-@pytest.fixture(scope="module")
-def esc50_like_run(tmp_path_factory) -> Path:
-    """A cross-validation run of all five classes with its deploy/ model, on a dataset that, like esc50-16k,
-    has no fold 3 and names its clips as ``mixed_dataset`` does."""
-    tmp = tmp_path_factory.mktemp("esc50-like")
-    dataset = make_dataset(tmp / "data", classes=CLASSES + OTHER_CLASSES, folds=(1, 2))
-    config = with_values(small_config(dataset, tmp), {"prune.enabled": False})
-    run_dir = train.run_cross_validation(config, tmp / "runs", progress=False)
-    edge.run_edge_stages(run_dir, progress=False)
-    return run_dir
-
-
-def test_a_source_that_knows_this_runs_classes_starts_each_fold_from_its_model_of_that_fold(
-        esc50_like_run, mixed_dataset, tmp_path, monkeypatch):
-    config = with_values(esc10_config(mixed_dataset, tmp_path, esc50_like_run),
-                         {"data.folds": [1, 2, 3], "export.deploy": True})
-    started = []
-    original = transfer.initialise
-    monkeypatch.setattr(transfer, "initialise", lambda model, d: started.append(d) or original(model, d))
-    run_dir = train.run_cross_validation(config, tmp_path / "runs", progress=False)
-    edge.run_edge_stages(run_dir, progress=False)
-    write_run_report(run_dir, 0.0)
-    source = esc50_like_run.resolve()
-    # fold 3, which the source never tested, and the deployment model start from its deploy/
-    assert started == [source / "fold1", source / "fold2", source / "deploy", source / "deploy"]
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["init_from"]["shared_classes"] == 3
-    assert report["init_from"]["part_sources"] == {"fold1": "fold1", "fold2": "fold2", "fold3": "deploy"}
-    assert "fold3 from `deploy/`" in (run_dir / "report.md").read_text()
-
-
-def _edited_run(run: Path, tmp_path: Path, part: str, edit) -> Path:
-    """A copy of ``run`` whose ``part``'s model_meta.json is changed by ``edit(meta_dict)``."""
-    copy = tmp_path / "edited-run"
-    shutil.copytree(run, copy)
-    meta_path = copy / part / "model_meta.json"
-    meta = json.loads(meta_path.read_text())
-    edit(meta)
-    meta_path.write_text(json.dumps(meta))
-    return copy
-
-
-def test_a_fold_model_that_heard_its_test_clips_is_refused(esc50_like_run, mixed_dataset, tmp_path):
-    fold1 = data.read_metadata(mixed_dataset).query("fold == 1 and esc10")["filename"].iloc[0]
-    edited = _edited_run(esc50_like_run, tmp_path, "fold1", lambda m: m["trained_on"].append(fold1))
-    _refused(esc10_config(mixed_dataset, tmp_path, edited), tmp_path,
-             r"\(for fold1\): it trained on 1 of that model's test clips")
-
-
-def test_a_source_clip_of_a_shared_class_under_another_name_is_refused(esc50_like_run, mixed_dataset, tmp_path):
-    """A clip of a shared class that this dataset does not hold by name could be one of its test clips renamed."""
-    renamed_data = tmp_path / "renamed"
-    shutil.copytree(Path(json.loads((esc50_like_run / "fold1" / "model_meta.json").read_text())
-                         ["config"]["data"]["data_dir"]), renamed_data)
-    listing = pd.read_csv(renamed_data / "meta" / "esc50.csv")
-    first_dog = listing.index[(listing["category"] == "dog") & (listing["fold"] == 2)][0]
-    listing.loc[first_dog, "filename"] = "2-x0001-A-0.wav"
-    listing.to_csv(renamed_data / "meta" / "esc50.csv", index=False)
-
-    def rename(meta: dict) -> None:
-        meta["config"]["data"]["data_dir"] = str(renamed_data)
-        meta["trained_on"].append("2-x0001-A-0.wav")
-    edited = _edited_run(esc50_like_run, tmp_path, "fold1", rename)
-    _refused(esc10_config(mixed_dataset, tmp_path, edited), tmp_path,
-             "1 clips of this run's classes that this dataset does not hold under the same name")
-    unreadable = _edited_run(esc50_like_run, tmp_path / "second", "fold1",
-                             lambda m: m["config"]["data"].update(data_dir=str(tmp_path / "nowhere")))
-    _refused(esc10_config(mixed_dataset, tmp_path, unreadable), tmp_path, "esc50.csv cannot be read")
+def test_a_source_that_knows_this_runs_classes_is_refused(source_run, mixed_dataset, tmp_path):
+    # this run's classes now include the source's
+    config = with_value(esc10_config(mixed_dataset, tmp_path, source_run), "data.subset", "all")
+    _refused(config, tmp_path, "knows 2 of this run's classes")
 
 
 def test_a_source_that_reads_other_features_or_builds_another_network_is_refused(source_run, mixed_dataset,
@@ -205,7 +139,7 @@ def test_a_teacher_started_from_a_model_of_the_students_classes_is_refused(sourc
         init_from=str(source_run)))  # a source of the same two classes
     config = load_config(source_run / "config.yaml")
     meta = json.loads((source_run / "deploy" / "model_meta.json").read_text())
-    with pytest.raises(ConfigError, match="its train.init_from .* knows 2 of this run's classes.*only the fold models"):
+    with pytest.raises(ConfigError, match="its train.init_from .* knows 2 of this run's classes"):
         distill.checked_teacher_meta(teacher / "deploy", config, meta["class_names"], [])
 
 
