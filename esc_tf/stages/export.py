@@ -19,6 +19,7 @@ missing) and fit the configured flash and arena budgets.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -94,6 +95,41 @@ def flash_breakdown(model_bytes: bytes) -> dict[str, int]:
                                                  + 8 * q.ZeroPointLength())
     parts["structure_and_metadata"] = len(model_bytes) - sum(parts.values())
     return parts
+
+
+def computation_digest(model_bytes: bytes) -> str:
+    """sha256 of what a ``.tflite`` model computes: its operators in order (op code, options, which tensors they
+    read and write), every tensor's shape, type and quantisation, and the bytes of every constant. Tensor names,
+    metadata and the file's layout are left out, so two exports of the same weights (e.g. a model rebuilt in
+    another Python process, whose layers get other names) give the same digest, and any changed weight,
+    scale or operator gives another."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+    digest = hashlib.sha256()
+
+    def feed(value: object) -> None:
+        digest.update(repr(value).encode())
+
+    codes = [(max(c.builtinCode, c.deprecatedBuiltinCode), c.customCode) for c in model.operatorCodes]
+    for graph in model.subgraphs:
+        feed(("io", _ints(graph.inputs), _ints(graph.outputs)))
+        for tensor in graph.tensors:
+            q = tensor.quantization
+            feed((_ints(tensor.shape), tensor.type, None if q is None else
+                  ([float(x) for x in (q.scale if q.scale is not None else [])], _ints(q.zeroPoint),
+                   q.quantizedDimension)))
+            data = model.buffers[tensor.buffer].data
+            digest.update(b"" if data is None else np.asarray(data, np.uint8).tobytes())
+        for op in graph.operators:
+            options = op.builtinOptions
+            feed((codes[op.opcodeIndex], _ints(op.inputs), _ints(op.outputs), op.builtinOptionsType,
+                  sorted(vars(options).items()) if options is not None else None))
+    return digest.hexdigest()
+
+
+def _ints(values: object) -> list[int]:
+    return [] if values is None else [int(v) for v in values]
 
 
 def budget_excess(int8_bytes: int | None, arena_bytes: int | None, export: ExportConfig) -> list[str]:
