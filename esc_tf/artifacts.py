@@ -137,7 +137,12 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: dict[str, list[float]]) -> "Normalization":
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+        """Refuses (ValueError) a mean or std that is not a finite float32, or a std that is not positive."""
+        mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
+        limit = np.finfo(np.float32).max
+        if not (np.all(np.abs(mean) <= limit) and np.all(np.abs(std) <= limit) and np.all(std > 0)):
+            raise ValueError("normalization mean and std must be finite float32 numbers, std above 0")
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
     @classmethod
     def identity(cls, coefficients: int) -> "Normalization":

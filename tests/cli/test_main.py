@@ -96,3 +96,16 @@ def test_native_notices_are_filtered_and_other_lines_kept(capfd):
         os.write(1, b"a line of the program\n")
     out, err = capfd.readouterr()
     assert out == "a line of the program\n" and err == "E op_kernel.cc:1] a real error\n"
+
+
+@pytest.mark.parametrize("content, problem", [('{"mean": [1.0]}', "no 'std' entry"),
+                                              ('{"mean": [1e40], "std": [1.0]}', "finite float32"),
+                                              ('{"mean": [0.0], "std": [0.0]}', "std above 0"),
+                                              ("[1, 2]", "not a normalisation file")])
+def test_a_bad_normalization_file_is_one_line_naming_it(tmp_path, capsys, content, problem):
+    path = tmp_path / "normalization.json"
+    path.write_text(content)
+    assert main(["frontend", "--normalization", str(path), str(tmp_path / "frontend_tables.h")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --normalization {path}: ") and problem in err and err.count("\n") == 1
+    assert not (tmp_path / "frontend_tables.h").exists()
