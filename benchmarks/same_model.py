@@ -7,7 +7,8 @@ model of a run that retrained its recipe: a check that what a device runs is wha
 Each model's ``export.computation_digest`` covers its operators, tensor shapes, types, quantisation and
 every constant byte, and leaves out tensor names and metadata (a model rebuilt in another Python process
 gets other layer names). Printed: both files' sizes and digests, and when they differ, how many constant
-tensors and quantisation parameters differ. Exit status 0 when the two compute the same thing, 1 when not.
+tensors and quantisation parameters differ. Exit status 0 when the two compute the same thing, 1 when not,
+2 when a file is missing or not a TensorFlow Lite model.
 """
 from __future__ import annotations
 
@@ -20,34 +21,20 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-import numpy as np  # noqa: E402
+from esc_tf.artifacts import ModelError, relative_path, write_text_atomic  # noqa: E402
+from esc_tf.runtime.predictors import tflite_io_shapes  # noqa: E402
+from esc_tf.stages.export import computation_digest, model_computation  # noqa: E402
 
-from esc_tf.artifacts import relative_path, write_text_atomic  # noqa: E402
-from esc_tf.stages.export import computation_digest  # noqa: E402
 
-
-def tensor_differences(a: bytes, b: bytes) -> dict[str, int]:
+def tensor_differences(a: bytes, b: bytes) -> dict[str, int] | None:
     """Tensors (in graph order) whose constant bytes, or whose quantisation parameters, differ between two
-    models of the same graph; ``tensors`` counts both models' tensors when the graphs differ in size."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    models = [schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(m, 0)) for m in (a, b)]
-    tensors = [m.subgraphs[0].tensors for m in models]
-    if len(tensors[0]) != len(tensors[1]):
-        return {"tensors": len(tensors[0]) + len(tensors[1]), "constants": -1, "quantization": -1}
-
-    def constant(model, tensor) -> bytes:
-        data = model.buffers[tensor.buffer].data
-        return b"" if data is None else np.asarray(data, np.uint8).tobytes()
-
-    def quantization(tensor) -> tuple:
-        q = tensor.quantization
-        return () if q is None else (list(q.scale if q.scale is not None else []),
-                                     list(q.zeroPoint if q.zeroPoint is not None else []))
-    pairs = list(zip(*tensors))
-    return {"tensors": len(pairs),
-            "constants": sum(constant(models[0], x) != constant(models[1], y) for x, y in pairs),
-            "quantization": sum(quantization(x) != quantization(y) for x, y in pairs)}
+    models of the same graph; None when the graphs differ in their number of tensors."""
+    first, second = model_computation(a), model_computation(b)
+    if len(first.tensors) != len(second.tensors):
+        return None
+    return {"tensors": len(first.tensors),
+            "constants": sum(x != y for x, y in zip(first.constants, second.constants)),
+            "quantization": sum(x[2] != y[2] for x, y in zip(first.tensors, second.tensors))}
 
 
 def compare(first: Path, second: Path) -> dict:
@@ -71,8 +58,9 @@ def format_report(result: dict, command: str) -> str:
                                "; the files differ only in tensor names, metadata or layout."))
     else:
         d = result["differences"]
-        verdict = (f"Different computations: {d['constants']} of {d['tensors']} tensors differ in their constant "
-                   f"bytes, {d['quantization']} in their quantisation parameters (-1: the graphs differ).")
+        verdict = ("Different computations: the graphs have different numbers of tensors." if d is None else
+                   f"Different computations: {d['constants']} of {d['tensors']} tensors differ in their constant "
+                   f"bytes, {d['quantization']} in their quantisation parameters.")
     return "\n".join(lines + ["", verdict, ""])
 
 
@@ -85,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.first, args.second):
         if not path.is_file():
             print(f"error: {path}: no such model file; name two .tflite files", file=sys.stderr)
+            return 2
+        try:
+            tflite_io_shapes(path.read_bytes(), path)  # refuses a damaged or foreign file before it is parsed
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
     result = compare(args.first, args.second)
     command = "python benchmarks/same_model.py " + " ".join(

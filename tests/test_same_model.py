@@ -70,3 +70,8 @@ def test_the_benchmark_says_which_and_how_many_differ(exported_run, same_model, 
     assert "Different computations: 1 of" in capsys.readouterr().out
     assert same_model.main([str(original), str(tmp_path / "missing.tflite")]) == 2
     assert "missing.tflite: no such model file" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(original.read_bytes()[:500])
+    assert same_model.main([str(original), str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {damaged}: a damaged TensorFlow Lite model") and err.count("\n") == 1

@@ -97,34 +97,47 @@ def flash_breakdown(model_bytes: bytes) -> dict[str, int]:
     return parts
 
 
-def computation_digest(model_bytes: bytes) -> str:
-    """sha256 of what a ``.tflite`` model computes: its operators in order (op code, options, which tensors they
-    read and write), every tensor's shape, type and quantisation, and the bytes of every constant. Tensor names,
-    metadata and the file's layout are left out, so two exports of the same weights (e.g. a model rebuilt in
-    another Python process, whose layers get other names) give the same digest, and any changed weight,
-    scale or operator gives another."""
+@dataclass
+class Computation:
+    """What a ``.tflite`` model computes, without tensor names, metadata or the file's layout: per tensor (graph
+    order) its shape, type and quantisation, and its constant bytes; per operator its op code, options and
+    the tensors it reads and writes; the graph's inputs and outputs."""
+
+    tensors: list[tuple]
+    constants: list[bytes]
+    operators: list[tuple]
+    io: tuple
+
+
+def model_computation(model_bytes: bytes) -> Computation:
+    """The :class:`Computation` of a ``.tflite`` model's first subgraph (esc-tf models have one)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
-    digest = hashlib.sha256()
-
-    def feed(value: object) -> None:
-        digest.update(repr(value).encode())
-
+    graph = model.subgraphs[0]
     codes = [(max(c.builtinCode, c.deprecatedBuiltinCode), c.customCode) for c in model.operatorCodes]
-    for graph in model.subgraphs:
-        feed(("io", _ints(graph.inputs), _ints(graph.outputs)))
-        for tensor in graph.tensors:
-            q = tensor.quantization
-            feed((_ints(tensor.shape), tensor.type, None if q is None else
-                  ([float(x) for x in (q.scale if q.scale is not None else [])], _ints(q.zeroPoint),
-                   q.quantizedDimension)))
-            data = model.buffers[tensor.buffer].data
-            digest.update(b"" if data is None else np.asarray(data, np.uint8).tobytes())
-        for op in graph.operators:
-            options = op.builtinOptions
-            feed((codes[op.opcodeIndex], _ints(op.inputs), _ints(op.outputs), op.builtinOptionsType,
-                  sorted(vars(options).items()) if options is not None else None))
+    tensors, constants = [], []
+    for tensor in graph.tensors:
+        q = tensor.quantization
+        tensors.append((_ints(tensor.shape), tensor.type, None if q is None else
+                        ([float(x) for x in (q.scale if q.scale is not None else [])], _ints(q.zeroPoint),
+                         q.quantizedDimension)))
+        data = model.buffers[tensor.buffer].data
+        constants.append(b"" if data is None else np.asarray(data, np.uint8).tobytes())
+    operators = [(codes[op.opcodeIndex], _ints(op.inputs), _ints(op.outputs), op.builtinOptionsType,
+                  sorted(vars(op.builtinOptions).items()) if op.builtinOptions is not None else None)
+                 for op in graph.operators]
+    return Computation(tensors, constants, operators, (_ints(graph.inputs), _ints(graph.outputs)))
+
+
+def computation_digest(model_bytes: bytes) -> str:
+    """sha256 of a model's :func:`model_computation`: two exports of the same weights (e.g. a model rebuilt in
+    another Python process, whose layers get other names) give the same digest, and any changed weight,
+    scale or operator gives another."""
+    computation = model_computation(model_bytes)
+    digest = hashlib.sha256(repr((computation.io, computation.tensors, computation.operators)).encode())
+    for constant in computation.constants:
+        digest.update(len(constant).to_bytes(8, "little") + constant)
     return digest.hexdigest()
 
 
