@@ -151,6 +151,9 @@ class FeatureConfig:
     # a floor above the 8-bit quantisation noise of the esc50-16k training pool (reports/bit-depth)
     log_offset: float = option(0.3, check=above(0))
     normalize: bool = option(True)  # per-coefficient mean/std measured on the training clips only
+    # each clip (on the device: each window the model scores) divided by its peak absolute sample before the
+    # STFT, so a recording's gain does not change what the model sees (esc_tf.audio.features.level_normalized)
+    peak_normalize: bool = option(True, role="late", before=False)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.artifacts import Normalization
-from esc_tf.audio.features import compute_features, feature_shape, features_from_mel, mel_magnitudes
+from esc_tf.audio.features import (compute_features, feature_shape, features_from_mel, level_normalized,
+                                   mel_magnitudes)
 from esc_tf.config import Config
 
 
@@ -23,11 +24,19 @@ def _features_op(config: Config, normalization: Normalization):
 
 
 def mel_cache(waves: np.ndarray, config: Config, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Mel magnitudes ``[clips, frames, mels]`` and mean squared sample ``[clips]`` of ``waves``."""
-    mel = tf.function(lambda w: mel_magnitudes(w, config.features, config.audio.sample_rate))
-    batches = [mel(tf.constant(waves[i:i + batch_size])).numpy() for i in range(0, len(waves), batch_size)]
-    power = np.mean(np.square(waves, dtype=np.float64), axis=-1).astype(np.float32)
-    return np.concatenate(batches, axis=0), power
+    """Mel magnitudes ``[clips, frames, mels]`` and mean squared sample ``[clips]`` of the level-normalised
+    ``waves`` (:func:`esc_tf.audio.features.level_normalized`)."""
+    f = config.features
+
+    @tf.function
+    def mel_and_power(w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        w = level_normalized(w, f)
+        return mel_magnitudes(w, f, config.audio.sample_rate), tf.reduce_mean(tf.square(w), axis=-1)
+
+    pairs = [mel_and_power(tf.constant(waves[i:i + batch_size], tf.float32)) for i in range(0, len(waves), batch_size)]
+    mel = np.concatenate([m.numpy() for m, _ in pairs], axis=0)
+    power = np.concatenate([p.numpy() for _, p in pairs], axis=0).astype(np.float32)
+    return mel, power
 
 
 def _batches(x: tf.Tensor, y: tf.Tensor, batch_size: int) -> tf.data.Dataset:

@@ -95,13 +95,14 @@ int RunClip(FILE* in, FILE* out, FILE* inputs) {
     feature_stream_push(&stream, hop, n);
     hop_ticks.Add(board_clock_elapsed(start));
   }
-  if (!feature_buffer_full(&stream.window)) {
+  if (!feature_stream_full(&stream)) {
     printf("a clip of %d samples gave %lu frames, the model needs %d\n", kClipSamples,
            static_cast<unsigned long>(stream.frames), kNumFrames);
     return -1;
   }
+  const feature_buffer_t *window = feature_stream_window(&stream);
   for (uint32_t view = 0; view < FIRMWARE_VIEWS; view++) {
-    feature_buffer_copy_view(&stream.window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
+    feature_buffer_copy_view(window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
     if (inputs != nullptr && fwrite(model_runner_input(), 1, kFeatureElementCount, inputs) != kFeatureElementCount) {
       return -1;
     }

@@ -2,7 +2,16 @@
  *
  * The one place where samples become window columns, used by main.cc, the self-test and
  * the host programs alike, so the tests exercise the device's own glue.
- * C99, no heap: RAM is sizeof(feature_stream_t) (front end state + window).
+ *
+ * With FRONTEND_PEAK_NORMALIZE (frontend_tables.h) the window is level-normalised as in
+ * training (esc_tf.audio.features.level_normalized): its features are those of its samples
+ * divided by their peak absolute value.  The stream keeps every frame's linear mel magnitudes
+ * and peak, and feature_stream_window() recomputes the window's int8 columns at the window's
+ * level whenever a frame came in since the last call (kNumFrames frames of logs, once per
+ * inference: a small fraction of one invoke).
+ *
+ * C99, no heap: RAM is sizeof(feature_stream_t): front end state + window, and with
+ * FRONTEND_PEAK_NORMALIZE 4 * kNumFrames * (FRONTEND_NUM_MEL_BINS + 1) bytes more.
  */
 #ifndef ESC_TF_FEATURE_STREAM_H_
 #define ESC_TF_FEATURE_STREAM_H_
@@ -20,6 +29,13 @@ typedef struct {
   frontend_state_t frontend;
   feature_buffer_t window;
   uint32_t frames; /* frames pushed since init (wraps after 2^32) */
+#if FRONTEND_PEAK_NORMALIZE
+  float mel[kNumFrames][FRONTEND_NUM_MEL_BINS]; /* linear mel magnitudes of the window's frames, a ring */
+  float peak[kNumFrames];                       /* each frame's largest absolute sample */
+  uint32_t next;                                /* ring slot the next frame goes to */
+  uint32_t held;                                /* frames in the ring, saturating at kNumFrames */
+  int settled;                                  /* window holds the ring's frames at the ring's level */
+#endif
 } feature_stream_t;
 
 /* Empty stream and window.  Returns 0, or -1 if the front end's FFT cannot be set up. */
@@ -28,6 +44,13 @@ int feature_stream_init(feature_stream_t *stream);
 /* Push n <= kHopLength samples.  Returns 1 when a new frame entered the window, 0 when
  * not, -1 if n > kHopLength. */
 int feature_stream_push(feature_stream_t *stream, const int16_t *samples, uint32_t n);
+
+/* 1 once kNumFrames frames have been pushed since init. */
+int feature_stream_full(const feature_stream_t *stream);
+
+/* The model's window of the last kNumFrames frames (fewer before it is full), ready for
+ * feature_buffer_copy / feature_buffer_copy_view.  Valid until the next push. */
+const feature_buffer_t *feature_stream_window(feature_stream_t *stream);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
  *
  * INPUT is a WAV file (16-bit PCM, mono, kSampleRate) or, with -r, raw native-endian
  * int16; "-" reads stdin.  Samples go hop by hop through the same calls as main.cc
- * (feature_stream_push, then feature_buffer_copy_view for the window).  OUTPUT gets
+ * (feature_stream_push, then feature_buffer_copy_view of feature_stream_window).  OUTPUT gets
  * int8 tensors of kFeatureElementCount bytes (coefficient-major), one after another.
  *   -n N  the input is clips of N samples each; the stream is reset before every clip
  *         (default: the whole input is one clip)
@@ -90,9 +90,10 @@ static size_t read_samples(FILE *in, int raw, int16_t *dst, size_t n) {
 
 /* The window as model inputs: its rotations at each mel shift (feature_buffer_copy_view); -1 if a write fails. */
 static int write_views(const options_t *o, FILE *out) {
+  const feature_buffer_t *features = feature_stream_window(&stream);
   uint32_t view;
   for (view = 0; view < o->views * (2 * o->mel_shifts + 1); view++) {
-    feature_buffer_copy_view(&stream.window, view, (uint32_t)o->views, (uint32_t)o->mel_shifts, window);
+    feature_buffer_copy_view(features, view, (uint32_t)o->views, (uint32_t)o->mel_shifts, window);
     if (fwrite(window, 1, sizeof(window), out) != sizeof(window)) return -1;
   }
   return 0;
@@ -101,7 +102,7 @@ static int write_views(const options_t *o, FILE *out) {
 /* Push n <= kHopLength samples; write the window when a frame completes and it is due. */
 static int push(const int16_t *samples, uint32_t n, const options_t *o, FILE *out) {
   if (feature_stream_push(&stream, samples, n) != 1) return 0;
-  if (o->stride && feature_buffer_full(&stream.window) && (stream.frames - kNumFrames) % o->stride == 0)
+  if (o->stride && feature_stream_full(&stream) && (stream.frames - kNumFrames) % o->stride == 0)
     return write_views(o, out);
   return 0;
 }
@@ -127,7 +128,7 @@ static int run_clip(FILE *in, unsigned long length, const options_t *o, FILE *ou
     if (push(hop, n, o, out)) return -1;
     done += n;
   }
-  if (!feature_buffer_full(&stream.window)) {
+  if (!feature_stream_full(&stream)) {
     fprintf(stderr, "host_pipeline: a clip gave %lu frames, the model needs %d\n", (unsigned long)stream.frames,
             kNumFrames);
     return -2;

@@ -78,7 +78,7 @@ void loop() {
   if (!ready) return;
   const uint32_t n = audio_provider_read(hop, kHopLength);
   if (n == 0 || feature_stream_push(&stream, hop, n) != 1) return;
-  if (!feature_buffer_full(&stream.window)) return;
+  if (!feature_stream_full(&stream)) return;
   const bool due = frames_since_inference == 0;  // the first full window, then every stride
   frames_since_inference = (frames_since_inference + 1) % kInferenceStrideFrames;
   if (!due) return;
@@ -87,8 +87,9 @@ void loop() {
   // One inference is FIRMWARE_VIEWS invokes: the window's rotations at each mel shift.
   postprocess_result_t result;
   bool decided = false;
+  const feature_buffer_t *window = feature_stream_window(&stream);
   for (uint32_t view = 0; view < FIRMWARE_VIEWS; view++) {
-    feature_buffer_copy_view(&stream.window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
+    feature_buffer_copy_view(window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
     if (model_runner_invoke() != MODEL_RUNNER_OK) {
       MicroPrintf("Invoke failed");
       postprocess.views_in = 0;  // drop this inference's views: the next one starts afresh

@@ -24,8 +24,8 @@ int self_test_play_golden(feature_stream_t *stream, int8_t *input) {
   audio_provider_init(AUDIO_SOURCE_GOLDEN);
   if (feature_stream_init(stream)) return -1;
   while ((n = audio_provider_read(hop, kHopLength)) > 0) feature_stream_push(stream, hop, n);
-  if (!feature_buffer_full(&stream->window)) return -1;
-  feature_buffer_copy(&stream->window, input);
+  if (!feature_stream_full(stream)) return -1;
+  feature_buffer_copy(feature_stream_window(stream), input);
   return 0;
 }
 

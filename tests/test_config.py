@@ -95,9 +95,13 @@ def test_recipe_files_load_and_differ_from_the_default_only_where_they_say():
                                   "model.mel_shifts": default.model.mel_shifts,
                                   "model.stage_filters": default.model.stage_filters,
                                   "model.unpooled_last_stages": default.model.unpooled_last_stages,
-                                  "features.log_offset": default.features.log_offset}) == default
+                                  "features.log_offset": default.features.log_offset,
+                                  "features.peak_normalize": default.features.peak_normalize}) == default
     assert (accurate.model.time_rolls, accurate.model.mel_shifts) == (16, 1)  # 48 views
     assert (accurate.features.log_offset, default.features.log_offset) == (1e-3, 0.3)  # as each was measured
+    recipes = [accurate, *(load_config(configs / name) for name in ("micro_wide.yaml", "micro_logmel.yaml",
+                                                                    "mfcc_cnn.yaml"))]
+    assert default.features.peak_normalize and not any(r.features.peak_normalize for r in recipes)
     assert (accurate.model.stage_filters, accurate.model.unpooled_last_stages) == ([48, 128, 192, 192], 0)
     assert (default.model.time_rolls, default.model.mel_shifts, default.augment.mel_shift) == (4, 0, 2)
     assert (default.model.stage_filters, default.model.unpooled_last_stages) == ([48, 128, 160, 160], 2)
@@ -186,7 +190,8 @@ def test_the_role_lists_are_derived_from_the_fields():
     assert set(options_with_role("late")) == {
         "augment.mel_shift", "augment.freq_mixstyle_prob", "augment.freq_mixstyle_alpha", "model.time_rolls",
         "model.mel_shifts", "model.unpooled_last_stages", "train.init_from", "distill.teacher_runs",
-        "distill.teacher_targets", "distill.weight", "distill.temperature"}
+        "distill.teacher_targets", "distill.weight", "distill.temperature",
+        "features.peak_normalize"}
     with pytest.raises(ValueError, match="unknown option role"):
         options_with_role("fast")
 

@@ -25,7 +25,7 @@ import soundfile as sf
 
 from esc_tf import artifacts
 from esc_tf.artifacts import ModelMeta, Normalization
-from esc_tf.audio.features import compute_features, feature_shape
+from esc_tf.audio.features import compute_features, feature_shape, window_span
 from esc_tf.codegen.frontend_tables import frontend_header
 from esc_tf.data import dataset as data_mod
 from esc_tf.runtime import predictors as evaluate
@@ -154,19 +154,26 @@ def test_wav_with_another_rate_is_refused(exported, clips, tmp_path):
 
 
 def test_sliding_window_follows_the_stream(exported, clips):
-    """A long stream: every window written equals the Python features of those frames."""
-    stream = np.concatenate([clips[0], clips[5], clips[-3][: exported.clip_samples // 2]])
+    """A long stream whose level changes: every window written equals the Python features of that window's
+    samples, each window at its own level (features.peak_normalize) as a clip is in training."""
     c = exported.meta.config
+    assert c.features.peak_normalize
+    hop, span = c.features.hop_length, window_span(c.features, exported.clip_samples)
+    first = clips[0][: len(clips[0]) // hop * hop]  # the quiet clip starts a window
+    quiet = clips[2]  # a tone at 1 % of full scale
+    stream = np.concatenate([first, quiet, clips[-3][: exported.clip_samples // 2]])
     coeffs, frames = feature_shape(c)
     windows = host_build.run_host_pipeline(exported.programs["host_pipeline"], stream[None], stride=1)
-    feats = exported.meta.normalization.apply(
-        compute_features(reference.from_int16(stream), c.features, c.audio.sample_rate)).numpy()
+    count = (len(stream) - span) // hop + 1
+    samples = np.stack([reference.from_int16(stream[k * hop:k * hop + span]) for k in range(count)])
+    feats = exported.meta.normalization.apply(compute_features(samples, c.features, c.audio.sample_rate)).numpy()
     scale, zp = reference.input_quantization(exported.model)
-    q = evaluate.quantize(feats, scale, zp)  # [coefficients, all frames]
-    total = q.shape[1]
-    assert windows.shape == (total - frames + 1, coeffs * frames)
-    expected = np.stack([q[:, k:k + frames].reshape(-1) for k in range(total - frames + 1)])
+    expected = evaluate.quantize(feats, scale, zp).reshape(count, -1)  # [windows, coefficients * frames]
+    assert windows.shape == expected.shape == (count, coeffs * frames)
     assert_parity(windows, expected)
+    # the window on the quiet clip alone is the window of that clip recorded 30 dB louder (x 32, exact in int16)
+    loud = host_build.run_host_pipeline(exported.programs["host_pipeline"], (quiet.astype(np.int32) * 32)[None])
+    assert_parity(windows[len(first) // hop][None], loud)
     strided = host_build.run_host_pipeline(exported.programs["host_pipeline"], stream[None], stride=7)
     assert np.array_equal(strided, windows[::7])
 
@@ -314,7 +321,10 @@ def test_c_parts_build_for_cortex_m4_and_footprint_adds_up(exported):
     coeffs, frames = feature_shape(exported.meta.config)
     states = m["states"]
     assert states["feature_buffer_t"] == -(-coeffs * frames // 4) * 4 + 8
-    assert states["feature_stream_t"] == states["frontend_state_t"] + states["feature_buffer_t"] + 4
+    features = exported.meta.config.features
+    assert features.peak_normalize  # the stream keeps each frame's mels and peak, a ring slot and two counts
+    level_ring = 4 * frames * (features.num_mel_bins + 1) + 12
+    assert states["feature_stream_t"] == states["frontend_state_t"] + states["feature_buffer_t"] + 4 + level_ring
     assert m["objects"]["golden_clip.c"][0] >= 2 * 8000 + coeffs * frames  # clip + input in flash
     assert m["linked"][0] > m["objects"]["frontend.c"][0]
     assert "tensor arena" in footprint.format_table(m)

@@ -72,6 +72,29 @@ def check_mel_shift(option: str, bands: int, features: FeatureConfig) -> None:
                           f"not {bands}")
 
 
+PEAK_FLOOR = 2.0 ** -15  # one step of 16-bit PCM: a digitally silent window is left as it is
+
+
+def window_span(features: FeatureConfig, samples: int) -> int:
+    """Samples that the frames of ``samples`` samples cover (the frames end before a trailing part hop)."""
+    return (samples - features.frame_length) // features.hop_length * features.hop_length + features.frame_length
+
+
+def level_normalized(wave: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
+    """``wave`` ``[..., samples]`` divided by its peak absolute sample over the samples its frames span
+    (at least :data:`PEAK_FLOOR`), when ``features.peak_normalize``; otherwise ``wave`` itself.
+
+    The device does the same per scored window: it keeps each frame's linear mel magnitudes and peak, and
+    scales the window's mels by the inverse of its largest peak before the log (``firmware_stub``).
+    """
+    if not features.peak_normalize:
+        return wave
+    wave = tf.convert_to_tensor(wave, tf.float32)
+    span = window_span(features, wave.shape[-1])
+    peak = tf.reduce_max(tf.abs(wave[..., :span]), axis=-1, keepdims=True)
+    return wave / tf.maximum(peak, PEAK_FLOOR)
+
+
 def mel_weight_matrix(features: FeatureConfig, sample_rate: int) -> tf.Tensor:
     """``[fft_length // 2 + 1, num_mel_bins]`` HTK-mel triangular filters (unnormalised)."""
     return tf.signal.linear_to_mel_weight_matrix(
@@ -100,8 +123,8 @@ def mel_magnitudes(wave: tf.Tensor, features: FeatureConfig, sample_rate: int) -
 
 
 def log_mel_spectrogram(wave: tf.Tensor, features: FeatureConfig, sample_rate: int) -> tf.Tensor:
-    """``[..., frames, num_mel_bins]`` natural log of mel-filtered magnitudes."""
-    return tf.math.log(mel_magnitudes(wave, features, sample_rate) + features.log_offset)
+    """``[..., frames, num_mel_bins]`` natural log of mel-filtered magnitudes (of the level-normalised wave)."""
+    return tf.math.log(mel_magnitudes(level_normalized(wave, features), features, sample_rate) + features.log_offset)
 
 
 def features_from_mel(mel: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
@@ -116,8 +139,9 @@ def features_from_mel(mel: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
 
 
 def compute_features(wave: tf.Tensor, features: FeatureConfig, sample_rate: int) -> tf.Tensor:
-    """Waveform(s) ``[..., samples]`` -> un-normalised features ``[..., coefficients, frames]``."""
-    return features_from_mel(mel_magnitudes(wave, features, sample_rate), features)
+    """Waveform(s) ``[..., samples]`` -> un-normalised features ``[..., coefficients, frames]`` (of the
+    level-normalised wave: :func:`level_normalized`)."""
+    return features_from_mel(mel_magnitudes(level_normalized(wave, features), features, sample_rate), features)
 
 
 def normalization_stats(waves: np.ndarray, config: Config, batch_size: int = 64,

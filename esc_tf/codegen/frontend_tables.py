@@ -21,9 +21,10 @@ import numpy as np
 from esc_tf.artifacts import Normalization, write_text_atomic
 from esc_tf.audio.features import check_feature_config, frontend_tables, num_coefficients
 from esc_tf.codegen.c_source import banner, float_array, float_literal, int_array, with_guard
-from esc_tf.config import Config
+from esc_tf.config import Config, options_with_role, value_before
 
 HEADER_NAME = "frontend_tables.h"
+LATE_OPTIONS = frozenset(options_with_role("late"))
 IMPLEMENTATION_MACRO = "FRONTEND_TABLES_IMPLEMENTATION"
 
 
@@ -70,7 +71,11 @@ def fft_twiddles(fft_length: int) -> np.ndarray:
 
 
 def _feature_options(config: Config) -> dict:
-    return {"features": asdict(config.features), "sample_rate": config.audio.sample_rate}
+    """The feature options a fingerprint hashes: a late option at the value that does what esc-tf did before
+    it existed is left out, so a header exported then keeps its fingerprint."""
+    features = {name: value for name, value in asdict(config.features).items()
+                if not (f"features.{name}" in LATE_OPTIONS and value == value_before(f"features.{name}"))}
+    return {"features": features, "sample_rate": config.audio.sample_rate}
 
 
 def frontend_fingerprint(config: Config, normalization: Normalization) -> str:
@@ -94,6 +99,7 @@ def _defines(config: Config, fingerprint: str, mel_total: int) -> str:
         ("FRONTEND_NUM_COEFFS", str(num_coefficients(f))),
         ("FRONTEND_FEATURES_KIND_MFCC", "1" if f.kind == "mfcc" else "0"),
         ("FRONTEND_LOG_OFFSET", float_literal(f.log_offset)),
+        ("FRONTEND_PEAK_NORMALIZE", "1" if f.peak_normalize else "0"),
         ("FRONTEND_MEL_COEFS_TOTAL", str(mel_total)),
         ("FRONTEND_FINGERPRINT", f'"{fingerprint}"'),
     ]

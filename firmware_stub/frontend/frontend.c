@@ -116,7 +116,8 @@ static void magnitude_spectrum(frontend_state_t *state, const float *frame) {
 
 #endif /* FRONTEND_USE_CMSIS_DSP */
 
-static void log_mel(frontend_state_t *state) {
+/* Linear mel magnitudes of the spectrum in state->mag. */
+static void mel_sums(const frontend_state_t *state, float *out_mel) {
   const float *coef = frontend_mel_coefs;
   uint32_t j, i;
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) {
@@ -124,32 +125,48 @@ static void log_mel(frontend_state_t *state) {
     float sum = 0.0f;
     for (i = 0; i < frontend_mel_len[j]; i++) sum += bins[i] * coef[i];
     coef += frontend_mel_len[j];
-    state->mel[j] = logf(sum + FRONTEND_LOG_OFFSET);
+    out_mel[j] = sum;
   }
 }
 
-static void coefficients(const frontend_state_t *state, float *out) {
+void frontend_features_from_mel(const frontend_state_t *state, const float *mel, float gain, float *out) {
+  float log_mel[FRONTEND_NUM_MEL_BINS];
   uint32_t i;
+  for (i = 0; i < FRONTEND_NUM_MEL_BINS; i++) log_mel[i] = logf(gain * mel[i] + FRONTEND_LOG_OFFSET);
 #if FRONTEND_FEATURES_KIND_MFCC
-  uint32_t j;
-  for (i = 0; i < FRONTEND_NUM_COEFFS; i++) {
-    const float *row = frontend_dct + i * FRONTEND_NUM_MEL_BINS;
-    float sum = 0.0f;
-    for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) sum += row[j] * state->mel[j];
-    out[i] = sum;
+  {
+    uint32_t j;
+    for (i = 0; i < FRONTEND_NUM_COEFFS; i++) {
+      const float *row = frontend_dct + i * FRONTEND_NUM_MEL_BINS;
+      float sum = 0.0f;
+      for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) sum += row[j] * log_mel[j];
+      out[i] = sum;
+    }
   }
 #else
-  memcpy(out, state->mel, sizeof(float) * FRONTEND_NUM_COEFFS);
+  memcpy(out, log_mel, sizeof(float) * FRONTEND_NUM_COEFFS);
 #endif
   if (state->normalize) {
     for (i = 0; i < FRONTEND_NUM_COEFFS; i++) out[i] = (out[i] - frontend_mean[i]) / frontend_std[i];
   }
 }
 
-void frontend_process_frame(frontend_state_t *state, const float *frame, float *out_features) {
+void frontend_mel_frame(frontend_state_t *state, const float *frame, float *out_mel, float *out_peak) {
+  float peak = 0.0f;
+  uint32_t k;
+  for (k = 0; k < FRONTEND_FRAME_LENGTH; k++) {
+    const float a = fabsf(frame[k]);
+    if (a > peak) peak = a;
+  }
+  *out_peak = peak;
   magnitude_spectrum(state, frame);
-  log_mel(state);
-  coefficients(state, out_features);
+  mel_sums(state, out_mel);
+}
+
+void frontend_process_frame(frontend_state_t *state, const float *frame, float *out_features) {
+  float peak;
+  frontend_mel_frame(state, frame, state->mel, &peak);
+  frontend_features_from_mel(state, state->mel, 1.0f, out_features);
 }
 
 int frontend_init(frontend_state_t *state) {
@@ -160,10 +177,8 @@ int frontend_init(frontend_state_t *state) {
 
 void frontend_set_normalize(frontend_state_t *state, int on) { state->normalize = on != 0; }
 
-/* Emit the frame at samples[0] once it is complete, then advance by one hop. */
-static int emit_if_ready(frontend_state_t *state, float *out_features) {
-  if (state->count < FRONTEND_FRAME_LENGTH) return 0;
-  frontend_process_frame(state, state->samples, out_features);
+/* The frame at samples[0] is complete: drop one hop. */
+static void advance(frontend_state_t *state) {
   if (state->count > FRONTEND_HOP_LENGTH) {
     state->count -= FRONTEND_HOP_LENGTH;
     memmove(state->samples, state->samples + FRONTEND_HOP_LENGTH, sizeof(float) * state->count);
@@ -171,7 +186,6 @@ static int emit_if_ready(frontend_state_t *state, float *out_features) {
     state->skip = FRONTEND_HOP_LENGTH - state->count;
     state->count = 0;
   }
-  return 1;
 }
 
 static uint32_t take_skip(frontend_state_t *state, uint32_t n) {
@@ -180,18 +194,43 @@ static uint32_t take_skip(frontend_state_t *state, uint32_t n) {
   return dropped;
 }
 
-int frontend_push_samples_f32(frontend_state_t *state, const float *samples, uint32_t n, float *out_features) {
+/* Buffer n <= FRONTEND_HOP_LENGTH samples; 1 when a frame is complete, 0 when not, -1 if n is too large. */
+static int append_f32(frontend_state_t *state, const float *samples, uint32_t n) {
   uint32_t i;
   if (n > FRONTEND_HOP_LENGTH) return -1;
   for (i = take_skip(state, n); i < n; i++) state->samples[state->count++] = samples[i];
-  return emit_if_ready(state, out_features);
+  return state->count >= FRONTEND_FRAME_LENGTH;
 }
 
-int frontend_push_samples(frontend_state_t *state, const int16_t *samples, uint32_t n, float *out_features) {
+static int append_s16(frontend_state_t *state, const int16_t *samples, uint32_t n) {
   uint32_t i;
   if (n > FRONTEND_HOP_LENGTH) return -1;
   for (i = take_skip(state, n); i < n; i++) state->samples[state->count++] = (float)samples[i] * (1.0f / 32768.0f);
-  return emit_if_ready(state, out_features);
+  return state->count >= FRONTEND_FRAME_LENGTH;
+}
+
+static int emit_features(frontend_state_t *state, int ready, float *out_features) {
+  if (ready != 1) return ready;
+  frontend_process_frame(state, state->samples, out_features);
+  advance(state);
+  return 1;
+}
+
+int frontend_push_samples_f32(frontend_state_t *state, const float *samples, uint32_t n, float *out_features) {
+  return emit_features(state, append_f32(state, samples, n), out_features);
+}
+
+int frontend_push_samples(frontend_state_t *state, const int16_t *samples, uint32_t n, float *out_features) {
+  return emit_features(state, append_s16(state, samples, n), out_features);
+}
+
+int frontend_push_samples_mel(frontend_state_t *state, const int16_t *samples, uint32_t n, float *out_mel,
+                              float *out_peak) {
+  const int ready = append_s16(state, samples, n);
+  if (ready != 1) return ready;
+  frontend_mel_frame(state, state->samples, out_mel, out_peak);
+  advance(state);
+  return 1;
 }
 
 int frontend_push_hop(frontend_state_t *state, const int16_t *hop_samples, float *out_features) {

@@ -71,9 +71,34 @@ int frontend_push_hop_f32(frontend_state_t *state, const float *hop_samples, flo
 int frontend_push_samples(frontend_state_t *state, const int16_t *samples, uint32_t n, float *out_features);
 int frontend_push_samples_f32(frontend_state_t *state, const float *samples, uint32_t n, float *out_features);
 
-/* Features of one whole frame (FRONTEND_FRAME_LENGTH samples), ignoring the stream.
+/* Features of one whole frame (FRONTEND_FRAME_LENGTH samples), ignoring the stream, at the level
+ * the samples have (no level normalisation: see frontend_mel_frame).
  * Uses the state's scratch buffers only, so it can run on a state that is streaming. */
 void frontend_process_frame(frontend_state_t *state, const float *frame, float *out_features);
+
+#ifndef FRONTEND_PEAK_NORMALIZE /* a frontend_tables.h exported before level normalisation */
+#define FRONTEND_PEAK_NORMALIZE 0
+#endif
+/* The least peak a window is divided by: one step of 16-bit PCM, so digital silence stays
+ * silence (esc_tf.audio.features.PEAK_FLOOR). */
+#define FRONTEND_PEAK_FLOOR (1.0f / 32768.0f)
+
+/* frontend_process_frame in two halves, for level normalisation (FRONTEND_PEAK_NORMALIZE):
+ * a window's features are those of its samples divided by their peak absolute value, which is
+ * known only once the window's last frame is in.  Dividing the samples scales every mel
+ * magnitude alike, so the stream keeps each frame's linear mel magnitudes and peak and
+ * finishes the window's frames later with gain = 1 / max(largest peak, FRONTEND_PEAK_FLOOR).
+ *
+ * frontend_mel_frame: FRONTEND_NUM_MEL_BINS linear mel magnitudes of one whole frame, and the
+ * frame's largest absolute sample. */
+void frontend_mel_frame(frontend_state_t *state, const float *frame, float *out_mel, float *out_peak);
+
+/* log(gain * mel + offset) -> DCT (MFCC only) -> (x - mean) / std when normalising. */
+void frontend_features_from_mel(const frontend_state_t *state, const float *mel, float gain, float *out_features);
+
+/* frontend_push_samples, emitting the frame's frontend_mel_frame output instead of its features. */
+int frontend_push_samples_mel(frontend_state_t *state, const int16_t *samples, uint32_t n, float *out_mel,
+                              float *out_peak);
 
 /* TFLite affine quantisation: round(x / scale) half away from zero, + zero_point, clamped
  * to [-128, 127] (NaN gives -128). */

@@ -40,6 +40,8 @@ def numpy_features(x: np.ndarray, config: Config) -> np.ndarray:
     window = 0.5 - 0.5 * np.cos(2 * np.pi * n / f.frame_length)  # periodic Hann
     count = 1 + (len(x) - f.frame_length) // f.hop_length
     frames = np.stack([x[i * f.hop_length: i * f.hop_length + f.frame_length] for i in range(count)])
+    if f.peak_normalize:
+        frames = frames / max(np.abs(frames).max(), 2.0 ** -15)
     magnitude = np.abs(np.fft.rfft(frames.astype(np.float64) * window, f.fft_length))
     log_mel = np.log(magnitude @ numpy_mel_matrix(f.fft_length, f.num_mel_bins, SR, f.fmin, f.fmax) + f.log_offset)
     if f.kind == "logmel":
@@ -57,6 +59,34 @@ def test_features_match_direct_numpy_computation(wave, kind):
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("gain", [0.01, 0.3, 3.0])
+def test_peak_normalized_features_do_not_depend_on_the_recording_level(wave, gain):
+    f = mfcc_config().features
+    np.testing.assert_allclose(F.compute_features(gain * wave, f, SR).numpy(), F.compute_features(wave, f, SR).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    raw = with_value(mfcc_config(), "features.peak_normalize", False).features
+    assert np.abs(F.compute_features(gain * wave, raw, SR).numpy() - F.compute_features(wave, raw, SR).numpy()).max() > 0.5
+
+
+def test_the_peak_is_taken_over_the_samples_the_frames_span(wave):
+    f = mfcc_config().features
+    span = F.window_span(f, len(wave))
+    assert span < len(wave)  # the fixture ends in a part hop that no frame reads
+    spiked = wave.copy()
+    spiked[span:] = 1.0  # outside every frame: neither the features nor the level change
+    np.testing.assert_array_equal(F.compute_features(spiked, f, SR).numpy(), F.compute_features(wave, f, SR).numpy())
+    spiked[span - 1] = 1.0  # inside the last frame: the whole clip is scaled down
+    assert F.compute_features(spiked, f, SR).numpy()[0, 0] < F.compute_features(wave, f, SR).numpy()[0, 0] - 0.1
+
+
+def test_digital_silence_is_left_as_it_is():
+    f = mfcc_config().features
+    silence = np.zeros(SR, np.float32)
+    np.testing.assert_array_equal(F.level_normalized(silence, f).numpy(), silence)
+    lsb = np.full(SR, 2.0 ** -15, np.float32)  # one step of 16-bit PCM: the floor, so it stays one step
+    np.testing.assert_array_equal(F.level_normalized(lsb, f).numpy(), np.ones(SR, np.float32))
+
+
 def test_dct_matrix_is_tf_signals_mfcc_transform():
     f = mfcc_config().features
     log_mel = np.random.default_rng(0).standard_normal((7, f.num_mel_bins)).astype(np.float32)
@@ -68,7 +98,7 @@ def test_log_mel_matches_librosa(wave):
     """librosa draws its triangles in Hz rather than mel, so they agree closely, not exactly."""
     f = mfcc_config().features
     ours = F.log_mel_spectrogram(wave, f, SR).numpy()
-    mel = librosa.feature.melspectrogram(y=wave, sr=SR, n_fft=f.fft_length, hop_length=f.hop_length,
+    mel = librosa.feature.melspectrogram(y=F.level_normalized(wave, f).numpy(), sr=SR, n_fft=f.fft_length, hop_length=f.hop_length,
                                          win_length=f.frame_length, window="hann", center=False, power=1.0,
                                          n_mels=f.num_mel_bins, fmin=f.fmin, fmax=f.fmax, htk=True, norm=None)
     theirs = np.log(mel.T + f.log_offset)
@@ -88,8 +118,9 @@ def test_mfcc_matches_librosa_dct(wave):
 
 
 def test_magnitude_not_power_spectrum(wave):
-    """Doubling the amplitude must add log(2) to every log-mel value (magnitude scaling)."""
-    f = mfcc_config().features
+    """Doubling the amplitude must add log(2) to every log-mel value (magnitude scaling) when the level is
+    kept."""
+    f = with_value(mfcc_config(), "features.peak_normalize", False).features
     a = F.log_mel_spectrogram(wave, f, SR).numpy()
     b = F.log_mel_spectrogram(2 * wave, f, SR).numpy()
     loud = a > np.log(1e-2)
@@ -129,7 +160,8 @@ def test_frontend_tables_reproduce_the_features(wave):
     f = config.features
     frames = tf.signal.frame(wave, f.frame_length, f.hop_length).numpy()
     magnitude = np.abs(np.fft.rfft(frames * t["window"], f.fft_length))
-    mfcc = (t["dct"] @ np.log(magnitude @ t["mel"] + f.log_offset).T - t["mean"][:, None]) / t["std"][:, None]
+    gain = 1 / max(np.abs(frames).max(), 2.0 ** -15)  # as the device: the window's mels scaled by 1 / its peak
+    mfcc = (t["dct"] @ np.log(gain * (magnitude @ t["mel"]) + f.log_offset).T - t["mean"][:, None]) / t["std"][:, None]
     expected = norm.apply(F.compute_features(wave, f, SR)).numpy()
     np.testing.assert_allclose(mfcc, expected, rtol=1e-4, atol=1e-4)
 

@@ -92,9 +92,11 @@ def compiler() -> str:
 
 
 def make_config(kind: str = "mfcc", **features) -> Config:
-    """The 512/256 front end of configs/mfcc_cnn.yaml with ``features`` changed."""
-    return with_values(load_config(MFCC_RECIPE),
-                       {f"features.{name}": value for name, value in {"kind": kind, **features}.items()})
+    """The 512/256 front end of configs/mfcc_cnn.yaml with ``features`` changed, without level normalisation:
+    the front end works frame by frame at the samples' level, and a window's level is set by the stream
+    (feature_stream.c, tested in tests/test_firmware.py and tests/test_pipeline.py)."""
+    changes = {"kind": kind, "peak_normalize": False, **features}
+    return with_values(load_config(MFCC_RECIPE), {f"features.{name}": value for name, value in changes.items()})
 
 
 def signal(seconds: float, amplitude: float, noise: float, seed: int) -> np.ndarray:
