@@ -12,8 +12,7 @@ import tensorflow as tf
 
 from esc_tf import augment
 from esc_tf.artifacts import Normalization
-from esc_tf.audio.features import (compute_features, feature_shape, features_from_mel, level_normalized,
-                                   mel_magnitudes)
+from esc_tf.audio.features import compute_features, feature_shape, features_from_mel, level_normalized, mel_magnitudes
 from esc_tf.config import Config
 
 

@@ -46,7 +46,7 @@ struct TickStats {
   }
 };
 
-TickStats hop_ticks, invoke_ticks;
+TickStats hop_ticks, window_ticks, invoke_ticks;
 FILE* recording = nullptr;  // the microphone in -s mode
 FILE* decisions = nullptr;
 bool recording_done = false;
@@ -100,7 +100,9 @@ int RunClip(FILE* in, FILE* out, FILE* inputs) {
            static_cast<unsigned long>(stream.frames), kNumFrames);
     return -1;
   }
-  const feature_buffer_t *window = feature_stream_window(&stream);
+  const uint32_t window_start = board_clock_now();
+  const feature_buffer_t *window = feature_stream_window(&stream);  // level normalisation, once per inference
+  window_ticks.Add(board_clock_elapsed(window_start));
   for (uint32_t view = 0; view < FIRMWARE_VIEWS; view++) {
     feature_buffer_copy_view(window, view, FIRMWARE_TIME_ROLLS, FIRMWARE_MEL_SHIFTS, model_runner_input());
     if (inputs != nullptr && fwrite(model_runner_input(), 1, kFeatureElementCount, inputs) != kFeatureElementCount) {
@@ -172,6 +174,7 @@ int main(int argc, char** argv) {
   printf("check clips %lu views %d classes %d\n", static_cast<unsigned long>(clips), FIRMWARE_VIEWS, kCategoryCount);
   printf("check clock %s\n", board_clock_unit());
   hop_ticks.Print("hop_ticks");
+  window_ticks.Print("window_ticks");
   invoke_ticks.Print("invoke_ticks");
   printf("check calibration_ticks %lu instructions %lu\n",
          static_cast<unsigned long>(board_clock_calibrate(kCalibrationInstructions)),

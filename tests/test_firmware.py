@@ -25,7 +25,7 @@ import soundfile as sf
 
 from esc_tf import artifacts
 from esc_tf.artifacts import ModelMeta, Normalization
-from esc_tf.audio.features import compute_features, feature_shape, window_span
+from esc_tf.audio.features import feature_shape, window_span
 from esc_tf.codegen.frontend_tables import frontend_header
 from esc_tf.data import dataset as data_mod
 from esc_tf.runtime import predictors as evaluate
@@ -165,11 +165,11 @@ def test_sliding_window_follows_the_stream(exported, clips):
     coeffs, frames = feature_shape(c)
     windows = host_build.run_host_pipeline(exported.programs["host_pipeline"], stream[None], stride=1)
     count = (len(stream) - span) // hop + 1
-    samples = np.stack([reference.from_int16(stream[k * hop:k * hop + span]) for k in range(count)])
-    feats = exported.meta.normalization.apply(compute_features(samples, c.features, c.audio.sample_rate)).numpy()
-    scale, zp = reference.input_quantization(exported.model)
-    expected = evaluate.quantize(feats, scale, zp).reshape(count, -1)  # [windows, coefficients * frames]
+    heard, views = reference.stream_windows(stream, exported.meta, exported.model, stride=1)
+    unmoved = c.model.mel_shifts * c.model.time_rolls  # the view at mel shift 0, rotation 0
+    expected = views.reshape(len(heard), -1, coeffs * frames)[:, unmoved]
     assert windows.shape == expected.shape == (count, coeffs * frames)
+    assert np.array_equal(heard, np.arange(count) + frames)
     assert_parity(windows, expected)
     # the window on the quiet clip alone is the window of that clip recorded 30 dB louder (x 32, exact in int16)
     loud = host_build.run_host_pipeline(exported.programs["host_pipeline"], (quiet.astype(np.int32) * 32)[None])

@@ -11,7 +11,7 @@ import numpy as np
 
 from esc_tf import pipeline
 from esc_tf.artifacts import ModelMeta
-from esc_tf.audio.features import compute_features, feature_shape
+from esc_tf.audio.features import feature_shape, window_span
 from esc_tf.runtime import predictors as evaluate
 from esc_tf.stages.export import io_quantization
 
@@ -87,12 +87,14 @@ def stream_windows(pcm: np.ndarray, meta: ModelMeta, model_bytes: bytes, stride:
     """A recording's windows as the firmware's loop() scores them: the first full window, then every
     ``stride`` frames. Returns the frames heard at each inference ``[inferences]`` and every view of each
     window as int8 inputs ``[inferences * views, elements]`` (the rotations at each mel shift)."""
-    config = meta.config
-    features = meta.normalization.apply(
-        compute_features(from_int16(pcm), config.features, config.audio.sample_rate)).numpy()
+    config, f = meta.config, meta.config.features
     frames = feature_shape(config)[1]
-    starts = np.arange(0, features.shape[1] - frames + 1, stride)
-    windows = np.stack([features[:, s:s + frames] for s in starts])[..., None]
+    total = 1 + (len(pcm) - f.frame_length) // f.hop_length  # frames in the recording
+    starts = np.arange(0, total - frames + 1, stride)
+    span = window_span(f, config.audio.clip_samples)
+    # each window from its own samples: its level is its own (features.peak_normalize), as on the device
+    waves = from_int16(np.stack([pcm[s * f.hop_length:s * f.hop_length + span] for s in starts]))
+    windows = pipeline.feature_array(waves, config, meta.normalization)
     scale, zero_point = input_quantization(model_bytes)
     inputs = evaluate.quantize(pipeline.model_inputs(windows, config), scale, zero_point)
     return starts + frames, inputs.reshape(len(inputs), -1)

@@ -145,6 +145,7 @@ class CheckRun:
     scores: np.ndarray
     clock: str
     hop_ticks: TickStats
+    window_ticks: TickStats  # feature_stream_window(): the window finished at its level, once per inference
     invoke_ticks: TickStats
     calibration_ticks: int
     calibration_instructions: int
@@ -191,7 +192,7 @@ def run_check(target: str, program: Path, pcm: np.ndarray, work_dir: Path, timeo
     inputs = np.frombuffer((work_dir / "inputs.bin").read_bytes(), np.int8).reshape(clips, views, -1) \
         if with_inputs else None
     return CheckRun(target, StartUp.parse(result.stdout), scores, values["clock"][0], ticks("hop_ticks"),
-                    ticks("invoke_ticks"), int(values["calibration_ticks"][0]), int(values["calibration_ticks"][2]),
+                    ticks("window_ticks"), ticks("invoke_ticks"), int(values["calibration_ticks"][0]), int(values["calibration_ticks"][2]),
                     int(stack[0]) if stack else None, wall, inputs, values)
 
 
