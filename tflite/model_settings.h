@@ -21,15 +21,15 @@
 #define kFeatureElementCount 9920
 #define kTimeRolls 4
 #define kMelShifts 0
-#define kInputScale 2.2294335e-02f
+#define kInputScale 2.2308543e-02f
 #define kInputZeroPoint -61
-#define kOutputScale 9.047165e-02f
+#define kOutputScale 8.620501e-02f
 #define kOutputZeroPoint 21
 #define kCategoryCount 50
 #define kTensorArenaSize 65536
 #define kTensorArenaMeasured 62208
 #define kModelBytes 96904
-#define kFrontendFingerprint "69ef6d64222a5bf6"
+#define kFrontendFingerprint "8fc027b820a2b324"
 
 static const char* const kCategoryLabels[kCategoryCount] = {
     "dog",
