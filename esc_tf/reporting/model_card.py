@@ -68,7 +68,8 @@ def _recipe(meta: ModelMeta) -> list[str]:
             f"{len(meta.class_names)} classes",
             f"- input: {coefficients} {c.features.kind} coefficients x {frames} frames (hop {c.features.hop_length} "
             f"samples at {c.audio.sample_rate} Hz, {c.audio.clip_seconds:g} s clips), log offset "
-            f"{c.features.log_offset:g}",
+            f"{c.features.log_offset:g}" + ("; each clip (on the device, each window) divided by its peak first"
+                                            if c.features.peak_normalize else "; clips at their recorded level"),
             f"- scoring: each clip on {c.model.time_rolls} rotation(s) x {2 * c.model.mel_shifts + 1} mel shift(s), "
             "their probabilities averaged",
             f"- training: {c.train.epochs} epochs, seed {c.train.seed}, mixup {c.augment.mixup_alpha:g}, "
