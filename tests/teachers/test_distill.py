@@ -177,6 +177,7 @@ def test_a_teacher_that_saw_the_test_clips_is_refused_before_training(exported_r
     meta_path.write_text(json.dumps(meta))
     args = ["--data-dir", str(dataset_dir), "--config", str(MFCC_RECIPE), "--folds", "1",
             "--set", "audio.clip_seconds=1.0", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+            "--set", "features.peak_normalize=true",  # as the teacher (tests.conftest.mfcc_config)
             "--set", f"distill.teacher_runs=[{teacher}]", "--runs-root", str(tmp_path / "runs"),
             "--set", "export.deploy=false"]
     assert cli_main(["train", *args]) == 1
@@ -193,6 +194,7 @@ def test_an_unusable_teacher_is_refused_before_anything_is_written(exported_run,
                                                                   change, message):
     args = ["--data-dir", str(dataset_dir), "--config", str(MFCC_RECIPE),
             "--set", "audio.clip_seconds=1.0", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+            "--set", "features.peak_normalize=true",  # as the teacher (tests.conftest.mfcc_config)
             "--set", f"distill.teacher_runs=[{exported_run}]", "--runs-root", str(tmp_path / "runs"),
             "--set", "export.publish_dir=", "--set", "export.deploy=false"]
     if "folds" in change:
