@@ -34,7 +34,7 @@ def mel_cache(waves: np.ndarray, config: Config, batch_size: int = 64) -> tuple[
 
     pairs = [mel_and_power(tf.constant(waves[i:i + batch_size], tf.float32)) for i in range(0, len(waves), batch_size)]
     mel = np.concatenate([m.numpy() for m, _ in pairs], axis=0)
-    power = np.concatenate([p.numpy() for _, p in pairs], axis=0).astype(np.float32)
+    power = np.concatenate([p.numpy() for _, p in pairs], axis=0)
     return mel, power
 
 

@@ -164,8 +164,8 @@ void frontend_mel_frame(frontend_state_t *state, const float *frame, float *out_
 }
 
 void frontend_process_frame(frontend_state_t *state, const float *frame, float *out_features) {
-  float peak;
-  frontend_mel_frame(state, frame, state->mel, &peak);
+  magnitude_spectrum(state, frame);  /* no peak: the features stay at the samples' level */
+  mel_sums(state, state->mel);
   frontend_features_from_mel(state, state->mel, 1.0f, out_features);
 }
 
