@@ -57,7 +57,7 @@ def compare_decisions(c: list[tuple], python: list[tuple]) -> dict:
 
 
 def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path | None, work: Path,
-            max_clips: int | None, stream_clips: int) -> dict:
+            max_clips: int | None, stream_clips: int, compact_ring: bool = False) -> dict:
     """Build, run and compare; returns every figure of the report."""
     started = time.time()
     export_dir = model.parent
@@ -80,7 +80,7 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
 
     trees = tflm_tree.make_trees(work / "tflm", list(tflm_device.TARGETS), sources)
     result: dict = {"model": relative_path(model), "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
-                    "clips": int(len(pcm)), "views_per_clip": per_clip,
+                    "clips": int(len(pcm)), "views_per_clip": per_clip, "compact_ring": compact_ring,
                     "data_dir": data_dir, "folds": folds or sorted(set(dataset["fold"])),
                     "unseen_clips": int(unseen.sum()),
                     "recording_seconds": len(recording) / meta.config.audio.sample_rate,
@@ -89,7 +89,8 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
                     "targets": {}}
     runs = {}
     for target in tflm_device.TARGETS:
-        programs = tflm_device.build(trees[target], target, export_dir, work / f"build-{target}")
+        programs = tflm_device.build(trees[target], target, export_dir, work / f"build-{target}",
+                                     compact_ring=compact_ring)
         start_up = tflm_device.firmware_start_up(target, programs["esc_firmware"])
         run = tflm_device.run_check(target, programs["esc_device_check"], pcm, work / f"run-{target}",
                                     with_inputs=True)
@@ -155,7 +156,9 @@ def format_report(r: dict, command: str) -> str:
     lines = [
         "# The firmware on the real TFLM: host and Cortex-M4", "",
         f"Model `{r['model']}`, {r['clips']} clips of `{Path(r['data_dir']).name}` (folds "
-        f"{', '.join(map(str, r['folds']))}), {r['views_per_clip']} views per clip. Written by:", "",
+        f"{', '.join(map(str, r['folds']))}), {r['views_per_clip']} views per clip"
+        + (", the firmware built with the level ring of 16-bit mels (CMake option "
+           "`FEATURE_STREAM_COMPACT_RING=ON`)" if r.get("compact_ring") else "") + ". Written by:", "",
         "```sh", command, "```", "",
         "| | host (x86-64, TFLM reference kernels) | Cortex-M4 (QEMU mps2-an386, CMSIS-NN kernels) |",
         "|---|---|---|",
@@ -265,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"one checkout per pinned source (default ${tflm_tree.SOURCES_ENV}; else cloned)")
     parser.add_argument("--work-dir", type=Path, help="trees and builds (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="report folder, e.g. reports/device")
+    parser.add_argument("--compact-ring", action="store_true",
+                        help="build the firmware with the level ring of 16-bit mels (FEATURE_STREAM_COMPACT_RING)")
     args = parser.parse_args(argv)
     for target in tflm_device.TARGETS:
         missing = tflm_device.missing_tools(target)
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work_dir or Path(tmp)
         try:
             result = measure(args.model, args.data_dir, args.folds, args.tflm_sources, work, args.max_clips,
-                             args.stream_clips)
+                             args.stream_clips, args.compact_ring)
         except (tflm_tree.TreeError, tflm_device.DeviceError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

@@ -1,6 +1,8 @@
 /* Front end -> feature buffer; see feature_stream.h.  C99, no heap. */
 #include "feature_stream.h"
 
+#include <string.h>
+
 int feature_stream_init(feature_stream_t *stream) {
   feature_buffer_init(&stream->window);
   stream->frames = 0;
@@ -14,10 +16,62 @@ int feature_stream_init(feature_stream_t *stream) {
 
 #if FRONTEND_PEAK_NORMALIZE
 
+#if FEATURE_STREAM_COMPACT_RING
+
+/* A mel relative to its frame's largest, r in [0, 1], in 16 bits: the float's exponent, offset so that
+ * 2^-31 .. 1 take 5 bits, and its mantissa rounded to 11 bits.  r < 2^-31 is kept as 0: at any gain a
+ * window can have, such a mel is under 1e-6 of the log offset (a frame's largest is at most ~500 times
+ * its peak). */
+#define MEL_EXPONENT_BASE (96u << 23) /* the float bits of 2^-31 */
+#define MEL_DROPPED_BITS 12u          /* 23 - 11 mantissa bits */
+
+static uint16_t pack_mel(float r) {
+  uint32_t b;
+  memcpy(&b, &r, sizeof b);
+  if (b < MEL_EXPONENT_BASE) return 0; /* also r == 0 */
+  return (uint16_t)((b - MEL_EXPONENT_BASE + (1u << (MEL_DROPPED_BITS - 1))) >> MEL_DROPPED_BITS);
+}
+
+static float unpack_mel(uint16_t u) {
+  const uint32_t b = ((uint32_t)u << MEL_DROPPED_BITS) + MEL_EXPONENT_BASE;
+  float r;
+  memcpy(&r, &b, sizeof r);
+  return u ? r : 0.0f;
+}
+
+static void store_mels(feature_stream_t *stream, uint32_t slot, const float *mel) {
+  float largest = 0.0f;
+  uint32_t j;
+  for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) {
+    if (mel[j] > largest) largest = mel[j];
+  }
+  stream->mel_max[slot] = largest;
+  for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) stream->mel[slot][j] = largest > 0.0f ? pack_mel(mel[j] / largest) : 0;
+}
+
+static void load_mels(const feature_stream_t *stream, uint32_t slot, float *mel) {
+  uint32_t j;
+  for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) mel[j] = unpack_mel(stream->mel[slot][j]) * stream->mel_max[slot];
+}
+
+#else
+
+static void store_mels(feature_stream_t *stream, uint32_t slot, const float *mel) {
+  memcpy(stream->mel[slot], mel, sizeof stream->mel[slot]);
+}
+
+static void load_mels(const feature_stream_t *stream, uint32_t slot, float *mel) {
+  memcpy(mel, stream->mel[slot], sizeof stream->mel[slot]);
+}
+
+#endif /* FEATURE_STREAM_COMPACT_RING */
+
 int feature_stream_push(feature_stream_t *stream, const int16_t *samples, uint32_t n) {
   const uint32_t slot = stream->next;
-  const int got = frontend_push_samples_mel(&stream->frontend, samples, n, stream->mel[slot], &stream->peak[slot]);
+  float mel[FRONTEND_NUM_MEL_BINS];
+  const int got = frontend_push_samples_mel(&stream->frontend, samples, n, mel, &stream->peak[slot]);
   if (got != 1) return got;
+  store_mels(stream, slot, mel);
   stream->next = slot + 1 == kNumFrames ? 0 : slot + 1;
   if (stream->held < kNumFrames) stream->held++;
   stream->settled = 0;
@@ -30,7 +84,7 @@ int feature_stream_full(const feature_stream_t *stream) { return stream->held >=
 /* Rebuild the window from the ring, oldest frame first, every mel scaled by 1 / the frames' largest peak. */
 static void settle(feature_stream_t *stream) {
   const uint32_t first = stream->held < kNumFrames ? 0 : stream->next;
-  float peak = FRONTEND_PEAK_FLOOR, column[kNumCoefficients];
+  float peak = FRONTEND_PEAK_FLOOR, column[kNumCoefficients], mel[FRONTEND_NUM_MEL_BINS];
   uint32_t i;
   for (i = 0; i < stream->held; i++) {
     if (stream->peak[i] > peak) peak = stream->peak[i];
@@ -38,7 +92,8 @@ static void settle(feature_stream_t *stream) {
   feature_buffer_init(&stream->window);
   for (i = 0; i < stream->held; i++) {
     const uint32_t slot = (first + i) % kNumFrames;
-    frontend_features_from_mel(&stream->frontend, stream->mel[slot], 1.0f / peak, column);
+    load_mels(stream, slot, mel);
+    frontend_features_from_mel(&stream->frontend, mel, 1.0f / peak, column);
     feature_buffer_push(&stream->window, column);
   }
   stream->settled = 1;

@@ -10,8 +10,13 @@
  * level whenever a frame came in since the last call (kNumFrames frames of logs, once per
  * inference: a small fraction of one invoke).
  *
+ * Compiled with -DFEATURE_STREAM_COMPACT_RING=1, the ring keeps each mel in 16 bits relative to
+ * its frame's largest (an 11-bit mantissa: within 2^-12 of the float), for half the RAM; a few
+ * input elements in a thousand then land one int8 step from the float ring's (firmware_stub/README.md).
+ *
  * C99, no heap: RAM is sizeof(feature_stream_t): front end state + window, and with
- * FRONTEND_PEAK_NORMALIZE 4 * kNumFrames * (FRONTEND_NUM_MEL_BINS + 1) bytes more.
+ * FRONTEND_PEAK_NORMALIZE kNumFrames * (4 * FRONTEND_NUM_MEL_BINS + 4) bytes more, or with
+ * the compact ring kNumFrames * (2 * FRONTEND_NUM_MEL_BINS + 8).
  */
 #ifndef ESC_TF_FEATURE_STREAM_H_
 #define ESC_TF_FEATURE_STREAM_H_
@@ -25,12 +30,22 @@
 extern "C" {
 #endif
 
+#ifndef FEATURE_STREAM_COMPACT_RING
+#define FEATURE_STREAM_COMPACT_RING 0
+#endif
+
 typedef struct {
   frontend_state_t frontend;
   feature_buffer_t window;
   uint32_t frames; /* frames pushed since init (wraps after 2^32) */
 #if FRONTEND_PEAK_NORMALIZE
+#if FEATURE_STREAM_COMPACT_RING
+  uint16_t mel[kNumFrames][FRONTEND_NUM_MEL_BINS]; /* the frames' linear mel magnitudes, a ring, each in
+                                                      16 bits relative to its frame's mel_max */
+  float mel_max[kNumFrames];                       /* each frame's largest linear mel magnitude */
+#else
   float mel[kNumFrames][FRONTEND_NUM_MEL_BINS]; /* linear mel magnitudes of the window's frames, a ring */
+#endif
   float peak[kNumFrames];                       /* each frame's largest absolute sample */
   uint32_t next;                                /* ring slot the next frame goes to */
   uint32_t held;                                /* frames in the ring, saturating at kNumFrames */

@@ -153,29 +153,54 @@ def test_wav_with_another_rate_is_refused(exported, clips, tmp_path):
     assert done.returncode == 1 and "16000" in done.stderr
 
 
-def test_sliding_window_follows_the_stream(exported, clips):
+def level_changing_stream(exported: Export, clips: np.ndarray) -> np.ndarray:
+    """A clip, then a tone at 1 % of full scale starting a window, then half a full-scale square wave."""
+    hop = exported.meta.config.features.hop_length
+    first = clips[0][: len(clips[0]) // hop * hop]
+    return np.concatenate([first, clips[2], clips[-3][: exported.clip_samples // 2]])
+
+
+@pytest.fixture(scope="module")
+def stream_reference(exported, clips) -> np.ndarray:
+    """Python's int8 window for every frame of level_changing_stream, each at its own level."""
+    c = exported.meta.config
+    stream = level_changing_stream(exported, clips)
+    coeffs, frames = feature_shape(c)
+    count = (len(stream) - window_span(c.features, exported.clip_samples)) // c.features.hop_length + 1
+    heard, views = reference.stream_windows(stream, exported.meta, exported.model, stride=1)
+    assert np.array_equal(heard, np.arange(count) + frames)
+    unmoved = c.model.mel_shifts * c.model.time_rolls  # the view at mel shift 0, rotation 0
+    return views.reshape(len(heard), -1, coeffs * frames)[:, unmoved]
+
+
+def test_sliding_window_follows_the_stream(exported, clips, stream_reference):
     """A long stream whose level changes: every window written equals the Python features of that window's
     samples, each window at its own level (features.peak_normalize) as a clip is in training."""
     c = exported.meta.config
     assert c.features.peak_normalize
-    hop, span = c.features.hop_length, window_span(c.features, exported.clip_samples)
-    first = clips[0][: len(clips[0]) // hop * hop]  # the quiet clip starts a window
-    quiet = clips[2]  # a tone at 1 % of full scale
-    stream = np.concatenate([first, quiet, clips[-3][: exported.clip_samples // 2]])
-    coeffs, frames = feature_shape(c)
+    hop = c.features.hop_length
+    stream = level_changing_stream(exported, clips)
     windows = host_build.run_host_pipeline(exported.programs["host_pipeline"], stream[None], stride=1)
-    count = (len(stream) - span) // hop + 1
-    heard, views = reference.stream_windows(stream, exported.meta, exported.model, stride=1)
-    unmoved = c.model.mel_shifts * c.model.time_rolls  # the view at mel shift 0, rotation 0
-    expected = views.reshape(len(heard), -1, coeffs * frames)[:, unmoved]
-    assert windows.shape == expected.shape == (count, coeffs * frames)
-    assert np.array_equal(heard, np.arange(count) + frames)
-    assert_parity(windows, expected)
+    assert_parity(windows, stream_reference)
+    first, quiet = len(clips[0]) // hop * hop, clips[2]
     # the window on the quiet clip alone is the window of that clip recorded 30 dB louder (x 32, exact in int16)
     loud = host_build.run_host_pipeline(exported.programs["host_pipeline"], (quiet.astype(np.int32) * 32)[None])
-    assert_parity(windows[len(first) // hop][None], loud)
+    assert_parity(windows[first // hop][None], loud)
     strided = host_build.run_host_pipeline(exported.programs["host_pipeline"], stream[None], stride=7)
     assert np.array_equal(strided, windows[::7])
+
+
+def test_compact_level_ring_keeps_parity(exported, clips, python_inputs, stream_reference, tmp_path):
+    """-DFEATURE_STREAM_COMPACT_RING=1 (16-bit mels in the level ring) meets the same criterion, on every
+    clip and on every window of a stream whose level changes."""
+    flags = (*host_build.CFLAGS, footprint.COMPACT_RING)
+    compact = host_build.build(exported.deploy, tmp_path, ("host_pipeline",), cflags=flags)["host_pipeline"]
+    inputs = host_build.run_host_pipeline(compact, clips)
+    assert_parity(inputs, python_inputs)
+    float_ring = host_build.run_host_pipeline(exported.programs["host_pipeline"], clips)
+    assert not np.array_equal(inputs, float_ring)  # the define took effect
+    stream = level_changing_stream(exported, clips)
+    assert_parity(host_build.run_host_pipeline(compact, stream[None], stride=1), stream_reference)
 
 
 def test_short_clip_is_zero_padded_like_training(exported, clips, tmp_path):
@@ -325,6 +350,8 @@ def test_c_parts_build_for_cortex_m4_and_footprint_adds_up(exported):
     assert features.peak_normalize  # the stream keeps each frame's mels and peak, a ring slot and two counts
     level_ring = 4 * frames * (features.num_mel_bins + 1) + 12
     assert states["feature_stream_t"] == states["frontend_state_t"] + states["feature_buffer_t"] + 4 + level_ring
+    compact_ring = frames * (2 * features.num_mel_bins + 4 + 4) + 12  # 16-bit mels, each frame's largest
+    assert m["compact_feature_stream_t"] == states["feature_stream_t"] - level_ring + compact_ring
     assert m["objects"]["golden_clip.c"][0] >= 2 * 8000 + coeffs * frames  # clip + input in flash
     assert m["linked"][0] > m["objects"]["frontend.c"][0]
     assert "tensor arena" in footprint.format_table(m)

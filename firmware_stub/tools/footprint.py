@@ -27,6 +27,7 @@ CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os", "-ffunc
 OBJECTS = ("frontend.c", "feature_buffer.c", "feature_stream.c", "postprocess.c", "audio_provider.c",
            "self_test.c", "golden_clip.c")
 STATES = ("frontend_state_t", "feature_buffer_t", "feature_stream_t", "postprocess_t")
+COMPACT_RING = "-DFEATURE_STREAM_COMPACT_RING=1"  # 16-bit mels in the level ring (feature_stream.h)
 
 # Stand-in for main.cc without TFLM: the self-test's feature path, then the microphone
 # loop feeding the window and the post-processing (the model input lives in the arena on
@@ -85,6 +86,12 @@ def _size(path: Path) -> tuple[int, int, int]:
     return int(line[0]), int(line[1]), int(line[2])
 
 
+def _state_sizes(obj: Path) -> dict[str, int]:
+    """sizeof of each of STATES, from the symbols of a compiled SIZES."""
+    nm = _run(["arm-none-eabi-nm", "-S", str(obj)])
+    return {m.group(2): int(m.group(1), 16) for m in re.finditer(r"^\S+ (\S+) \S (?:sizeof_)(\w+)$", nm, re.M)}
+
+
 def settings(export_dir: Path) -> dict[str, int]:
     text = (export_dir / "model_settings.h").read_text()
     return {k: int(v) for k, v in re.findall(r"#define (k\w+) (\d+)\s*$", text, re.M)}
@@ -104,14 +111,17 @@ def measure(export_dir: str | Path) -> dict:
             obj = Path(tmp) / (name + ".o")
             _run([GCC, *CPU_FLAGS, *CFLAGS, "-c", str(src / name), "-o", str(obj)])
             objects[name] = obj
-        nm = _run(["arm-none-eabi-nm", "-S", str(objects["footprint_sizes.c"])])
-        states = {m.group(2): int(m.group(1), 16) for m in re.finditer(r"^\S+ (\S+) \S (?:sizeof_)(\w+)$", nm, re.M)}
+        states = _state_sizes(objects["footprint_sizes.c"])
+        compact = Path(tmp) / "footprint_sizes_compact.o"
+        _run([GCC, *CPU_FLAGS, *CFLAGS, COMPACT_RING, "-c", str(src / "footprint_sizes.c"), "-o", str(compact)])
+        compact_stream = _state_sizes(compact)["feature_stream_t"]
         elf = Path(tmp) / "c_parts.elf"
         _run([GCC, *CPU_FLAGS, "-Os", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
               *[str(objects[n]) for n in (*OBJECTS, "footprint_driver.c")], "-lm", "-o", str(elf)])
         gcc_version = _run([GCC, "-dumpversion"]).strip()
         return {"objects": {n: _size(objects[n]) for n in OBJECTS}, "states": states,
-                "linked": _size(elf), "settings": settings(export_dir), "gcc": gcc_version}
+                "compact_feature_stream_t": compact_stream, "linked": _size(elf), "settings": settings(export_dir),
+                "gcc": gcc_version}
 
 
 def format_table(m: dict) -> str:
@@ -130,6 +140,10 @@ def format_table(m: dict) -> str:
     lines += ["", f"model flash (kModelBytes) {s['kModelBytes']:,}; tensor arena (kTensorArenaSize) "
               f"{s['kTensorArenaSize']:,}; RAM = arena + feature_stream_t + postprocess_t = "
               f"{s['kTensorArenaSize'] + ram:,} bytes, plus stacks and TFLM's own statics"]
+    saved = m["states"]["feature_stream_t"] - m["compact_feature_stream_t"]
+    if saved:
+        lines += [f"with {COMPACT_RING}: feature_stream_t {m['compact_feature_stream_t']:,}, RAM "
+                  f"{s['kTensorArenaSize'] + ram - saved:,} bytes"]
     return "\n".join(lines)
 
 

@@ -58,10 +58,12 @@ def _run(command: list[str], cwd: Path | None = None, timeout: float | None = No
     return result.stdout
 
 
-def build(tree: Path, target: str, export_dir: Path, build_dir: Path, jobs: int = 2) -> dict[str, Path]:
-    """Configure and build both programs for ``target`` against the TFLM ``tree``; returns {program: path}."""
+def build(tree: Path, target: str, export_dir: Path, build_dir: Path, jobs: int = 2,
+          compact_ring: bool = False) -> dict[str, Path]:
+    """Configure and build both programs for ``target`` against the TFLM ``tree``; returns {program: path}.
+    ``compact_ring``: the level ring of 16-bit mels (CMake option FEATURE_STREAM_COMPACT_RING)."""
     options = [f"-DTFLM_ROOT={Path(tree).resolve()}", f"-DGENERATED_DIR={Path(export_dir).resolve()}",
-               f"-DCMAKE_BUILD_TYPE={BUILD_TYPE}"]
+               f"-DCMAKE_BUILD_TYPE={BUILD_TYPE}", f"-DFEATURE_STREAM_COMPACT_RING={'ON' if compact_ring else 'OFF'}"]
     if target == "cortex-m4":
         options += [f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAIN_FILE}", "-DFIRMWARE_BOARD=qemu_mps2_an386"]
     _run(["cmake", "-S", str(FIRMWARE), "-B", str(build_dir), *options])
