@@ -117,6 +117,7 @@ def measure(model: Path, data_dir: str, folds: list[int] | None, sources: Path |
         }
         if target == "cortex-m4":
             entry.update(m4_cost(run, programs["esc_device_check"], footprint.settings(export_dir), per_clip))
+            entry["firmware_static_ram_bytes"] = tflm_device.static_ram(programs["esc_firmware"])
         result["targets"][target] = entry
     host, m4 = runs["host"].scores, runs["cortex-m4"].scores
     result["m4_clips_bit_identical_to_host"] = int(np.sum(np.all(host == m4, axis=(1, 2))))
@@ -232,7 +233,13 @@ def format_report(r: dict, command: str) -> str:
               f"{m4['elf']['data']:,} B, bss {m4['elf']['bss']:,} B (bss includes the 256 KiB heap for "
               "semihosting's stdio and the 64 KiB stack that the linker script reserves for measuring; the "
               "firmware itself allocates nothing). Peak stack below `main()`: "
-              f"{m4['stack_peak_bytes']:,} B.", "", "| flash by component | bytes |", "|---|---|"]
+              f"{m4['stack_peak_bytes']:,} B."]
+    if "firmware_static_ram_bytes" in m4:
+        ram = m4["firmware_static_ram_bytes"]
+        lines += ["", f"RAM of the firmware itself (`esc_firmware`, .data + .bss: arena, feature stream, "
+                  f"post-processing, the interpreter, newlib's semihosting state): {ram:,} B; with the peak stack "
+                  f"above, {ram + m4['stack_peak_bytes']:,} B ({(ram + m4['stack_peak_bytes']) / 1024:.1f} KiB)."]
+    lines += ["", "| flash by component | bytes |", "|---|---|"]
     for name, size in sorted(m4["flash_by_component"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {size:,} |")
     lines += ["", "## Start-up lines", "", "```", *[f"host> {x}" for x in host["firmware_start_up"]],

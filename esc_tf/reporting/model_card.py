@@ -236,8 +236,10 @@ def _device_section(device: dict, sha: str) -> list[str]:
             f"{ms(m4['instructions_per_second_streaming'])} of each second at 120 MHz) |",
             f"| arena used | {m4['arena_used_bytes']:,} B |",
             f"| peak stack below `main()` | {m4['stack_peak_bytes']:,} B |",
-            f"| image flash (text + data) | {m4['elf']['text'] + m4['elf']['data']:,} B |", "",
-            f"Command: `{device['command']}` (report: `reports/device/`).", ""]
+            f"| image flash (text + data) | {m4['elf']['text'] + m4['elf']['data']:,} B |",
+            *([f"| firmware RAM (.data + .bss: arena, feature stream, post-processing, interpreter), without "
+               f"stack | {m4['firmware_static_ram_bytes']:,} B |"] if "firmware_static_ram_bytes" in m4 else []),
+            "", f"Command: `{device['command']}` (report: `reports/device/`).", ""]
 
 
 def write_model_card(inputs: CardInputs, out: Path | None = None) -> Path:

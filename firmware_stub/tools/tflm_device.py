@@ -247,6 +247,12 @@ def elf_sizes(elf: Path) -> dict[str, int]:
     return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
 
 
+def static_ram(elf: Path) -> int:
+    """.data + .bss of an Arm image: its RAM without the heap and stack sections the linker script reserves."""
+    sections = dict(re.findall(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", _run(["arm-none-eabi-size", "-A", str(elf)]), re.M))
+    return int(sections.get(".data", 0)) + int(sections.get(".bss", 0))
+
+
 def run_recording(target: str, program: Path, pcm: np.ndarray, work_dir: Path,
                   timeout: float = 3600) -> tuple[StartUp, list[tuple[int, int, float, bool]]]:
     """``esc_device_check -s``: the int16 recording ``pcm`` as the microphone of the firmware's own loop();

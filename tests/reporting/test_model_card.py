@@ -22,7 +22,8 @@ def device_report(sha: str) -> dict:
     m4 = {"top1_agreement_with_python": 0.995, "self_test_passed": True, "instructions_per_invoke": 13_600_000,
           "instructions_per_hop": 116_000, "instructions_per_second_streaming": 14_500_000,
           "arena_used_bytes": 60_532,
-          "stack_peak_bytes": 3_184, "elf": {"text": 300_000, "data": 2_000, "bss": 1}}
+          "stack_peak_bytes": 3_184, "elf": {"text": 300_000, "data": 2_000, "bss": 1},
+          "firmware_static_ram_bytes": 115_680}
     return {"model_sha256": sha, "clips": 12, "data_dir": "DATA/x", "command": "python benchmarks/device_report.py",
             "targets": {"host": {"top1_agreement_with_python": 1.0, "self_test_passed": True}, "cortex-m4": m4}}
 
@@ -52,7 +53,7 @@ def test_card_holds_the_files_figures(export, tmp_path):
     assert sha_of(export) in card and f"{exported['int8_tflite_bytes']:,} B" in card
     assert "| 80 | `esc10` | 4 | 0.8625 | 0 |" in card
     assert "**0.7769**" in card  # the CV report's int8 TFLM mean
-    assert "13.60 M" in card and "60,532 B" in card and "3,184 B" in card
+    assert "13.60 M" in card and "60,532 B" in card and "3,184 B" in card and "115,680 B" in card
     assert "no distillation" in card.lower() and "CC BY-NC 3.0" in card
 
 
