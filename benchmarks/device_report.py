@@ -238,7 +238,8 @@ def format_report(r: dict, command: str) -> str:
         ram = m4["firmware_static_ram_bytes"]
         lines += ["", f"RAM of the firmware itself (`esc_firmware`, .data + .bss: arena, feature stream, "
                   f"post-processing, the interpreter, newlib's semihosting state): {ram:,} B; with the peak stack "
-                  f"above, {ram + m4['stack_peak_bytes']:,} B ({(ram + m4['stack_peak_bytes']) / 1024:.1f} KiB)."]
+                  f"above (`esc_device_check` runs the firmware's own `setup()` and `loop()`), "
+                  f"{ram + m4['stack_peak_bytes']:,} B ({(ram + m4['stack_peak_bytes']) / 1024:.1f} KiB)."]
     lines += ["", "| flash by component | bytes |", "|---|---|"]
     for name, size in sorted(m4["flash_by_component"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {size:,} |")

@@ -19,16 +19,17 @@ int feature_stream_init(feature_stream_t *stream) {
 #if FEATURE_STREAM_COMPACT_RING
 
 /* A mel relative to its frame's largest, r in [0, 1], in 16 bits: the float's exponent, offset so that
- * 2^-31 .. 1 take 5 bits, and its mantissa rounded to 11 bits.  r < 2^-31 is kept as 0: at any gain a
- * window can have, such a mel is under 1e-6 of the log offset (a frame's largest is at most ~500 times
- * its peak). */
+ * 2^-31 .. 1 take 5 bits, and its mantissa rounded to 11 bits (within 2^-12 of r).  Code 0 is 0, and
+ * takes r below 2^-31 (1 + 2^-12): a frame's largest mel is at most a few hundred times its peak, so
+ * after any window's gain such a mel is under 1e-6, negligible next to the log offset (0.3 by default). */
 #define MEL_EXPONENT_BASE (96u << 23) /* the float bits of 2^-31 */
 #define MEL_DROPPED_BITS 12u          /* 23 - 11 mantissa bits */
 
 static uint16_t pack_mel(float r) {
   uint32_t b;
+  if (!(r > 0.0f)) return 0; /* also NaN */
   memcpy(&b, &r, sizeof b);
-  if (b < MEL_EXPONENT_BASE) return 0; /* also r == 0 */
+  if (b < MEL_EXPONENT_BASE) return 0;
   return (uint16_t)((b - MEL_EXPONENT_BASE + (1u << (MEL_DROPPED_BITS - 1))) >> MEL_DROPPED_BITS);
 }
 

@@ -11,12 +11,13 @@
  * inference: a small fraction of one invoke).
  *
  * Compiled with -DFEATURE_STREAM_COMPACT_RING=1, the ring keeps each mel in 16 bits relative to
- * its frame's largest (an 11-bit mantissa: within 2^-12 of the float), for half the RAM; a few
- * input elements in a thousand then land one int8 step from the float ring's (firmware_stub/README.md).
+ * its frame's largest (an 11-bit mantissa: within 2^-12 of the float), for about half the ring's RAM;
+ * a few input elements in a thousand then land one int8 step from the float ring's
+ * (firmware_stub/README.md).
  *
- * C99, no heap: RAM is sizeof(feature_stream_t): front end state + window, and with
- * FRONTEND_PEAK_NORMALIZE kNumFrames * (4 * FRONTEND_NUM_MEL_BINS + 4) bytes more, or with
- * the compact ring kNumFrames * (2 * FRONTEND_NUM_MEL_BINS + 8).
+ * C99, no heap: RAM is sizeof(feature_stream_t): front end state + window + a counter, and with
+ * FRONTEND_PEAK_NORMALIZE kNumFrames * (4 * FRONTEND_NUM_MEL_BINS + 4) + 12 bytes more, or with
+ * the compact ring kNumFrames * (2 * FRONTEND_NUM_MEL_BINS + 8) + 12.
  */
 #ifndef ESC_TF_FEATURE_STREAM_H_
 #define ESC_TF_FEATURE_STREAM_H_

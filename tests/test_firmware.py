@@ -217,7 +217,7 @@ def test_short_clip_is_zero_padded_like_training(exported, clips, tmp_path):
 
 # --------------------------------------------------------------------------- C unit checks
 
-@pytest.mark.parametrize("program", ["test_feature_buffer", "test_postprocess"])
+@pytest.mark.parametrize("program", ["test_feature_buffer", "test_postprocess", "test_compact_ring"])
 def test_c_unit_checks(exported, program):
     done = subprocess.run([str(exported.programs[program])], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -369,6 +369,23 @@ def test_cmake_build_runs_the_unit_checks_and_links_the_tflm_target(exported, tm
     assert (build / "esc_firmware").is_file() and (build / "esc_device_check").is_file()
     done = subprocess.run(["ctest", "--test-dir", str(build)], capture_output=True, text=True)
     assert done.returncode == 0 and "100% tests passed" in done.stdout, done.stdout
+    assert "test_compact_ring" in done.stdout
+
+
+def test_cmake_option_builds_the_compact_ring(exported, clips, tmp_path):
+    """-DFEATURE_STREAM_COMPACT_RING=ON gives the window the compact ring gives, not the float ring's."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(FIRMWARE), "-B", str(build), f"-DGENERATED_DIR={exported.deploy}",
+                    "-DFEATURE_STREAM_COMPACT_RING=ON"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "host_pipeline"], check=True, capture_output=True)
+    flags = (*host_build.CFLAGS, footprint.COMPACT_RING)
+    compact = host_build.build(exported.deploy, tmp_path / "cc", ("host_pipeline",), cflags=flags)["host_pipeline"]
+    some = clips[:8]
+    from_cmake = host_build.run_host_pipeline(build / "host_pipeline", some)
+    assert np.array_equal(from_cmake, host_build.run_host_pipeline(compact, some))
+    assert not np.array_equal(from_cmake, host_build.run_host_pipeline(exported.programs["host_pipeline"], some))
 
 
 def test_cmake_refuses_a_folder_without_an_export(tmp_path):

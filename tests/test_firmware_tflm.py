@@ -117,9 +117,9 @@ def test_flash_by_component_adds_up_to_the_image(tmp_path):
     (tmp_path / "model_data.cc").write_text("extern const unsigned char g_model_data[3000];\n"
                                             "const unsigned char g_model_data[3000] = {1};\n")
     (tmp_path / "main.c").write_text("#include <stdio.h>\nextern const unsigned char g_model_data[];\n"
-                                     "int counter = 7;\nchar scratch[5000];\n"
+                                     "int counter = 7;\nchar scratch[5000];\nchar table[3000] = {1};\n"
                                      "int main(void) { scratch[counter] = 1; printf(\"%d\", g_model_data[counter] + "
-                                     "scratch[counter]); return 0; }\n")
+                                     "scratch[counter] + table[counter]); return 0; }\n")
     flags = ["-mcpu=cortex-m4", "-mthumb", "-O2"]
     for name in ("model_data.cc", "main.c"):
         subprocess.run(["arm-none-eabi-gcc", *flags, "-c", name, "-o", f"{name}.obj"], cwd=tmp_path, check=True)
@@ -130,7 +130,7 @@ def test_flash_by_component_adds_up_to_the_image(tmp_path):
     assert parts["model"] == 3000
     assert parts["C/C++ runtime (newlib, libgcc, libstdc++)"] > 1000  # printf
     assert abs(sum(parts.values()) - (sizes["text"] + sizes["data"])) <= 0.01 * sizes["text"]
-    assert 5000 + 4 <= tflm_device.static_ram(tmp_path / "image") <= sizes["data"] + sizes["bss"]
+    assert 5000 + 3000 + 4 <= tflm_device.static_ram(tmp_path / "image") <= sizes["data"] + sizes["bss"]
 
 
 # --------------------------------------------------------------------------- with the real TFLM

@@ -31,6 +31,7 @@ PROGRAMS: dict[str, list[str]] = {
     "host_self_test": ["host_self_test_main.c", "self_test.c", "audio_provider.c", "golden_clip.c", *_PIPELINE],
     "test_feature_buffer": ["test_feature_buffer.c", "feature_buffer.c", "frontend.c"],
     "test_postprocess": ["test_postprocess.c", "postprocess.c"],
+    "test_compact_ring": ["test_compact_ring.c", "feature_buffer.c", "frontend.c"],  # includes feature_stream.c
 }
 
 

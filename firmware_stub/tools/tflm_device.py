@@ -250,7 +250,9 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 def static_ram(elf: Path) -> int:
     """.data + .bss of an Arm image: its RAM without the heap and stack sections the linker script reserves."""
     sections = dict(re.findall(r"^(\.\w+)\s+(\d+)\s+\d+\s*$", _run(["arm-none-eabi-size", "-A", str(elf)]), re.M))
-    return int(sections.get(".data", 0)) + int(sections.get(".bss", 0))
+    if ".bss" not in sections:
+        raise DeviceError(f"{elf}: no .bss section in `arm-none-eabi-size -A`; is it an Arm image?")
+    return int(sections.get(".data", 0)) + int(sections[".bss"])
 
 
 def run_recording(target: str, program: Path, pcm: np.ndarray, work_dir: Path,
