@@ -98,7 +98,12 @@ PRESETS: dict[str, Builder] = {"seed": build_seed, "cnn": build_cnn, "dscnn": bu
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
-    """Build the preset named in ``config``; outputs are logits (softmax is applied by the loss)."""
+    """Build the preset named in ``config``; outputs are logits (softmax is applied by the loss).
+
+    Layer names start afresh for every model: they become the tensor names of its ``.tflite``, whose
+    bytes must not depend on how many models the process built before (a deployment model trained after
+    the folds equals the one ``esc-tf deploy`` trains alone)."""
+    keras.backend.reset_uids()
     return PRESETS[config.preset](input_shape, num_classes, config)
 
 

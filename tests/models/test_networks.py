@@ -36,6 +36,18 @@ def test_presets_build_predict_and_round_trip(preset):
     np.testing.assert_allclose(clone(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_models_tflite_bytes_do_not_depend_on_the_models_built_before_it():
+    """The same weights give the same .tflite whether the model is the first of the process or not."""
+    config = ModelConfig(preset="dscnn", stage_filters=[8, 8], unpooled_last_stages=0)
+    calibration = np.random.default_rng(0).standard_normal((2, 13, 61, 1)).astype(np.float32)
+    first = build_model((13, 61, 1), 5, config)
+    build_model((13, 61, 1), 7, ModelConfig(preset="cnn"))  # another model in between
+    later = build_model((13, 61, 1), 5, config)
+    later.set_weights(first.get_weights())
+    assert [layer.name for layer in later.layers] == [layer.name for layer in first.layers]
+    assert to_int8_tflite(later, calibration) == to_int8_tflite(first, calibration)
+
+
 def _default() -> Config:
     return Config()
 
