@@ -40,6 +40,13 @@ static float unpack_mel(uint16_t u) {
   return u ? r : 0.0f;
 }
 
+/* Where the front end writes a new frame's mels: scratch, packed into the ring by store_mels. */
+static float *mels_to_fill(feature_stream_t *stream, uint32_t slot, float *scratch) {
+  (void)stream;
+  (void)slot;
+  return scratch;
+}
+
 static void store_mels(feature_stream_t *stream, uint32_t slot, const float *mel) {
   float largest = 0.0f;
   uint32_t j;
@@ -50,26 +57,37 @@ static void store_mels(feature_stream_t *stream, uint32_t slot, const float *mel
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) stream->mel[slot][j] = largest > 0.0f ? pack_mel(mel[j] / largest) : 0;
 }
 
-static void load_mels(const feature_stream_t *stream, uint32_t slot, float *mel) {
+/* A slot's mels, unpacked into scratch. */
+static const float *stored_mels(const feature_stream_t *stream, uint32_t slot, float *scratch) {
   uint32_t j;
-  for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) mel[j] = unpack_mel(stream->mel[slot][j]) * stream->mel_max[slot];
+  for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) scratch[j] = unpack_mel(stream->mel[slot][j]) * stream->mel_max[slot];
+  return scratch;
 }
 
-#else
+#else /* the float ring: the front end writes straight into it, and settle reads it in place */
+
+static float *mels_to_fill(feature_stream_t *stream, uint32_t slot, float *scratch) {
+  (void)scratch;
+  return stream->mel[slot];
+}
 
 static void store_mels(feature_stream_t *stream, uint32_t slot, const float *mel) {
-  memcpy(stream->mel[slot], mel, sizeof stream->mel[slot]);
+  (void)stream;
+  (void)slot;
+  (void)mel;
 }
 
-static void load_mels(const feature_stream_t *stream, uint32_t slot, float *mel) {
-  memcpy(mel, stream->mel[slot], sizeof stream->mel[slot]);
+static const float *stored_mels(const feature_stream_t *stream, uint32_t slot, float *scratch) {
+  (void)scratch;
+  return stream->mel[slot];
 }
 
 #endif /* FEATURE_STREAM_COMPACT_RING */
 
 int feature_stream_push(feature_stream_t *stream, const int16_t *samples, uint32_t n) {
   const uint32_t slot = stream->next;
-  float mel[FRONTEND_NUM_MEL_BINS];
+  float scratch[FRONTEND_NUM_MEL_BINS];
+  float *mel = mels_to_fill(stream, slot, scratch);
   const int got = frontend_push_samples_mel(&stream->frontend, samples, n, mel, &stream->peak[slot]);
   if (got != 1) return got;
   store_mels(stream, slot, mel);
@@ -93,8 +111,7 @@ static void settle(feature_stream_t *stream) {
   feature_buffer_init(&stream->window);
   for (i = 0; i < stream->held; i++) {
     const uint32_t slot = (first + i) % kNumFrames;
-    load_mels(stream, slot, mel);
-    frontend_features_from_mel(&stream->frontend, mel, 1.0f / peak, column);
+    frontend_features_from_mel(&stream->frontend, stored_mels(stream, slot, mel), 1.0f / peak, column);
     feature_buffer_push(&stream->window, column);
   }
   stream->settled = 1;

@@ -190,11 +190,18 @@ def test_sliding_window_follows_the_stream(exported, clips, stream_reference):
     assert np.array_equal(strided, windows[::7])
 
 
-def test_compact_level_ring_keeps_parity(exported, clips, python_inputs, stream_reference, tmp_path):
-    """-DFEATURE_STREAM_COMPACT_RING=1 (16-bit mels in the level ring) meets the same criterion, on every
-    clip and on every window of a stream whose level changes."""
+@pytest.fixture(scope="module")
+def compact_pipeline(exported, tmp_path_factory) -> Path:
+    """host_pipeline built with -DFEATURE_STREAM_COMPACT_RING=1 (16-bit mels in the level ring)."""
     flags = (*host_build.CFLAGS, footprint.COMPACT_RING)
-    compact = host_build.build(exported.deploy, tmp_path, ("host_pipeline",), cflags=flags)["host_pipeline"]
+    out = tmp_path_factory.mktemp("compact")
+    return host_build.build(exported.deploy, out, ("host_pipeline",), cflags=flags)["host_pipeline"]
+
+
+def test_compact_level_ring_keeps_parity(exported, clips, python_inputs, stream_reference, compact_pipeline):
+    """The compact ring meets the same criterion, on every clip and on every window of a stream whose
+    level changes."""
+    compact = compact_pipeline
     inputs = host_build.run_host_pipeline(compact, clips)
     assert_parity(inputs, python_inputs)
     float_ring = host_build.run_host_pipeline(exported.programs["host_pipeline"], clips)
@@ -372,7 +379,7 @@ def test_cmake_build_runs_the_unit_checks_and_links_the_tflm_target(exported, tm
     assert "test_compact_ring" in done.stdout
 
 
-def test_cmake_option_builds_the_compact_ring(exported, clips, tmp_path):
+def test_cmake_option_builds_the_compact_ring(exported, clips, compact_pipeline, tmp_path):
     """-DFEATURE_STREAM_COMPACT_RING=ON gives the window the compact ring gives, not the float ring's."""
     if shutil.which("cmake") is None:
         pytest.skip("cmake not installed")
@@ -380,11 +387,9 @@ def test_cmake_option_builds_the_compact_ring(exported, clips, tmp_path):
     subprocess.run(["cmake", "-S", str(FIRMWARE), "-B", str(build), f"-DGENERATED_DIR={exported.deploy}",
                     "-DFEATURE_STREAM_COMPACT_RING=ON"], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "--target", "host_pipeline"], check=True, capture_output=True)
-    flags = (*host_build.CFLAGS, footprint.COMPACT_RING)
-    compact = host_build.build(exported.deploy, tmp_path / "cc", ("host_pipeline",), cflags=flags)["host_pipeline"]
     some = clips[:8]
     from_cmake = host_build.run_host_pipeline(build / "host_pipeline", some)
-    assert np.array_equal(from_cmake, host_build.run_host_pipeline(compact, some))
+    assert np.array_equal(from_cmake, host_build.run_host_pipeline(compact_pipeline, some))
     assert not np.array_equal(from_cmake, host_build.run_host_pipeline(exported.programs["host_pipeline"], some))
 
 

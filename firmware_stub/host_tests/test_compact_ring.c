@@ -3,7 +3,7 @@
  * carry, its range, its error bound over a sweep, and a frame stored and read back.
  * Built against an export with level normalisation; prints "compact_ring: N checks passed". */
 #define FEATURE_STREAM_COMPACT_RING 1
-#include "feature_stream.c" /* the static pack_mel / unpack_mel / store_mels / load_mels under test */
+#include "feature_stream.c" /* the static pack_mel / unpack_mel / store_mels / stored_mels under test */
 
 #include <math.h>
 #include <stdio.h>
@@ -61,12 +61,13 @@ static void check_sweep(void) {
 /* A frame of mels over 9 decades, stored in slot 3 and read back. */
 static void check_frame(void) {
   static feature_stream_t stream;
-  float mel[FRONTEND_NUM_MEL_BINS], back[FRONTEND_NUM_MEL_BINS];
+  float mel[FRONTEND_NUM_MEL_BINS], scratch[FRONTEND_NUM_MEL_BINS];
+  const float *back;
   int j;
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) mel[j] = 300.0f * powf(10.0f, -9.0f * (float)j / FRONTEND_NUM_MEL_BINS);
   mel[5] = 0.0f;
   store_mels(&stream, 3, mel);
-  load_mels(&stream, 3, back);
+  back = stored_mels(&stream, 3, scratch);
   check(stream.mel_max[3] == 300.0f, "the frame's largest", stream.mel_max[3], 300.0);
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) {
     const double error = mel[j] > 0.0f ? fabs((double)back[j] - mel[j]) / mel[j] : fabs((double)back[j]);
@@ -74,7 +75,7 @@ static void check_frame(void) {
   }
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) mel[j] = 0.0f;
   store_mels(&stream, 4, mel);
-  load_mels(&stream, 4, back);
+  back = stored_mels(&stream, 4, scratch);
   for (j = 0; j < FRONTEND_NUM_MEL_BINS; j++) check(back[j] == 0.0f, "a silent frame stays silent", back[j], 0);
 }
 
