@@ -133,6 +133,7 @@ class Normalization:
         return (feats - self.mean[:, None]) / self.std[:, None]
 
     def to_dict(self) -> dict[str, list[float]]:
+        """The statistics as JSON-ready lists (the inverse of :meth:`from_dict`)."""
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
@@ -146,6 +147,7 @@ class Normalization:
 
     @classmethod
     def identity(cls, coefficients: int) -> "Normalization":
+        """No normalisation: mean 0 and std 1 for each of ``coefficients``."""
         return cls(np.zeros(coefficients, np.float32), np.ones(coefficients, np.float32))
 
 
@@ -159,10 +161,12 @@ class ModelMeta:
     trained_on: list[str] = field(default_factory=list)  # clips used for training or calibration
 
     def to_dict(self) -> dict[str, Any]:
+        """The metadata as a JSON-ready dict (what :meth:`save` writes)."""
         return {"config": self.config.to_dict(), "normalization": self.normalization.to_dict(),
                 "class_names": self.class_names, "trained_on": self.trained_on}
 
     def save(self, directory: str | Path) -> Path:
+        """Write ``model_meta.json`` into ``directory``; returns its path."""
         return write_json_atomic(Path(directory) / META_FILE, self.to_dict(), indent=None)
 
     @classmethod
@@ -199,6 +203,7 @@ class FoldResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The result as a JSON-ready dict (what ``result.json`` holds)."""
         return self.__dict__.copy()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,12 @@ class Check:
 
 
 def at_least(low: float) -> Check:
+    """Values ``>= low``."""
     return Check(lambda v: v >= low, f">= {low}")
 
 
 def above(low: float) -> Check:
+    """Values ``> low``."""
     return Check(lambda v: v > low, f"> {low}")
 
 
@@ -60,6 +63,7 @@ def within(low: float, high: float, *, open_low: bool = False, open_high: bool =
 
 
 def one_of(*choices: Any) -> Check:
+    """Values among ``choices``."""
     return Check(lambda v: v in choices, f"one of {', '.join(map(repr, choices))}")
 
 
@@ -145,10 +149,8 @@ class FeatureConfig:
     fmin: float = option(20.0, check=at_least(0))
     fmax: float = option(8000.0, check=above(0))
     num_mfcc: int = option(13, check=within(1, 512))  # for kind="mfcc"
-    # log(mel + offset). 1e-3 puts digital silence (mel 0: padded clips) at -6.9, next to the quietest sounds,
-    # not at -13.8 as 1e-6 did: +1.6 to +2.6 pp on esc50-16k (README, Results). CMSIS-DSP arm_mfcc_f32
-    # hard-codes 1e-6, so configs/mfcc_cnn.yaml keeps that.
-    # a floor above the 8-bit quantisation noise of the esc50-16k training pool (reports/bit-depth)
+    # log(mel + offset): 0.3 is a floor above the 8-bit quantisation noise of the esc50-16k training pool
+    # (reports/bit-depth). CMSIS-DSP arm_mfcc_f32 hard-codes 1e-6, so configs/mfcc_cnn.yaml keeps that.
     log_offset: float = option(0.3, check=above(0))
     normalize: bool = option(True)  # per-coefficient mean/std measured on the training clips only
     # each clip (on the device: each window the model scores) divided by its peak absolute sample before the
@@ -306,6 +308,9 @@ MOVED: dict[str, str] = {
     "train.distill_temperature": "distill.temperature",
 }
 
+# Values that were renamed: option -> {old value: its name now}. Files written before hold the old value.
+RENAMED_VALUES: dict[str, dict[Any, Any]] = {"model.preset": {"default": "cnn"}}
+
 
 def option_fields() -> dict[str, dataclasses.Field]:
     """Every option as ``{"section.name": its dataclass field}``, in declaration order."""
@@ -359,17 +364,18 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
                 raise TypeError("expected true or false")
             return value
         if annotation == "int":
-            if isinstance(value, bool) or float(value) != int(value):
-                raise TypeError("expected an integer")
-            return int(value)
+            return _integer(value)
         if annotation == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
         if annotation == "str":
             return str(value)
         if annotation.startswith("list[int]"):
             if isinstance(value, int):
-                return [value]
-            return [int(v) for v in value]
+                return [_integer(value)]
+            return [_integer(v) for v in value]
         if annotation.startswith("list[str]"):
             if value is None:  # "section.field=" : an empty list
                 return []
@@ -379,9 +385,16 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
         if annotation.startswith("tuple[float, float]"):
             lo, hi = (float(v) for v in value)
             return (lo, hi)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{where}: {value!r} is not a valid {annotation} ({exc})") from exc
     raise ConfigError(f"{where}: unsupported field type {annotation}")
+
+
+def _integer(value: Any) -> int:
+    """``value`` as an int, refusing booleans and numbers with a fraction (1.7 is not 1)."""
+    if isinstance(value, bool) or float(value) != int(value):
+        raise TypeError("expected an integer")
+    return int(value)
 
 
 def _checked(key: str, f: dataclasses.Field, raw: Any) -> Any:
@@ -394,14 +407,20 @@ def _checked(key: str, f: dataclasses.Field, raw: Any) -> Any:
 
 
 def _without_retired(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (nested dicts) with moved options under their new names and retired options dropped,
-    refusing a retired option that holds a value the code no longer implements."""
+    """``values`` (nested dicts) with moved options under their new names, renamed values
+    (:data:`RENAMED_VALUES`) under theirs and retired options dropped, refusing a retired option that holds a
+    value the code no longer implements."""
     out = {section: dict(fields or {}) for section, fields in values.items()}
     for old, new in MOVED.items():
         section, _, name = old.partition(".")
         if name in out.get(section, {}):
             new_section, _, new_name = new.partition(".")
             out.setdefault(new_section, {})[new_name] = out[section].pop(name)
+    for key, renamed in RENAMED_VALUES.items():
+        section, _, name = key.partition(".")
+        value = out.get(section, {}).get(name)
+        if isinstance(value, str) and value in renamed:
+            out[section][name] = renamed[value]
     for key, kept in RETIRED.items():
         section, _, name = key.partition(".")
         if name not in out.get(section, {}):
@@ -454,13 +473,27 @@ def _with_values_before(values: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-def load_config(path: str | Path, written_by_esc_tf: bool = False) -> Config:
-    """Read a YAML (.yaml/.yml) or JSON (.json) config file (``written_by_esc_tf``: as :func:`config_from_dict`)."""
+SAVED_MARK = "# written by esc-tf: an option missing here did not exist yet"
+RUN_RECORDS = ("inputs.json", "report.json")  # beside a config.yaml, they show a run (or a copy of its report)
+
+
+def is_saved_config(path: Path, text: str) -> bool:
+    """Whether the config file at ``path`` (holding ``text``) is one esc-tf saved, not a recipe a person wrote:
+    it starts with :data:`SAVED_MARK`, or it is a run's ``config.yaml`` (:data:`RUN_RECORDS` beside it)."""
+    return text.startswith(SAVED_MARK) or (path.name == "config.yaml"
+                                           and any((path.parent / name).is_file() for name in RUN_RECORDS))
+
+
+def load_config(path: str | Path, written_by_esc_tf: bool | None = None) -> Config:
+    """Read a YAML (.yaml/.yml) or JSON (.json) config file (``written_by_esc_tf``: as :func:`config_from_dict`;
+    None: as :func:`is_saved_config` finds)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    if written_by_esc_tf is None:
+        written_by_esc_tf = is_saved_config(path, text)
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -477,7 +510,7 @@ def config_text(config: Config, suffix: str = ".yaml") -> str:
     """The config as a YAML document, or JSON when ``suffix`` is ``.json`` (the inverse of :func:`load_config`;
     :func:`esc_tf.artifacts.save_config` writes it)."""
     d = config.to_dict()
-    return json.dumps(d, indent=2) if suffix == ".json" else yaml.safe_dump(d, sort_keys=False)
+    return json.dumps(d, indent=2) if suffix == ".json" else f"{SAVED_MARK}\n" + yaml.safe_dump(d, sort_keys=False)
 
 
 def with_values(config: Config, values: dict[str, Any]) -> Config:

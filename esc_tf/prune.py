@@ -18,7 +18,7 @@ from esc_tf.pipeline import continuous
 def prune_and_fine_tune(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None,
                         config: PruneConfig, loss: keras.losses.Loss, verbose: int = 0) -> keras.Model:
     """Prune ``model``'s kernels to ``config.target_sparsity`` along a polynomial schedule, fine-tuning
-    on ``loss`` (the one the model trained on: ``train.training_loss``).
+    on ``loss`` (the one the model trained on: :func:`esc_tf.stages.train.training_loss`).
 
     Sparsity ramps up over the first 70 % of the fine-tuning steps and is held for the rest.
     The input model is left untouched; a new, stripped model is returned.

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from esc_tf.artifacts import save_config
 from esc_tf.config import (
     MOVED,
     RETIRED,
+    SAVED_MARK,
     SECTIONS,
     Config,
     ConfigError,
@@ -227,6 +229,47 @@ def test_a_file_esc_tf_wrote_before_an_option_existed_reads_as_what_esc_tf_did_t
     assert (earlier.model.time_rolls, earlier.augment.mel_shift) == (value_before("model.time_rolls"), 0) == (1, 0)
     assert (earlier.model.unpooled_last_stages, config_from_dict(saved).model.unpooled_last_stages) == (0, 2)
     assert config_from_dict(Config().to_dict(), written_by_esc_tf=True) == Config()
+
+
+def test_a_config_file_is_read_as_esc_tf_wrote_it_when_it_did(tmp_path):
+    """load_config finds by itself whether esc-tf wrote a file: the mark save_config writes, or a run's
+    config.yaml (inputs.json or report.json beside it); a person's recipe takes today's defaults."""
+    saved = Config().to_dict()
+    del saved["features"]["peak_normalize"]
+    text = yaml.safe_dump(saved)
+    (tmp_path / "recipe.yaml").write_text(text)
+    (tmp_path / "marked.yaml").write_text(SAVED_MARK + "\n" + text)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    (run / "report.json").write_text("{}")
+    assert load_config(tmp_path / "recipe.yaml").features.peak_normalize is True
+    assert load_config(tmp_path / "marked.yaml").features.peak_normalize is False
+    assert load_config(run / "config.yaml").features.peak_normalize is False
+    assert load_config(tmp_path / "recipe.yaml", written_by_esc_tf=True).features.peak_normalize is False
+    save_config(Config(), tmp_path / "written.yaml")
+    assert (tmp_path / "written.yaml").read_text().startswith(SAVED_MARK)
+    assert load_config(tmp_path / "written.yaml") == Config()
+
+
+def test_every_config_file_in_the_repository_loads():
+    """Recipes and the configs of every committed report, including those written before a value was renamed."""
+    paths = [*ROOT.glob("configs/*.yaml"), *ROOT.glob("reports/*/config.yaml")]
+    assert len(paths) > 10
+    for path in paths:
+        load_config(path)
+    assert load_config(ROOT / "reports" / "esc10-default" / "config.yaml").model.preset == "cnn"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.epochs=.inf", "train.epochs: inf is not a valid int"),
+    ("train.learning_rate=.nan", "train.learning_rate: nan is not a valid float .expected a finite number"),
+    ("data.folds=[1.7]", r"data.folds: \[1.7\] is not a valid list\[int\] .expected an integer"),
+    ("data.folds=[true]", "data.folds: .* is not a valid list"),
+])
+def test_values_that_are_not_numbers_of_the_option_are_refused(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_override(Config(), assignment)
 
 
 def test_retired_options_at_their_old_default_are_dropped_and_moved_ones_follow():

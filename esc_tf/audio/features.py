@@ -39,6 +39,7 @@ def num_frames(features: FeatureConfig, audio: AudioConfig) -> int:
 
 
 def num_coefficients(features: FeatureConfig) -> int:
+    """Coefficients per frame: MFCCs for ``kind="mfcc"``, else mel bands."""
     return features.num_mfcc if features.kind == "mfcc" else features.num_mel_bins
 
 

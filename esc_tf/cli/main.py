@@ -25,6 +25,7 @@ USER_ERRORS = (ConfigError, DatasetError, ModelError, DownloadError, ValueError,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``esc-tf`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="esc-tf", description="ESC-50 environmental sound classification, from audio files to a "
                                    "microcontroller: train, quantise, check in TFLM, export.")

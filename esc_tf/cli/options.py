@@ -8,6 +8,7 @@ from esc_tf.config import Config, ConfigError, apply_overrides, load_config, wit
 
 def add_set_argument(parser: argparse.ArgumentParser, help_text: str = "override any config option; repeatable"
                      ) -> None:
+    """Add the repeatable ``--set SECTION.OPTION=VALUE`` argument to ``parser``."""
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE", help=help_text)
 
 

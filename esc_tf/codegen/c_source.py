@@ -15,10 +15,12 @@ def banner(what: str, command: str = GENERATED_BY) -> str:
 
 
 def guard_name(filename: str) -> str:
+    """The include-guard macro for a generated header named ``filename``."""
     return "ESC_TF_" + re.sub(r"[^A-Za-z0-9]", "_", filename).upper() + "_"
 
 
 def with_guard(filename: str, body: str) -> str:
+    """``body`` wrapped in the include guard of ``filename``."""
     g = guard_name(filename)
     return f"#ifndef {g}\n#define {g}\n\n{body.rstrip()}\n\n#endif  // {g}\n"
 
@@ -50,6 +52,7 @@ def float_array(name: str, values: np.ndarray, qualifier: str = "static const") 
 
 
 def int_array(name: str, values: np.ndarray, ctype: str = "int16_t", qualifier: str = "static const") -> str:
+    """A C array definition of ``values`` (flattened, as integers) named ``name``."""
     flat = np.asarray(values).ravel()
     return f"{qualifier} {ctype} {name}[{flat.size}] = {{\n{_rows(map(str, map(int, flat)), 12)}\n}};\n"
 

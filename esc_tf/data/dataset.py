@@ -8,8 +8,8 @@ Layout (the official release, or any folder shaped like it)::
 Amplitude handling: integer PCM is scaled to [-1, 1) (int16 / 32768), channels are averaged
 to mono, and after resampling the waveform is rounded to 16-bit PCM levels (saturating), as a
 device microphone delivers it: the device front end then sees exactly the samples training
-saw. No per-clip peak or loudness normalisation is applied, because a microphone delivers
-absolute levels; random gain augmentation covers level variation. Clips are cut or
+saw. Decoding applies no level normalisation: the front end divides each clip (on the device, each
+window) by its peak when ``features.peak_normalize`` is on, the default. Clips are cut or
 zero-padded at the end to ``audio.clip_seconds``.
 
 ``esc-tf download`` fetches the official release;
@@ -53,6 +53,7 @@ class DatasetError(ValueError):
 
 
 def metadata_path(data_dir: str | Path) -> Path:
+    """Where a dataset in the ESC-50 layout keeps its metadata table."""
     return Path(data_dir) / "meta" / "esc50.csv"
 
 

@@ -4,7 +4,7 @@
 [--config RUN/config.yaml] [--copy-audio] [--force]``
 
 ``OUT_DIR/index.html`` shows the dataset summary, class and fold balance, durations, the clip
-level checks (silent, near-silent, clipped: see :func:`esc_tf.viz.clip_quality`) with the
+level checks (silent, near-silent, clipped: see :func:`esc_tf.reporting.plots.clip_quality`) with the
 offending clips, and per class a few clips (spread over folds) each with an ``<audio>``
 player and a PNG of its waveform, spectrogram, log-mel and MFCC computed by the training
 front end (settings from ``--config``, else the defaults).

@@ -55,10 +55,6 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
 def _recipe(meta: ModelMeta) -> list[str]:
     c = meta.config
     coefficients, frames = feature_shape(c)

@@ -1,12 +1,12 @@
-"""Tables and figures for the notebooks and ``esc_tf.explore``: the dataset, one clip, one run.
+"""Tables and figures for the notebooks and ``esc-tf explore``: the dataset, one clip, one run.
 
-Every function takes its inputs (a metadata table from :func:`esc_tf.data.read_metadata`, a
+Every function takes its inputs (a metadata table from :func:`esc_tf.data.dataset.read_metadata`, a
 waveform and a :class:`~esc_tf.config.Config`, or a run folder / its ``report.json``) and
 returns a :class:`pandas.DataFrame` or a :class:`matplotlib.figure.Figure`. Figures are made
 without pyplot, so nothing is shown twice in a notebook and nothing stays open in a script:
 return one from a notebook cell to display it, or call ``fig.savefig(path)``.
 
-Clip plots go through :mod:`esc_tf.features` (the training front end), never a second
+Clip plots go through :mod:`esc_tf.audio.features` (the training front end), never a second
 implementation. Level checks (silence, clipping) read the files' own samples with
 libsndfile, before mixing and resampling, since resampling can move peaks.
 """
@@ -29,9 +29,9 @@ from esc_tf.audio import features as feat
 from esc_tf.config import Config
 from esc_tf.data import dataset as data_mod
 
-tf.get_logger().setLevel("ERROR")  # as esc_tf.train: tf.data notices about the resampling op drown the output
+tf.get_logger().setLevel("ERROR")  # as in training: tf.data notices about the resampling op drown the output
 
-EDGE_VARIANTS = {  # the float / int8 / TFLM variants of esc_tf.edge, with their display names
+EDGE_VARIANTS = {  # the float / int8 / TFLM variants of esc_tf.stages.deploy, with their display names
     "keras_float": "Keras float",
     "tflite_float": "float .tflite (LiteRT)",
     "pruned_float": "pruned Keras float",
@@ -264,7 +264,7 @@ def plot_log_mel(wave: np.ndarray, config: Config, ax: Axes | None = None, cax: 
 
 def plot_mfcc(wave: np.ndarray, config: Config, normalization: artifacts.Normalization | None = None,
               ax: Axes | None = None, cax: Axes | None = None) -> Figure:
-    """MFCCs from :func:`esc_tf.features.compute_features`, whatever ``features.kind`` the model uses
+    """MFCCs from :func:`esc_tf.audio.features.compute_features`, whatever ``features.kind`` the model uses
     (normalised when ``normalization``, statistics of an MFCC model, is given)."""
     if normalization is not None and config.features.kind != "mfcc":
         raise ValueError("plot_mfcc: the normalization given belongs to a log-mel model; MFCCs cannot use it")

@@ -42,6 +42,8 @@ _RUNTIME_SET_PREFIXES = ("data.cache_dir", "data.data_dir", "train.verbose", "tr
 # Config keys that do not change the trained models (for grouping runs of one recipe over seeds).
 _RUNTIME_CONFIG_KEYS = {("data", "data_dir"), ("data", "cache_dir"), ("data", "folds"), ("train", "seed"),
                         ("train", "verbose"), ("train", "init_from")}
+# esc-tf train's shorthand flags for recipe options: labelled as the --set they stand for
+_OPTION_FLAGS = {"--epochs": "train.epochs", "--batch-size": "train.batch_size", "--lr": "train.learning_rate"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -89,8 +91,9 @@ def _rescored_label(label: str, commands: list[str]) -> str:
 
 def recipe_label(command: str) -> str:
     """What a training command asked for, without paths, seeds and export settings: its ``--config``
-    file (else ``built-in default``), ``--preset``, ``--subset`` other than all, and each ``--set``
-    that changes the recipe, e.g. ``configs/micro_wide.yaml, augment.mel_shift=2``."""
+    file (else ``built-in default``), ``--preset``, ``--subset`` other than all, and each ``--set`` (or
+    ``--epochs``, ``--batch-size``, ``--lr``) that changes the recipe, e.g.
+    ``configs/micro_wide.yaml, augment.mel_shift=2``."""
     try:
         words = shlex.split(command)
     except ValueError:
@@ -98,7 +101,8 @@ def recipe_label(command: str) -> str:
     config, parts, i = "built-in default", [], 0
     while i < len(words):
         word, value = words[i], words[i + 1] if i + 1 < len(words) else ""
-        step = 2 if word in _RUNTIME_FLAGS or word in {"--config", "--preset", "--set", "--subset", "--split"} else 1
+        step = 2 if word in _RUNTIME_FLAGS or word in _OPTION_FLAGS or \
+            word in {"--config", "--preset", "--set", "--subset", "--split"} else 1
         if "=" in word and word.startswith("--"):  # --flag=value: one word
             word, value = word.split("=", 1)
             step = 1
@@ -108,6 +112,8 @@ def recipe_label(command: str) -> str:
             parts.append(f"preset {value}")
         elif word == "--set" and not value.startswith(_RUNTIME_SET_PREFIXES):
             parts.append(value)
+        elif word in _OPTION_FLAGS:
+            parts.append(f"{_OPTION_FLAGS[word]}={value}")
         elif word == "--split":
             parts.append(f"split {value}")
         elif word == "--no-augment":

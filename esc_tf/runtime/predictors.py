@@ -41,10 +41,12 @@ def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values of quantised ``q``: ``(q - zero_point) * scale``."""
     return (q.astype(np.float32) - zero_point) * scale
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis of ``logits``, computed in float64."""
     z = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -63,6 +65,7 @@ def clip_scores(predictor: Predictor, features: np.ndarray, config: Config) -> n
 
 
 def keras_predictor(model: keras.Model, batch_size: int = 64) -> Predictor:
+    """A :data:`Predictor` that runs a Keras model on features."""
     return lambda feats: model.predict(feats, batch_size=batch_size, verbose=0)
 
 
@@ -88,7 +91,7 @@ def _run_each(features: np.ndarray, input_details: dict, output_details: dict,
 
 # LiteRT's kernel sets. "default" applies the XNNPACK delegate, whose int8 arithmetic rounds differently
 # from TFLM's; "reference" (the builtin reference kernels) computes what TFLM computes, bit for bit
-# (measured: reports/interpreter_parity.md; tested in tests/test_export.py).
+# (measured: reports/interpreter_parity.md; tested in tests/runtime/test_predictors.py).
 LITERT_KERNELS = {"default": "AUTO", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
 
 

@@ -2,7 +2,7 @@
 
 Each clip becomes a vector of pooled statistics of the training front end's features
 (mean, std, min and max of every coefficient over time, and the same of its first
-difference). Splits, folds and validation carving are the ones ``esc_tf.train`` uses;
+difference). Splits, folds and validation carving are the ones :mod:`esc_tf.stages.train` uses;
 the scaler and the models are fitted on the training part of each split only.
 
 ``esc-tf baselines --data-dir DIR [--folds 1,2] [--subset esc10] [--out FILE.json]``

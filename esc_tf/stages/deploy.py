@@ -7,7 +7,8 @@ test clips: Keras float, LiteRT float, pruned Keras float, int8 without pruning 
 int8 (LiteRT) and int8 in the TFLM interpreter. Results go to ``foldN/edge.json``.
 
 ``deploy`` trains the deployment model on all clips (with early stopping on a grouped
-validation carve when ``data.val_fraction`` > 0), prunes, quantises and writes the deployable files (``esc_tf.export``).
+validation carve when ``data.val_fraction`` > 0), prunes, quantises and writes the deployable files
+(:mod:`esc_tf.stages.export`).
 """
 from __future__ import annotations
 
@@ -36,7 +37,15 @@ from esc_tf.artifacts import (
     write_json_atomic,
 )
 from esc_tf.audio.features import check_scoring_config, views_per_clip
-from esc_tf.config import Config, ConfigError, apply_overrides, load_config, options_with_role
+from esc_tf.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    load_config,
+    option_fields,
+    option_value,
+    options_with_role,
+)
 from esc_tf.data import dataset as data_mod
 from esc_tf.models import transfer
 from esc_tf.models.networks import count_macs, recalibrate_batch_norm, save_model
@@ -44,7 +53,14 @@ from esc_tf.prune import kernel_sparsity, prune_and_fine_tune
 from esc_tf.quantize import representative_indices, to_float_tflite, to_int8_tflite
 from esc_tf.runtime.predictors import LiteRTPredictor, TFLMPredictor, clip_scores, keras_predictor
 from esc_tf.stages.export import gzip_size, measure_arena, publish_export, write_deployment
-from esc_tf.stages.train import fit_model, teacher_soft_targets, teacher_table, training_loss
+from esc_tf.stages.train import (
+    check_same_inputs,
+    fit_model,
+    record_recipe,
+    teacher_soft_targets,
+    teacher_table,
+    training_loss,
+)
 from esc_tf.teachers.distill import check_teachers
 
 
@@ -193,8 +209,12 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
     """Per-fold comparison for every finished fold without one, then the deployment export, mirrored to
     ``export.publish_dir`` (:func:`publish_target`)."""
 
-    config, meta, waves, _ = run_clips(run_dir, overrides or [], progress)
+    overrides = overrides or []
+    check_edge_overrides(overrides)
+    config, meta, waves, _ = run_clips(run_dir, overrides, progress)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
+    check_edge_results_current(run_dir, fold_dirs, config)
+    save_config(config, run_dir / "config.yaml")  # the report then describes the stages as they run
     if config.export.edge_eval:
         for i, fold_dir in enumerate(fold_dirs, 1):
             if (fold_dir / EDGE_FILE).is_file():
@@ -221,12 +241,47 @@ def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_mo
                   + (f" and {target}/" if target is not None else ""), flush=True)
 
 
+EDGE_SECTIONS = ("prune.", "export.")  # what esc-tf deploy may set: the stages after training
+DATA_LOCATION = ("data.data_dir", "data.cache_dir")  # where the run's clips are read from now
+# options whose change makes a finished fold comparison or deployment model stale
+EDGE_RESULT_OPTIONS = ("prune.", "export.representative_clips")
+
+
+def check_edge_overrides(overrides: list[str]) -> None:
+    """Refuse an override of the edge stages outside ``prune.*`` / ``export.*``: the folds were trained and
+    scored with the run's other options (scoring options change through :func:`rescore`)."""
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if not key.startswith(EDGE_SECTIONS) and key not in DATA_LOCATION:
+            raise ConfigError(f"--set {key}: the edge stages of a finished run take only prune.* and export.* "
+                              "options, data.data_dir and data.cache_dir (model.time_rolls and model.mel_shifts "
+                              "with --rescore); train a new run to change the others")
+
+
+def check_edge_results_current(run_dir: Path, fold_dirs: list[Path], config: Config) -> None:
+    """Refuse options that would make finished fold comparisons or the deployment model disagree with
+    ``config`` (pruning, calibration clips): they were made with the run's saved options."""
+    saved = load_config(run_dir / "config.yaml", written_by_esc_tf=True)
+    changed = [key for key in option_fields() if key.startswith(EDGE_RESULT_OPTIONS)
+               and option_value(saved, key) != option_value(config, key)]
+    done = [d / EDGE_FILE for d in fold_dirs if (d / EDGE_FILE).is_file()]
+    if (run_dir / DEPLOY_DIR / "export.json").is_file():
+        done.append(run_dir / DEPLOY_DIR)
+    if changed and done:
+        raise ConfigError(f"--set {', '.join(changed)}: {done[0]} was made with the run's own value; the edge "
+                          "stages would then mix two settings. Run it on a copy of the run without its "
+                          "fold*/edge.json and deploy/")
+
+
 def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
               ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
     """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
-    row of each file name."""
+    row of each file name; refused when the dataset found is not the one the run trained on."""
     config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), overrides)
     meta = data_mod.load_dataset(config)
+    check_same_inputs(run_dir, {"data": data_mod.listing_fingerprint(meta)},
+                      remedy="run the command from the folder the run was trained from, or point "
+                             "--set data.data_dir at the dataset it trained on")
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
     return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
 
@@ -259,16 +314,21 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
     scoring = [a for a in overrides if _scoring_override(a)]
     config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), scoring)
     check_scoring_config(config)
+    check_edge_overrides([a for a in overrides if a not in scoring])
     _, _, waves, row_of = run_clips(run_dir, overrides, progress)
+    rescored = []  # every fold scored before any is rewritten: an interruption leaves the run as it was
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
         result, model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
         y_pred = clip_scores(keras_predictor(model), feats, config).argmax(axis=1)
         result.y_pred, result.accuracy = y_pred.tolist(), float(np.mean(y_pred == np.array(result.y_true)))
+        rescored.append((fold_dir, result, model_meta))
+        if progress:
+            print(f"[rescore] {fold_dir.name}: float {result.accuracy:.4f}", flush=True)
+    for fold_dir, result, model_meta in rescored:
         (fold_dir / EDGE_FILE).unlink(missing_ok=True)
         write_json_atomic(fold_dir / RESULT_FILE, result.to_dict())
         ModelMeta(apply_overrides(model_meta.config, scoring), model_meta.normalization, model_meta.class_names,
                   model_meta.trained_on).save(fold_dir)
-        if progress:
-            print(f"[rescore] {fold_dir.name}: float {result.accuracy:.4f}", flush=True)
     save_config(config, run_dir / "config.yaml")
+    record_recipe(run_dir, config)  # the folds now score this way: resuming under the old options is refused
     run_edge_stages(run_dir, [a for a in overrides if a not in scoring], deploy_model=False, progress=progress)

@@ -34,6 +34,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 
 
 def format_metrics(metrics: dict, class_names: list[str]) -> str:
+    """Accuracy and the confusion matrix of ``metrics`` as printable text."""
     lines = [f"accuracy: {metrics['accuracy']:.4f}  ({metrics['clips']} clips)", "", "confusion matrix "
              "(rows: true class, columns: predicted, in this order):"]
     lines += [f"  {name[:16]:16s} " + " ".join(f"{v:3d}" for v in row)

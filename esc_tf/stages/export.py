@@ -175,7 +175,7 @@ def int8_before_training(config: Config, num_classes: int) -> bytes:
     """The int8 model of ``config``'s network before any training, as large as the trained one will be.
 
     The arena depends on the architecture only, and the int8 size nearly so: the untrained model,
-    given random biases and BatchNorm statistics as a trained one has (:func:`esc_tf.model.as_if_trained`),
+    given random biases and BatchNorm statistics as a trained one has (:func:`esc_tf.models.networks.as_if_trained`),
     converted with random calibration data measures both (a few seconds).
     """
     from esc_tf.models.networks import as_if_trained, build_model  # late: building models pulls in Keras layers
@@ -299,8 +299,9 @@ def op_resolver_header(ops: list[str]) -> str:
         cg.with_guard("model_op_resolver.h", "\n".join(body))
 
 
+# what write_deployment writes; export.json last: its presence marks a finished export
 EXPORT_FILES = ("model_float.tflite", "model_int8.tflite", "model_data.h", "model_data.cc", "model_settings.h",
-                "model_op_resolver.h", "export.json", "frontend_tables.h", META_FILE)  # what write_deployment writes
+                "model_op_resolver.h", "frontend_tables.h", META_FILE, "export.json")
 
 
 def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes, meta: ModelMeta,
@@ -342,12 +343,14 @@ def write_deployment(out_dir: str | Path, float_model: bytes, int8_model: bytes,
 
 def publish_export(export_dir: Path, target: Path) -> None:
     """Copy an export's deployable files (:data:`EXPORT_FILES`) into ``target``: all of them first as
-    ``.part`` files, then each renamed over the old one, so a failed copy replaces nothing."""
+    ``.part`` files, then each renamed over the old one, so a failed copy replaces nothing (and an interrupted
+    renaming leaves no ``export.json``, the mark of a finished export)."""
     target.mkdir(parents=True, exist_ok=True)
     parts = [target / f"{name}.part" for name in EXPORT_FILES]
     try:
         for name, part in zip(EXPORT_FILES, parts):
             shutil.copyfile(export_dir / name, part)
+        (target / EXPORT_FILES[-1]).unlink(missing_ok=True)  # no finished-export mark while files are mixed
         for name, part in zip(EXPORT_FILES, parts):
             os.replace(part, target / name)
     finally:

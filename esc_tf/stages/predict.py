@@ -8,7 +8,7 @@
   from the same folder instead. The int8 model runs in TFLM by default, as on the device.
 - Any format libsndfile reads (WAV, FLAC, Ogg Vorbis, MP3, AIFF, ...) at any sample rate and
   channel count: each file is decoded exactly as training decodes the dataset
-  (:func:`esc_tf.data.decode_clip`: mono mix, resampling to the model's rate), then the
+  (:func:`esc_tf.data.dataset.decode_clip`: mono mix, resampling to the model's rate), then the
   model's own front end and normalisation (from ``model_meta.json``) are applied.
 - Clip length: the model sees fixed windows of ``audio.clip_seconds`` (5 s by default), as the
   device does. A shorter file is zero-padded at the end (as in training); a longer one is cut
@@ -84,12 +84,15 @@ class Classifier:
 
     @classmethod
     def load(cls, model: str | Path, runtime: str = "tflm", use_float: bool = False) -> "Classifier":
+        """The model at ``model`` (a file, or a run folder: its ``deploy/``) with its ``model_meta.json``, run by
+        ``runtime`` (``tflm`` or ``litert``; a Keras model runs in Keras)."""
         path = resolve_model(model, use_float)
         meta = ModelMeta.for_model(path)
         return cls(path, meta, load_predictor(path, runtime, meta), runtime if path.suffix == ".tflite" else "keras")
 
     @property
     def audio(self) -> AudioConfig:
+        """How the model reads audio (sample rate, clip length)."""
         return self.meta.config.audio
 
     def probabilities(self, wave: np.ndarray, hop_seconds: float | None = None) -> tuple[np.ndarray, int]:

@@ -80,8 +80,8 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
     runs = {Path(run): member_config(Path(run), config, meta) for run in cnn_runs or []}  # before any work
     folds = meta["fold"].to_numpy()
     if len(np.unique(folds)) < 3:
-        raise ConfigError(f"{config.data.data_dir}: a teacher table needs clips in at least 3 folds (a CV student's "
-                          "teacher holds out two); this dataset has folds "
+        raise ConfigError(f"{config.resolved_data_dir()}: a teacher table needs clips in at least 3 folds (a CV "
+                          "student's teacher holds out two); this dataset has folds "
                           f"{', '.join(map(str, np.unique(folds)))}")
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
     digest = audio_digest(waves)
@@ -107,7 +107,7 @@ def make_teacher_targets(config: Config, embedders: list[str], out: str | Path, 
         "probe": f"StandardScaler + LogisticRegression(C={probe_c})",
         "cnn_runs": [relative_path(run) for run in runs],
         "probe_c": probe_c,
-        "dataset": str(config.data.data_dir),
+        "dataset": str(config.resolved_data_dir()),
         "subset": config.data.subset,
         "sample_rate": config.audio.sample_rate,
         "audio_sha256": digest,

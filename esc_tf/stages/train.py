@@ -58,16 +58,34 @@ def run_dir_for(config: Config, runs_root: str | Path = "runs") -> Path:
 
     Folds to run, verbosity and devices do not change the folder; everything that changes results does.
     """
-    d = _hashed_options(config)
-    d["data"].pop("folds")
-    d["data"].pop("cache_dir")
-    d["train"].pop("verbose")
-    d["train"].pop("distribute")  # where a run trains does not make it another run
+    d = _results_options(config)
     d["data"]["data_dir"] = str(config.resolved_data_dir().resolve())
     fingerprint = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{config.resolved_data_dir().resolve().name}-{config.data.subset}-{config.model.preset}-" \
            f"{config.data.split}-{fingerprint}"
     return Path(runs_root) / name
+
+
+def _results_options(config: Config) -> dict:
+    """:func:`_hashed_options` without those that leave results alone: which folds run, the cache folder,
+    verbosity and devices."""
+    d = _hashed_options(config)
+    d["data"].pop("folds")
+    d["data"].pop("cache_dir")
+    d["train"].pop("verbose")
+    d["train"].pop("distribute")  # where a run trains does not make it another run
+    return d
+
+
+def recipe_fingerprint(config: Config) -> str:
+    """What the folds of a run are trained and scored with, as a short hash: every option that changes
+    a fold's result, but not where the dataset lies (its listing is checked on its own) nor the options of
+    the stages after training (``prune.*``, ``export.*``), which ``esc-tf deploy`` may set later."""
+    d = _results_options(config)
+    d["data"].pop("data_dir")
+    d.pop("prune", None)
+    d.pop("export", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _hashed_options(config: Config) -> dict:
@@ -267,19 +285,40 @@ def write_split(split: Split, meta: pd.DataFrame, fold_dir: Path) -> None:
 RUN_FOLDER_BYTES = 100_000_000  # models, exports and logs of a run, with room to spare
 
 
-def check_same_inputs(run_dir: Path, inputs: dict[str, str]) -> None:
-    """Refuse to resume a run folder started on other data or by another esc-tf version."""
+RESUME_REMEDY = "run again with --restart to train it anew, or pass --run-dir for a new folder"
+
+
+def check_same_inputs(run_dir: Path, inputs: dict[str, str], remedy: str = RESUME_REMEDY) -> None:
+    """Refuse to go on with a run folder started on other data, options (``recipe``), teacher table or
+    esc-tf version than ``inputs``; ``remedy`` ends the message. A key the folder did not record (written
+    before esc-tf recorded it) is not compared."""
     path = run_dir / INPUTS_FILE
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    what = {"data": "dataset", "esc_tf": "esc-tf version", "teacher_targets": "teacher table"}
+    what = {"data": "dataset", "esc_tf": "esc-tf version", "teacher_targets": "teacher table",
+            "recipe": "training options"}
     changed = [f"the {what.get(key, key)} ({before.get(key)} then, {value} now)"
-               for key, value in inputs.items() if before.get(key) != value]
+               for key, value in inputs.items() if before.get(key) != value and (key in before or key != "recipe")]
     if changed:
         raise ConfigError(f"{run_dir}: {' and '.join(changed)} changed since this run started, so its finished "
-                          "folds cannot be resumed; run again with --restart to train it anew, or pass --run-dir "
-                          "for a new folder")
+                          f"folds cannot be used; {remedy}")
+
+
+def record_recipe(run_dir: Path, config: Config) -> None:
+    """Record in ``inputs.json`` that the run's folds now stand for ``config`` (after they were scored again)."""
+    path = run_dir / INPUTS_FILE
+    inputs = json.loads(path.read_text()) if path.is_file() else {}
+    write_json_atomic(path, {**inputs, "recipe": recipe_fingerprint(config)})
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a ``--run-dir`` that holds files but is not a run folder (no ``inputs.json`` or ``config.yaml``):
+    a run writes, and ``--restart`` deletes, only its own folder."""
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / INPUTS_FILE).is_file() \
+            and not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: this folder holds other files and is not a run folder of esc-tf; pass a "
+                          "new or empty folder (or a run's own folder) to --run-dir")
 
 
 def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir: str | Path | None = None,
@@ -289,7 +328,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
 
     Nothing is written before the dataset has been validated and decoded, so bad input leaves
     no run folder behind; the output folder is checked for writing before that. A run folder
-    resumes only on the data it started on (``inputs.json``); ``restart`` starts it anew.
+    resumes only on the data and training options it started with (``inputs.json``); ``restart`` starts it
+    anew.
     ``dataset``: the config's metadata and decoded clips when a caller already holds them (a search
     trains many folds on one dataset). Returns the run folder.
     """
@@ -307,6 +347,7 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
         config = with_value(config, "train.init_from", str(Path(config.train.init_from).resolve()))
 
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, runs_root)
+    check_run_folder(run_dir)
     check_writable(run_dir, "--runs-root or --run-dir")
     meta = data_mod.load_dataset(config) if dataset is None else dataset[0]
     if config.export.deploy:
@@ -326,7 +367,8 @@ def run_cross_validation(config: Config, runs_root: str | Path = "runs", run_dir
         if dataset is None else dataset[1]
     table = teacher_table(config, meta, waves)
 
-    inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__}
+    inputs = {"data": data_mod.listing_fingerprint(meta), "esc_tf": __version__,
+              "recipe": recipe_fingerprint(config)}
     if table is not None:  # a table remade in the same folder must not teach half of a resumed run
         inputs["teacher_targets"] = table.digest
     if restart and run_dir.exists():

@@ -18,7 +18,7 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,7 +85,7 @@ SOUNDNET_RATE = 22050
 SOUNDNET_SCALE = 256.0  # the network was trained on waveforms in [-256, 256]
 
 
-def soundnet_network(weights: dict):
+def soundnet_network(weights: dict) -> Any:
     """SoundNet-8's layers conv1 to pool5 as a tf.keras model on ``[clips, samples, 1]``."""
     import tf_keras as keras
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from esc_tf.artifacts import write_bytes_atomic, write_json_atomic
@@ -41,7 +41,7 @@ def held_out_sets(folds: list[int]) -> list[tuple[int, ...]]:
     return [(f,) for f in folds] + list(itertools.combinations(folds, 2))
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, c: float, seed: int = 0):
+def fit_probe(x: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> Pipeline:
     """A standardised logistic-regression probe fitted on embeddings ``x`` with labels ``y``."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(x, y)
 

@@ -12,6 +12,12 @@ def test_a_recipe_label_keeps_what_changes_the_recipe_and_drops_where_things_are
     assert recipe_label("esc-tf train --set train.init_from=runs/x") == "built-in default"
 
 
+def test_the_shorthand_flags_of_train_are_labelled_as_the_options_they_set():
+    command = "esc-tf train --data-dir D --epochs 60 --batch-size 16 --lr=0.01 --seed 3"
+    assert recipe_label(command) == ("built-in default, train.epochs=60, train.batch_size=16, "
+                                     "train.learning_rate=0.01")
+
+
 def test_flags_written_with_an_equals_sign_are_one_word():
     command = "esc-tf train --verbose=1 --config=a.yaml --set=model.time_rolls=4 --runs-root=r --split stratified"
     assert recipe_label(command) == "a.yaml, model.time_rolls=4, split stratified"

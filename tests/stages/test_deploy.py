@@ -16,7 +16,7 @@ from esc_tf import artifacts
 from esc_tf.artifacts import ModelError, ModelMeta
 from esc_tf.cli.main import main as cli_main
 from esc_tf.codegen import c_source as c_codegen
-from esc_tf.config import ExportConfig, load_config, with_value, with_values
+from esc_tf.config import ConfigError, ExportConfig, load_config, with_value, with_values
 from esc_tf.native_logs import captured_output
 from esc_tf.quantize import representative_indices
 from esc_tf.reporting.run_report import write_run_report
@@ -25,7 +25,7 @@ from esc_tf.runtime.predictors import TFLMPredictor, measure_arena
 from esc_tf.stages import deploy as edge
 from esc_tf.stages import evaluate as evaluate_stage
 from esc_tf.stages import export, train
-from tests.conftest import load_benchmark, small_config
+from tests.conftest import load_benchmark, make_dataset, small_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -253,6 +253,50 @@ def test_rescore_scores_every_folds_saved_model_again_with_time_rolls(edge_run, 
     assert f"**{macs * 3 / clip_seconds / 1e6:.2f} M MACs per second of audio**" in report_md  # next to accuracy
 
 
+def test_rescore_interrupted_leaves_the_run_as_it_was_and_then_binds_the_run(edge_run, tmp_path, monkeypatch):
+    """Every fold is scored before any is rewritten; once rescored, the run resumes only under the new scoring."""
+    copy = tmp_path / "run"
+    shutil.copytree(edge_run, copy, ignore=shutil.ignore_patterns(artifacts.DEPLOY_DIR))
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    real, calls = edge.clip_scores, []
+
+    def fail_on_second_fold(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(edge, "clip_scores", fail_on_second_fold)
+    with pytest.raises(KeyboardInterrupt):
+        edge.rescore(copy, ["model.time_rolls=3"], progress=False)
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    monkeypatch.setattr(edge, "clip_scores", real)
+    edge.rescore(copy, ["model.time_rolls=3"], progress=False)
+    config = load_config(edge_run / "config.yaml")
+    with pytest.raises(ConfigError, match="the training options .* changed since this run started"):
+        train.run_cross_validation(config, run_dir=copy, progress=False)
+    train.run_cross_validation(with_value(config, "model.time_rolls", 3), run_dir=copy, progress=False)
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.epochs=3", "--set train.epochs: the edge stages of a finished run take only prune.* and export.*"),
+    ("prune.target_sparsity=0.3", "--set prune.target_sparsity: .*edge.json was made with the run's own value"),
+    ("export.representative_clips=5", "--set export.representative_clips: .* was made with the run's own value"),
+])
+def test_deploy_refuses_options_that_do_not_fit_the_finished_stages(edge_run, capsys, assignment, message):
+    config_text = (edge_run / "config.yaml").read_text()
+    assert cli_main(["deploy", "--run", str(edge_run), "--set", assignment]) == 1
+    assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
+    assert (edge_run / "config.yaml").read_text() == config_text
+
+
+def test_a_run_is_not_scored_on_another_dataset(edge_run, tmp_path):
+    """The edge stages read the run's clips by name: a dataset that is not the one the run trained on (another
+    folder at the saved path, or the run used from another working folder) is refused with the remedy."""
+    other = make_dataset(tmp_path / "other", clips_per_class_per_fold=3)
+    with pytest.raises(ConfigError, match=r"the dataset \(.*\) changed since this run started.*data\.data_dir"):
+        edge.run_clips(edge_run, [f"data.data_dir={other}"])
+
+
 def test_rotation_sweep_scores_each_fold_on_every_rotation_count(edge_run, tmp_path):
     """benchmarks/rotation_sweep.py: one rotation is the fold's own float score; the table names every fold."""
     sweep = load_benchmark("rotation_sweep")
@@ -315,6 +359,7 @@ def test_a_published_model_is_replaced_only_when_asked(exported_run, tmp_path, c
     overrides = [f"export.publish_dir={target}"]
     edge.run_edge_stages(run, overrides, progress=False)  # an empty folder: published
     assert (target / "model_int8.tflite").read_bytes() == exported
+    assert load_config(run / "config.yaml").export.publish_dir == str(target)  # the run says where it went
     assert (target / "model_meta.json").read_text() == (run / "deploy" / "model_meta.json").read_text()
     (target / "model_int8.tflite").write_bytes(b"the model published before")
     edge.run_edge_stages(run, overrides, progress=False)
@@ -322,6 +367,27 @@ def test_a_published_model_is_replaced_only_when_asked(exported_run, tmp_path, c
     assert "already holds a published model: not replaced (pass --publish" in capsys.readouterr().out
     edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
     assert (target / "model_int8.tflite").read_bytes() == exported
+
+
+def test_an_interrupted_publish_leaves_no_mark_of_a_finished_export(exported_run, tmp_path, monkeypatch):
+    """export.json, whose presence means "exported", is renamed in last and removed before the others."""
+    target = tmp_path / "published"
+    export.publish_export(exported_run / "deploy", target)
+    real, renamed = export.os.replace, []
+
+    def fail_on_third(src, dst):
+        renamed.append(Path(dst).name)
+        if len(renamed) == 3:
+            raise OSError("disk full")
+        return real(src, dst)
+    monkeypatch.setattr(export.os, "replace", fail_on_third)
+    with pytest.raises(OSError):
+        export.publish_export(exported_run / "deploy", target)
+    assert not (target / "export.json").exists()
+    assert not list(target.glob("*.part"))
+    monkeypatch.setattr(export.os, "replace", real)
+    export.publish_export(exported_run / "deploy", target)
+    assert (target / "export.json").read_bytes() == (exported_run / "deploy" / "export.json").read_bytes()
 
 
 def test_publishing_recomputes_the_golden_files_beside_the_model(exported_run, tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@ from esc_tf import artifacts
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import normalization_stats
 from esc_tf.cli.main import main as cli_main
-from esc_tf.config import Config, load_config, options_with_role, with_value, with_values
+from esc_tf.config import Config, ConfigError, load_config, options_with_role, with_value, with_values
 from esc_tf.data import dataset as data
 from esc_tf.reporting.run_report import write_run_report
 from esc_tf.stages import train
@@ -149,6 +149,33 @@ def test_rerun_resumes_and_skips_finished_folds(finished_run, capsys, monkeypatc
     assert train.run_cross_validation(config, run_dir.parent, progress=False) == run_dir
     assert capsys.readouterr().out.count("already finished, skipping") == 2
     assert (run_dir / "fold1" / "result.json").stat().st_mtime_ns == before
+
+
+def test_a_run_folder_resumes_only_under_the_options_it_trained_with(finished_run, monkeypatch):
+    """An explicit --run-dir with other training options is refused before anything changes; options that
+    leave results alone (which folds, verbosity, late-stage export settings) resume."""
+    run_dir, config = finished_run
+    monkeypatch.setattr(train, "train_fold", lambda *a: (_ for _ in ()).throw(AssertionError("trained")))
+    config_text = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"the training options \(\w+ then, \w+ now\) changed since this run "
+                                          r"started.*--restart"):
+        train.run_cross_validation(with_value(config, "train.learning_rate", 0.5), run_dir=run_dir, progress=False)
+    assert (run_dir / "config.yaml").read_text() == config_text
+    resumed = with_values(config, {"data.folds": [1], "train.verbose": 1, "export.representative_clips": 5})
+    assert train.run_cross_validation(resumed, run_dir=run_dir, progress=False) == run_dir
+    train.run_cross_validation(config, run_dir=run_dir, progress=False)  # as it was
+
+
+def test_restart_deletes_only_a_run_folder(dataset_dir, tmp_path):
+    """--restart (and any run) refuses a --run-dir that holds other files, and leaves them alone."""
+    folder = tmp_path / "my-project"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    config = small_config(dataset_dir, tmp_path)
+    for restart in (True, False):
+        with pytest.raises(ConfigError, match="my-project: this folder holds other files and is not a run folder"):
+            train.run_cross_validation(config, run_dir=folder, restart=restart, progress=False)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
 
 def test_interrupted_fold_is_trained_again(dataset_dir, tmp_path, monkeypatch):
