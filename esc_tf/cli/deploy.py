@@ -18,8 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "float/int8/TFLM on its test fold; then train, prune, quantise and export the deployment "
                     "model. Finished stages are skipped.")
     parser.add_argument("--run", required=True, help="run folder written by esc-tf train")
-    add_set_argument(parser, "override prune.* / export.* options of the run's config (with --rescore, "
-                             "model.time_rolls and model.mel_shifts too)")
+    add_set_argument(parser, "override prune.* / export.* options of the run's config, or data.data_dir / "
+                             "data.cache_dir when the dataset has moved (with --rescore, model.time_rolls and "
+                             "model.mel_shifts too); the run's config.yaml records them")
     parser.add_argument("--no-deploy", action="store_true", help="only the per-fold comparison")
     parser.add_argument("--publish", action="store_true",
                         help="replace the model already published in export.publish_dir (tflite/)")
