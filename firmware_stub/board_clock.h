@@ -19,10 +19,11 @@ void board_clock_init(void);
 /* The counter now; it counts up and wraps at its width. */
 uint32_t board_clock_now(void);
 
-/* Ticks from `since` to now, modulo the counter's width: valid for intervals shorter than one wrap. */
+/* Ticks from `since` to now, modulo the counter's period: valid for intervals shorter than one wrap (on a
+ * board whose RTOS already runs SysTick, one period of its reload value). */
 uint32_t board_clock_elapsed(uint32_t since);
 
-/* Ticks taken by a loop of exactly `instructions` instructions (Arm only; 0 elsewhere).
+/* Ticks taken by a loop of exactly `instructions` instructions (Arm only; 0 elsewhere and below 2).
  * Under QEMU -icount this measures the instructions per tick instead of assuming it. */
 uint32_t board_clock_calibrate(uint32_t instructions);
 

@@ -125,6 +125,10 @@ int RunRecording(const char* recording_path, const char* decisions_path) {
     return 1;
   }
   const bool passed = setup_and_test();
+  if (!firmware_ready()) {
+    printf("firmware set-up failed: see the lines above\n");
+    return 1;
+  }
   while (!recording_done) loop();
   fclose(recording);
   return fclose(decisions) == 0 && passed ? 0 : 1;
@@ -157,6 +161,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool passed = setup_and_test();
+  if (!firmware_ready()) {
+    printf("firmware set-up failed: see the lines above\n");
+    return 1;
+  }
   FILE* in = fopen(argv[1], "rb");
   FILE* out = fopen(argv[2], "wb");
   FILE* inputs = argc == 4 ? fopen(argv[3], "wb") : nullptr;

@@ -14,6 +14,9 @@
 #if kFeatureElementCount != kNumCoefficients * kNumFrames
 #error "kFeatureElementCount must be kNumCoefficients * kNumFrames"
 #endif
+#if kNumFrames != 1 + (kClipSamples - kFrameLength) / kHopLength
+#error "kNumFrames must be the frames of a clip: 1 + (kClipSamples - kFrameLength) / kHopLength"
+#endif
 
 void feature_buffer_init(feature_buffer_t *buffer) {
   memset(buffer->ring, kInputZeroPoint, sizeof(buffer->ring));
@@ -58,5 +61,6 @@ void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, 
 
 void feature_buffer_copy_view(const feature_buffer_t *buffer, uint32_t view, uint32_t rolls, uint32_t mel_shifts,
                               int8_t *input) {
+  if (rolls == 0u) rolls = 1u; /* no rotation asked for: the window as it is */
   copy_moved(buffer, view % rolls, (int32_t)(view / rolls) - (int32_t)mel_shifts, input);
 }

@@ -49,7 +49,7 @@ void feature_buffer_copy_rolled(const feature_buffer_t *buffer, uint32_t shift, 
 
 /* View `view` (0 <= view < rolls * (2 * mel_shifts + 1)) of the window, in the order of
  * pipeline.model_inputs: mel shift s = view / rolls - mel_shifts (outer), rotation r = view % rolls
- * (inner).  The window rotated by r frames (as feature_buffer_copy_rolled) with its coefficient rows
+ * (inner; rolls 0 counts as 1).  The window rotated by r frames (as feature_buffer_copy_rolled) with its coefficient rows
  * moved up by s (down when negative; mel_shifts < kNumCoefficients), the edge row repeated: output row
  * c is row clamp(c - s, 0, kNumCoefficients - 1), as pipeline.shift_mels.  An inference with
  * model.time_rolls = R and model.mel_shifts = K is the mean softmax over views 0 .. R * (2K + 1) - 1. */

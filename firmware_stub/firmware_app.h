@@ -9,6 +9,9 @@
 
 /* Model, golden-clip self-test (printed), then the microphone.  Returns whether the self-test passed. */
 bool setup_and_test();
+/* Whether setup_and_test() got the model, front end and post-processing ready (loop() does nothing until
+ * then), whatever the self-test found. */
+bool firmware_ready();
 void setup();
 void loop();
 

@@ -53,6 +53,8 @@ bool RunSelfTest() {
 
 void setup() { setup_and_test(); }
 
+bool firmware_ready() { return ready; }
+
 bool setup_and_test() {
   tflite::InitializeTarget();
   MicroPrintf("front end %s, model %d bytes, arena %d bytes", frontend_fingerprint(),

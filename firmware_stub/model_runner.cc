@@ -40,8 +40,13 @@ model_runner_status_t model_runner_init(void) {
     MicroPrintf("model schema %d, TFLM expects %d", static_cast<int>(model->version()), TFLITE_SCHEMA_VERSION);
     return MODEL_RUNNER_BAD_SCHEMA;
   }
+  if (input != nullptr) return MODEL_RUNNER_OK;  // initialised before: the interpreter is static
   static ModelOpResolver op_resolver;
-  if (RegisterModelOps(op_resolver) != kTfLiteOk) return MODEL_RUNNER_OPS_FAILED;
+  static bool ops_registered = false;  // a resolver refuses an op registered twice: a retry registers none
+  if (!ops_registered) {
+    if (RegisterModelOps(op_resolver) != kTfLiteOk) return MODEL_RUNNER_OPS_FAILED;
+    ops_registered = true;
+  }
 
   static tflite::MicroInterpreter static_interpreter(model, op_resolver, tensor_arena, kTensorArenaSize);
   interpreter = &static_interpreter;
@@ -49,24 +54,27 @@ model_runner_status_t model_runner_init(void) {
     MicroPrintf("AllocateTensors() failed with a %d-byte arena", kTensorArenaSize);
     return MODEL_RUNNER_ALLOC_FAILED;
   }
-  input = interpreter->input(0);
-  output = interpreter->output(0);
+  TfLiteTensor* in = interpreter->input(0);
+  TfLiteTensor* out = interpreter->output(0);
   const int input_dims[] = {1, kNumCoefficients, kNumFrames, 1};
   const int output_dims[] = {1, kCategoryCount};
-  if (!HasShape(input, input_dims, 4) || !HasQuantization(input, kInputScale, kInputZeroPoint) ||
-      !HasShape(output, output_dims, 2) || !HasQuantization(output, kOutputScale, kOutputZeroPoint)) {
+  if (!HasShape(in, input_dims, 4) || !HasQuantization(in, kInputScale, kInputZeroPoint) ||
+      !HasShape(out, output_dims, 2) || !HasQuantization(out, kOutputScale, kOutputZeroPoint)) {
     MicroPrintf("model tensors do not match model_settings.h: regenerate both from one export");
     return MODEL_RUNNER_BAD_TENSORS;
   }
+  input = in;  // set only once every check passed: they mark a usable model
+  output = out;
   return MODEL_RUNNER_OK;
 }
 
-int8_t* model_runner_input(void) { return input->data.int8; }
+int8_t* model_runner_input(void) { return input != nullptr ? input->data.int8 : nullptr; }
 
 model_runner_status_t model_runner_invoke(void) {
+  if (input == nullptr) return MODEL_RUNNER_INVOKE_FAILED;
   return interpreter->Invoke() == kTfLiteOk ? MODEL_RUNNER_OK : MODEL_RUNNER_INVOKE_FAILED;
 }
 
-const int8_t* model_runner_output(void) { return output->data.int8; }
+const int8_t* model_runner_output(void) { return output != nullptr ? output->data.int8 : nullptr; }
 
-size_t model_runner_arena_used(void) { return interpreter->arena_used_bytes(); }
+size_t model_runner_arena_used(void) { return input != nullptr ? interpreter->arena_used_bytes() : 0; }

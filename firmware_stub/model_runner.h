@@ -23,19 +23,20 @@ typedef enum {
   MODEL_RUNNER_INVOKE_FAILED = -5
 } model_runner_status_t;
 
-/* Load g_model_data, allocate tensors and check them against model_settings.h. */
+/* Load g_model_data, allocate tensors and check them against model_settings.h.  Once it has returned
+ * MODEL_RUNNER_OK, later calls return MODEL_RUNNER_OK at once; after a failure, a call tries again. */
 model_runner_status_t model_runner_init(void);
 
-/* The input tensor: kFeatureElementCount int8, [1, kNumCoefficients, kNumFrames, 1]. */
+/* The input tensor: kFeatureElementCount int8, [1, kNumCoefficients, kNumFrames, 1]; NULL until init succeeded. */
 int8_t *model_runner_input(void);
 
-/* Run the model on the input tensor. */
+/* Run the model on the input tensor (MODEL_RUNNER_INVOKE_FAILED before init succeeded). */
 model_runner_status_t model_runner_invoke(void);
 
-/* The output tensor: kCategoryCount int8 logits (kOutputScale, kOutputZeroPoint). */
+/* The output tensor: kCategoryCount int8 logits (kOutputScale, kOutputZeroPoint); NULL until init succeeded. */
 const int8_t *model_runner_output(void);
 
-/* Arena bytes the interpreter actually uses (valid after init). */
+/* Arena bytes the interpreter actually uses (0 until init succeeded). */
 size_t model_runner_arena_used(void);
 
 #ifdef __cplusplus

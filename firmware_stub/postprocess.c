@@ -19,8 +19,10 @@ void postprocess_dequantize(const int8_t *q, int n, float scale, int zero_point,
 }
 
 void postprocess_softmax(float *x, int n) {
-  float max = x[0], sum = 0.0f;
+  float max, sum = 0.0f;
   int i;
+  if (n <= 0) return;
+  max = x[0];
   for (i = 1; i < n; i++)
     if (x[i] > max) max = x[i];
   for (i = 0; i < n; i++) {

@@ -49,7 +49,7 @@ int postprocess_init(postprocess_t *p, int window, int views, float threshold);
 /* (q - zero_point) * scale for n values. */
 void postprocess_dequantize(const int8_t *q, int n, float scale, int zero_point, float *out);
 
-/* In-place softmax of n values. */
+/* In-place softmax of n values (nothing when n <= 0). */
 void postprocess_softmax(float *x, int n);
 
 /* The indices of the k largest scores, largest first; ties go to the lower index.

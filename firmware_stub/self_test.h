@@ -26,7 +26,7 @@ extern "C" {
 #define SELF_TEST_MAX_SCORE_DIFF 4
 
 typedef struct {
-  int setup_ok;              /* fingerprint and model size match the golden clip's */
+  int setup_ok;              /* fingerprint and model size match the golden clip's and model_settings.h's */
   uint32_t input_mismatches; /* input elements that differ from the golden input */
   int input_max_diff;        /* largest |difference| among them */
   int top_class;             /* argmax of the device's scores */

@@ -265,6 +265,14 @@ def test_self_test_fails_with_wrong_scores_or_front_end(exported, tmp_path):
     built = host_build.build(other, tmp_path / "build", ("host_self_test",))
     done = subprocess.run([str(built["host_self_test"])], capture_output=True, text=True)
     assert done.returncode == 1 and "setup_ok 0" in done.stdout
+    # The front end and golden clip of one export, the model settings of another.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(exported.deploy, mixed)
+    settings = (mixed / "model_settings.h").read_text()
+    (mixed / "model_settings.h").write_text(re.sub(r'kFrontendFingerprint "\w+"', 'kFrontendFingerprint "0"', settings))
+    built = host_build.build(mixed, tmp_path / "build-mixed", ("host_self_test",))
+    done = subprocess.run([str(built["host_self_test"])], capture_output=True, text=True)
+    assert done.returncode == 1 and "setup_ok 0" in done.stdout
 
 
 def test_golden_files_are_generated_and_regenerate_identically(exported):
@@ -289,6 +297,38 @@ def test_make_golden_command(exported, tmp_path, capsys):
     assert make_golden.main(["--model", str(exported.deploy / "model_int8.tflite"), "--out-dir", str(out),
                              "--from-existing"]) == 0
     assert make_golden.read_existing(out)[0].size == 4000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clip", "missing.wav"], "missing.wav"),
+    (["--seconds", "0"], "--seconds 0 holds no sample at 16000 Hz"),
+])
+def test_make_golden_refuses_bad_input_in_one_line(exported, tmp_path, capsys, args, message):
+    out = tmp_path / "golden"
+    assert make_golden.main(["--model", str(exported.deploy / "model_int8.tflite"), "--out-dir", str(out),
+                             *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
+
+
+def test_check_generated_fails_on_a_folder_that_holds_no_export(exported, tmp_path, capsys):
+    assert check_generated.main([str(tmp_path / "tflite-typo")]) == 1
+    assert "no model_meta.json; pass an export folder" in capsys.readouterr().err
+    copy = tmp_path / "export"
+    shutil.copytree(exported.deploy, copy)
+    (copy / "model_int8.tflite").unlink()
+    assert check_generated.main([str(copy)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "model_int8.tflite" in err[0]
+
+
+def test_arduino_sketch_into_a_file_is_one_line(exported, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert arduino_sketch.main([str(blocker), "--export", str(exported.deploy)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
 
 
 # --------------------------------------------------------------------------- staleness

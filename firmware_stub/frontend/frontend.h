@@ -12,6 +12,11 @@
  *
  * Build with -DFRONTEND_USE_CMSIS_DSP to use CMSIS-DSP's arm_rfft_fast_f32 and
  * arm_cmplx_mag_f32 instead of the portable radix-2 FFT.
+ *
+ * The push functions give features at the samples' own level.  With FRONTEND_PEAK_NORMALIZE 1 (the
+ * default export) the model expects each window divided by its peak first: use feature_stream.h,
+ * which does that, rather than feeding these features to the model.  Not reentrant: one thread
+ * per state, and not from an interrupt (a hop costs about 0.1 M instructions on a Cortex-M4).
  */
 #ifndef ESC_TF_FRONTEND_H_
 #define ESC_TF_FRONTEND_H_

@@ -69,6 +69,12 @@ static void check_window(int pushed) {
   check_rolled(pushed, 3);
   check_rolled(pushed, kNumFrames - 1);
   for (view = 0; view < 3 * 5; view++) check_view(pushed, view);
+  feature_buffer_copy_view(&buffer, 0u, 0u, 0u, window); /* no rotation asked for: the window as it is */
+  for (view = 0; view < kFeatureElementCount; view++) {
+    const int frame = pushed - kNumFrames + view % kNumFrames;
+    const int expected = frame < 0 ? kInputZeroPoint : value(frame, view / kNumFrames);
+    check(window[view] == expected, "view of 0 rotations", view, pushed);
+  }
 }
 
 int main(void) {

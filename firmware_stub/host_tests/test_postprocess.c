@@ -36,6 +36,8 @@ static void check_softmax(void) {
   check(close_to(x[0], 1.0f / (1.0f + expf(-1.0f))) && x[2] == 0.0f, "softmax of large logits");
   postprocess_softmax(y, 3);
   check(close_to(y[0], 1.0f / 3.0f) && close_to(y[2], 1.0f / 3.0f), "softmax of equal logits");
+  postprocess_softmax(y, 0); /* nothing to do, nothing read or written */
+  check(close_to(y[0], 1.0f / 3.0f), "softmax of no values");
 }
 
 static void check_dequantize(void) {

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(write_sketch(args.export, args.out_dir, args.name))
-    except FileNotFoundError as exc:
+    except OSError as exc:  # a missing export file, an out_dir that is a file, no permission
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

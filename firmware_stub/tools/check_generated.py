@@ -85,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     export_dir = Path(args[0] if args else "tflite")
     if not (export_dir / META_FILE).is_file():
-        print(f"{export_dir}: no {META_FILE}, nothing to check")
-        return 0
-    problems = stale(export_dir)
+        print(f"error: {export_dir}: no {META_FILE}; pass an export folder (tflite/ or a run's deploy/)",
+              file=sys.stderr)
+        return 1
+    try:
+        problems = stale(export_dir)
+    except (OSError, ValueError) as exc:  # a missing or damaged model (ModelError is a ValueError)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for line in problems:
         print(line)
     print(f"{export_dir}: " + ("stale" if problems else "all generated files are fresh"))

@@ -150,6 +150,8 @@ def select_clip(args: argparse.Namespace, sample_rate: int, hop: int, out_dir: P
     length = int(round(args.seconds * sample_rate))
     if args.from_existing:
         return read_existing(out_dir)
+    if length < 1:
+        raise ValueError(f"--seconds {args.seconds:g} holds no sample at {sample_rate} Hz; e.g. --seconds 1")
     if args.clip is None:
         return synthetic_clip(sample_rate, args.seconds), f"synthetic (seed 0), {args.seconds:g} s at {sample_rate} Hz"
     full = load_clip(args.clip, sample_rate)
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = ModelMeta.for_model(model)
         clip, line = select_clip(args, meta.config.audio.sample_rate, meta.config.features.hop_length, out_dir)
         golden, files = make_golden(model, clip, line)
-    except (OSError, ValueError, StopIteration) as exc:
+    except (OSError, ValueError, StopIteration, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
