@@ -417,6 +417,13 @@ def test_cmake_build_runs_the_unit_checks_and_links_the_tflm_target(exported, tm
     done = subprocess.run(["ctest", "--test-dir", str(build)], capture_output=True, text=True)
     assert done.returncode == 0 and "100% tests passed" in done.stdout, done.stdout
     assert "test_compact_ring" in done.stdout
+    # The stub's AllocateTensors() fails: the device check says so and stops, on clips and on a recording.
+    clips, recording = tmp_path / "clips.bin", tmp_path / "recording.raw"
+    clips.write_bytes(bytes(4 * exported.clip_samples))
+    recording.write_bytes(bytes(2 * exported.clip_samples))
+    for args in ([str(clips), str(tmp_path / "scores.bin")], ["-s", str(recording), str(tmp_path / "decisions.txt")]):
+        done = subprocess.run([str(build / "esc_device_check"), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "firmware set-up failed" in done.stdout, done.stdout
 
 
 def test_cmake_option_builds_the_compact_ring(exported, clips, compact_pipeline, tmp_path):
