@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/device_parity.py " + " ".join(sys.argv[1:] if argv is None else argv)
     title, body = format_result(result, command)
     print(title + "\n" + body)
+    for path in (args.report, args.json):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     if args.report:
         write_section(Path(args.report), title, body)
     if args.json:

@@ -97,10 +97,11 @@ def callgrind(config: Config, directory: Path, seconds: float) -> dict[str, floa
     frames = 1 + (samples - config.features.frame_length) // config.features.hop_length
     pushes = math.ceil(samples / config.features.hop_length)
 
-    def inclusive(function: str) -> int:
-        """Inclusive Ir of the first "file:function [object]" line whose function matches."""
+    def inclusive(function: str) -> float:
+        """Inclusive Ir of the first "file:function [object]" line whose function matches; NaN when none does
+        (inlined, or a libm/libc of other names): printed as not found, not as a count of 0."""
         match = re.search(rf"^\s*([\d,]+) \([^)]*\)\s+\S*:{function}(@\S*)? \[", report, re.MULTILINE)
-        return int(match.group(1).replace(",", "")) if match else 0
+        return int(match.group(1).replace(",", "")) if match else math.nan
 
     return {
         "frames": frames,
@@ -228,11 +229,12 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 rows = [("", "per frame", "per second")]
                 for key, label in [("process_frame_per_frame", "frontend_process_frame"),
-                                   ("logf_per_frame", "  of which logf (libm)")]:
-                    rows.append((label, f"{measured[key]:,.0f}", f"{measured[key] * frames_per_second:,.0f}"))
-                for key, label in [("push_per_hop", "frontend_push_samples (per hop)"),
+                                   ("logf_per_frame", "  of which logf (libm)"),
+                                   ("push_per_hop", "frontend_push_samples (per hop)"),
                                    ("memmove_per_hop", "  of which memmove (libc)")]:
-                    rows.append((label, f"{measured[key]:,.0f}", f"{measured[key] * frames_per_second:,.0f}"))
+                    value = measured[key]
+                    rows.append((label, "not found", "") if math.isnan(value) else
+                                (label, f"{value:,.0f}", f"{value * frames_per_second:,.0f}"))
                 flops = ops["FFT real multiplies"] + ops["FFT real adds"] + ops["window multiplies"] + \
                     2 * (ops["mel multiply-accumulates"] + ops["DCT multiply-accumulates"])
                 print_table(f"x86-64 instructions, callgrind, -O2, {args.seconds:g} s of audio "

@@ -51,7 +51,8 @@ def sweep_fold(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], labels
     scores = {f"R={r}": float(np.mean(probs[:, :r].mean(axis=1).argmax(axis=1) == y)) for r in rolls}
     if mel_shifts:
         views = {shift: rotation_probabilities(model, feats, config, 16, shift).mean(axis=1) for shift in (-1, 1)}
-        base = probs[:, :16].mean(axis=1)
+        sixteen = probs[:, :16] if max(rolls) >= 16 else rotation_probabilities(model, feats, config, 16)
+        base = sixteen.mean(axis=1)  # the first 16 rotations, whatever --rolls asked for
         scores["R=16, mels -1/0/+1"] = float(np.mean((base + views[-1] + views[1]).argmax(axis=1) == y))
         scores["R=16, mels 0/+1"] = float(np.mean((base + views[1]).argmax(axis=1) == y))
     return scores

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(result, command)
     print(table)
     if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.report, table)
         payload = json.dumps({"command": command, **result}, indent=1)
         write_text_atomic(args.report.with_name("teacher_ensemble.json"), payload)

@@ -154,6 +154,11 @@ def test_spec_augment_masks_bands_with_zero_per_clip():
     zero_cols = (out == 0).all(axis=1).sum(axis=1)
     assert zero_cols.max() <= 2 * 20
     assert len({tuple(np.flatnonzero(c)) for c in (out == 0).all(axis=1)}) > 5  # drawn per clip
+    zero_rows = (out == 0).all(axis=2)  # [clips, coefficients]: bands masked for the whole clip
+    assert zero_rows.sum(axis=1).max() <= int(0.3 * 13) and zero_rows.any(axis=1).sum() > 5
+    assert len({tuple(np.flatnonzero(r)) for r in zero_rows}) > 5  # drawn per clip
+    # every zero lies in a masked band or a masked frame of its clip
+    assert np.array_equal(out == 0, zero_rows[:, :, None] | (out == 0).all(axis=1)[:, None, :])
     off = AugmentConfig(time_masks=0, freq_masks=0)
     assert np.array_equal(augment.spec_augment(ones, off, RNG()), ones)
 

@@ -45,6 +45,7 @@ def write_benchmark_table(path: Path, title: str, table: str, argv: list[str] | 
     """Write a benchmark's markdown ``table`` to ``path`` under ``title`` and the command that made it
     (``argv``: the arguments its ``main`` was given, when not this process's own)."""
     command = invocation() if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, f"# {title}\n\n`{command}`\n\n{table}\n")
 
 

@@ -409,6 +409,7 @@ def test_publishing_recomputes_the_golden_files_beside_the_model(exported_run, t
     capsys.readouterr()
 
     monkeypatch.chdir(tmp_path)  # no firmware_stub here
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # nor on the path the tool's process inherits
     edge.run_edge_stages(run, overrides, progress=False, replace_published=True)
     out = capsys.readouterr().out
     assert "still hold the previous model's expected scores (" in out

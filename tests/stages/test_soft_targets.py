@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from esc_tf import pipeline
 from esc_tf.artifacts import Normalization
 from esc_tf.audio.features import feature_shape
 from esc_tf.config import with_value, with_values
@@ -39,11 +40,34 @@ def setting(dataset_dir, tmp_path):
     return config, waves, Normalization.identity(config.features.num_mfcc)
 
 
+def first_element_teacher(config, path) -> distill.Teacher:
+    """A saved model whose logits are ``[x, 0, 0]``, x the first coefficient of the input's first frame: a
+    rotated view of a clip gets other logits."""
+    inputs = keras.Input((*feature_shape(config), 1))
+    first = keras.layers.Lambda(lambda x: x[:, 0, 0, :])(inputs)
+    outputs = keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant([[1.0, 0.0, 0.0]]),
+                                 bias_initializer="zeros")(first)
+    model = keras.Model(inputs, outputs)
+    model.save(path)
+    ones = np.ones((feature_shape(config)[0], 1, 1), np.float32)
+    return distill.Teacher([model], [ones], [ones * 0.0], 1.0, (path,))
+
+
 def test_targets_are_the_teachers_probabilities_averaged_over_each_clips_views(setting, tmp_path):
     config, waves, norm = setting
     teacher = constant_teacher([0.0, np.log(2.0), 0.0], config, tmp_path / "t.keras")
     targets = st.soft_targets(teacher, waves, config, norm, tmp_path / "cache")
     np.testing.assert_allclose(targets, np.tile([0.25, 0.5, 0.25], (6, 1)), rtol=1e-6)
+    # A teacher that sees the views apart: the mean of its probabilities on rotations 0 and 1, where
+    # rotation r puts frame -r first (np.roll), not its probabilities on one view.
+    teacher = first_element_teacher(config, tmp_path / "first.keras")
+    targets = st.soft_targets(teacher, waves, config, norm, tmp_path / "cache")
+    features = pipeline.feature_array(waves, config, norm)[:, 0, :, 0]
+    per_view = [np.stack([np.exp(v), np.ones_like(v), np.ones_like(v)], axis=1) for v in
+                (features[:, 0], features[:, -1])]
+    per_view = [p / p.sum(axis=1, keepdims=True) for p in per_view]
+    assert not np.allclose(per_view[0], per_view[1], atol=1e-3)
+    np.testing.assert_allclose(targets, (per_view[0] + per_view[1]) / 2, rtol=1e-5, atol=1e-6)
 
 
 def test_the_cache_is_read_back_and_keyed_by_audio_and_teacher(setting, tmp_path, monkeypatch):
