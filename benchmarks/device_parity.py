@@ -37,7 +37,8 @@ import pandas as pd  # noqa: E402
 
 from esc_tf.artifacts import ModelMeta  # noqa: E402
 from esc_tf.audio.features import views_per_clip  # noqa: E402
-from esc_tf.config import apply_override  # noqa: E402
+from esc_tf.cli.options import parse_folds  # noqa: E402
+from esc_tf.config import ConfigError, apply_override  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
 from firmware_stub.tools import host_build, reference  # noqa: E402
 
@@ -175,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the numbers here")
     parser.add_argument("--min-clips", type=int, default=100, help="refuse to report on fewer clips (default 100)")
     args = parser.parse_args(argv)
-    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    try:
+        folds = parse_folds(args.folds)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     result = compare(Path(args.model), args.data_dir, folds)
     if result["clips"] < args.min_clips:
         print(f"error: only {result['clips']} clips (--min-clips {args.min_clips})", file=sys.stderr)

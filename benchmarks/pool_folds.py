@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     floats, int8s = [], []
     for run in args.runs:
-        f, q = fold_accuracies(run)
+        try:
+            f, q = fold_accuracies(run)
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"error: {run}: no report.json with the edge stage's int8 TFLM scores ({exc}); run esc-tf deploy "
+                  "--run on it first", file=sys.stderr)
+            return 1
         floats += f
         int8s += q
         print(f"{run.name}: float {np.mean(f):.4f}, int8 TFLM {np.mean(q):.4f} ({len(f)} folds)")

@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from esc_tf import pipeline  # noqa: E402
-from esc_tf.config import Config, with_value  # noqa: E402
+from esc_tf.cli.options import parse_ints  # noqa: E402
+from esc_tf.config import Config, ConfigError, with_value  # noqa: E402
 from esc_tf.data import dataset as data_mod  # noqa: E402
 from esc_tf.reporting.run_report import write_benchmark_table  # noqa: E402
 from esc_tf.runtime.predictors import softmax  # noqa: E402
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the runs' data options (e.g. data.cache_dir)")
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
-    rolls = sorted({int(r) for r in args.rolls.split(",")})
+    try:
+        rolls = sorted(set(parse_ints(args.rolls, "--rolls", "1,4,16")))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     table: dict[str, dict[str, float]] = {}
     for run in args.runs:
         config, meta, waves, row_of = run_clips(run, args.set)
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{run.name} {fold_dir.name}"
             table[key] = sweep_fold(fold_dir, waves, row_of, data_mod.labels(meta), config, rolls, args.mel_shifts)
             print(key, " ".join(f"{k}: {v:.4f}" for k, v in table[key].items()), flush=True)
+    if not table:
+        print(f"error: no finished fold (fold*/result.json) in {', '.join(map(str, args.runs))}; train the run first",
+              file=sys.stderr)
+        return 1
     columns = list(next(iter(table.values())))
     lines = ["| run, fold | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     lines += [f"| {key} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + " |" for key, row in table.items()]

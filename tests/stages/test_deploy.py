@@ -322,6 +322,21 @@ def test_pool_folds_pools_every_fold_of_every_run(tmp_path, capsys):
                     f"int8 TFLM 0.7000 ± {np.std([0.7, 0.7, 0.8, 0.6]):.4f}")
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("pool_folds", ["RUN"], "no report.json with the edge stage's int8 TFLM scores"),
+    ("rotation_sweep", ["RUN", "--rolls", "1,x"], "--rolls '1,x': expected comma-separated integers"),
+    ("rotation_sweep", ["RUN"], "no finished fold (fold*/result.json) in"),
+    ("device_parity", ["--data-dir", "DATA", "--folds", "1,a"], "--folds '1,a': expected comma-separated integers"),
+])
+def test_benchmarks_answer_bad_arguments_in_one_line(exported_run, tmp_path, capsys, script, args, message):
+    run = tmp_path / "run"  # a run folder without its folds and report
+    shutil.copytree(exported_run, run, ignore=shutil.ignore_patterns("fold*", "report.*"))
+    args = [str(run) if a == "RUN" else a for a in args]
+    assert load_benchmark(script).main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
 def test_representative_clips_are_stratified():
     labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
     picked = representative_indices(labels, 15, seed=0)
