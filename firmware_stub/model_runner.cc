@@ -35,12 +35,12 @@ bool HasQuantization(const TfLiteTensor* tensor, float scale, int zero_point) {
 }  // namespace
 
 model_runner_status_t model_runner_init(void) {
+  if (input != nullptr) return MODEL_RUNNER_OK;  // initialised before: the interpreter is static
   const tflite::Model* model = tflite::GetModel(g_model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     MicroPrintf("model schema %d, TFLM expects %d", static_cast<int>(model->version()), TFLITE_SCHEMA_VERSION);
     return MODEL_RUNNER_BAD_SCHEMA;
   }
-  if (input != nullptr) return MODEL_RUNNER_OK;  // initialised before: the interpreter is static
   static ModelOpResolver op_resolver;
   static bool ops_registered = false;  // a resolver refuses an op registered twice: a retry registers none
   if (!ops_registered) {

@@ -205,15 +205,18 @@ def deploy(run_dir: Path, meta: pd.DataFrame, waves: np.ndarray, config: Config,
 
 
 def run_edge_stages(run_dir: Path, overrides: list[str] | None = None, deploy_model: bool | None = None,
-                    progress: bool = True, replace_published: bool = False) -> None:
+                    progress: bool = True, replace_published: bool = False,
+                    clips: tuple[pd.DataFrame, np.ndarray] | None = None) -> None:
     """Per-fold comparison for every finished fold without one, then the deployment export, mirrored to
-    ``export.publish_dir`` (:func:`publish_target`)."""
-
+    ``export.publish_dir`` (:func:`publish_target`). ``clips``: the run's metadata and decoded clips when
+    the caller already holds them (:func:`rescore`). Every refusal comes before any audio is decoded."""
     overrides = overrides or []
     check_edge_overrides(overrides)
-    config, meta, waves, _ = run_clips(run_dir, overrides, progress)
+    saved = run_config(run_dir, [])
+    config = apply_overrides(saved, overrides)
     fold_dirs = sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file())
-    check_edge_results_current(run_dir, fold_dirs, config)
+    check_edge_results_current(run_dir, fold_dirs, saved, config)
+    meta, waves, _ = run_dataset(run_dir, config, progress) if clips is None else (*clips, None)
     save_config(config, run_dir / "config.yaml")  # the report then describes the stages as they run
     if config.export.edge_eval:
         for i, fold_dir in enumerate(fold_dirs, 1):
@@ -258,10 +261,9 @@ def check_edge_overrides(overrides: list[str]) -> None:
                               "with --rescore); train a new run to change the others")
 
 
-def check_edge_results_current(run_dir: Path, fold_dirs: list[Path], config: Config) -> None:
+def check_edge_results_current(run_dir: Path, fold_dirs: list[Path], saved: Config, config: Config) -> None:
     """Refuse options that would make finished fold comparisons or the deployment model disagree with
-    ``config`` (pruning, calibration clips): they were made with the run's saved options."""
-    saved = load_config(run_dir / "config.yaml", written_by_esc_tf=True)
+    ``config`` (pruning, calibration clips): they were made with the run's ``saved`` options."""
     changed = [key for key in option_fields() if key.startswith(EDGE_RESULT_OPTIONS)
                and option_value(saved, key) != option_value(config, key)]
     done = [d / EDGE_FILE for d in fold_dirs if (d / EDGE_FILE).is_file()]
@@ -273,17 +275,28 @@ def check_edge_results_current(run_dir: Path, fold_dirs: list[Path], config: Con
                           "fold*/edge.json and deploy/")
 
 
-def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
-              ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
-    """A finished run's config (``overrides`` applied), its dataset's metadata and decoded clips, and the
-    row of each file name; refused when the dataset found is not the one the run trained on."""
-    config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), overrides)
+def run_config(run_dir: Path, overrides: list[str]) -> Config:
+    """A finished run's saved config with ``overrides`` applied."""
+    return apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), overrides)
+
+
+def run_dataset(run_dir: Path, config: Config, progress: bool = False
+                ) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """The metadata and decoded clips of the dataset ``config`` points at, and the row of each file name;
+    refused before decoding when it is not the dataset the run in ``run_dir`` trained on."""
     meta = data_mod.load_dataset(config)
     check_same_inputs(run_dir, {"data": data_mod.listing_fingerprint(meta)},
                       remedy="run the command from the folder the run was trained from, or point "
                              "--set data.data_dir at the dataset it trained on")
     waves = data_mod.load_waveforms(meta, config.audio, config.data.cache_dir, progress=progress)
-    return config, meta, waves, {name: i for i, name in enumerate(meta["filename"])}
+    return meta, waves, {name: i for i, name in enumerate(meta["filename"])}
+
+
+def run_clips(run_dir: Path, overrides: list[str], progress: bool = False
+              ) -> tuple[Config, pd.DataFrame, np.ndarray, dict[str, int]]:
+    """A finished run's config (``overrides`` applied) and :func:`run_dataset` of it."""
+    config = run_config(run_dir, overrides)
+    return (config, *run_dataset(run_dir, config, progress))
 
 
 def fold_model_and_test_features(fold_dir: Path, waves: np.ndarray, row_of: dict[str, int], config: Config
@@ -312,10 +325,11 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
         raise ConfigError(f"{run_dir / DEPLOY_DIR}: a rescored run's deployment model would not match its scores; "
                           "rescore a copy of the run without deploy/")
     scoring = [a for a in overrides if _scoring_override(a)]
-    config = apply_overrides(load_config(run_dir / "config.yaml", written_by_esc_tf=True), scoring)
+    others = [a for a in overrides if a not in scoring]
+    config = run_config(run_dir, scoring)
     check_scoring_config(config)
-    check_edge_overrides([a for a in overrides if a not in scoring])
-    _, _, waves, row_of = run_clips(run_dir, overrides, progress)
+    check_edge_overrides(others)  # here, not only in run_edge_stages: before any fold is rewritten
+    meta, waves, row_of = run_dataset(run_dir, apply_overrides(config, others), progress)
     rescored = []  # every fold scored before any is rewritten: an interruption leaves the run as it was
     for fold_dir in sorted(d for d in run_dir.iterdir() if (d / RESULT_FILE).is_file()):
         result, model, model_meta, feats, _ = fold_model_and_test_features(fold_dir, waves, row_of, config)
@@ -331,4 +345,4 @@ def rescore(run_dir: Path, overrides: list[str], progress: bool = True) -> None:
                   model_meta.trained_on).save(fold_dir)
     save_config(config, run_dir / "config.yaml")
     record_recipe(run_dir, config)  # the folds now score this way: resuming under the old options is refused
-    run_edge_stages(run_dir, [a for a in overrides if a not in scoring], deploy_model=False, progress=progress)
+    run_edge_stages(run_dir, others, deploy_model=False, progress=progress, clips=(meta, waves))

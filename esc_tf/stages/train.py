@@ -286,12 +286,13 @@ RUN_FOLDER_BYTES = 100_000_000  # models, exports and logs of a run, with room t
 
 
 RESUME_REMEDY = "run again with --restart to train it anew, or pass --run-dir for a new folder"
+RECORDED_LATER = ("recipe",)  # inputs.json keys that older run folders lack: compared only where recorded
 
 
 def check_same_inputs(run_dir: Path, inputs: dict[str, str], remedy: str = RESUME_REMEDY) -> None:
     """Refuse to go on with a run folder started on other data, options (``recipe``), teacher table or
-    esc-tf version than ``inputs``; ``remedy`` ends the message. A key the folder did not record (written
-    before esc-tf recorded it) is not compared."""
+    esc-tf version than ``inputs``; ``remedy`` ends the message. A key of :data:`RECORDED_LATER` that the
+    folder lacks (written before esc-tf recorded it) is not compared."""
     path = run_dir / INPUTS_FILE
     if not path.is_file():
         return
@@ -299,7 +300,8 @@ def check_same_inputs(run_dir: Path, inputs: dict[str, str], remedy: str = RESUM
     what = {"data": "dataset", "esc_tf": "esc-tf version", "teacher_targets": "teacher table",
             "recipe": "training options"}
     changed = [f"the {what.get(key, key)} ({before.get(key)} then, {value} now)"
-               for key, value in inputs.items() if before.get(key) != value and (key in before or key != "recipe")]
+               for key, value in inputs.items()
+               if before.get(key) != value and (key in before or key not in RECORDED_LATER)]
     if changed:
         raise ConfigError(f"{run_dir}: {' and '.join(changed)} changed since this run started, so its finished "
                           f"folds cannot be used; {remedy}")

@@ -282,8 +282,10 @@ def test_rescore_interrupted_leaves_the_run_as_it_was_and_then_binds_the_run(edg
     ("prune.target_sparsity=0.3", "--set prune.target_sparsity: .*edge.json was made with the run's own value"),
     ("export.representative_clips=5", "--set export.representative_clips: .* was made with the run's own value"),
 ])
-def test_deploy_refuses_options_that_do_not_fit_the_finished_stages(edge_run, capsys, assignment, message):
+def test_deploy_refuses_options_that_do_not_fit_the_finished_stages(edge_run, capsys, monkeypatch, assignment,
+                                                                     message):
     config_text = (edge_run / "config.yaml").read_text()
+    monkeypatch.setattr(edge.data_mod, "load_waveforms", lambda *a, **k: pytest.fail("audio decoded first"))
     assert cli_main(["deploy", "--run", str(edge_run), "--set", assignment]) == 1
     assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
     assert (edge_run / "config.yaml").read_text() == config_text
